@@ -1,0 +1,5 @@
+import sys
+
+from catalens.cli import main
+
+sys.exit(main())

@@ -1,0 +1,260 @@
+"""``catalens up | publish | embedder | sink | api | dlq | model``.
+
+Options override the ``CATALENS_*`` environment variables of the same name
+(``--kafka-bootstrap`` ↔ ``CATALENS_KAFKA_BOOTSTRAP``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from catalens.settings import (
+    ApiSettings,
+    CatalensSettings,
+    EmbedderSettings,
+    SinkSettings,
+)
+
+log = logging.getLogger("catalens")
+
+# Options shared by every command that talks to Kafka or Milvus: dest = settings field.
+COMMON_OPTIONS = (
+    "kafka_bootstrap",
+    "milvus_uri",
+    "model",
+    "collection",
+    "input_topic",
+    "log_level",
+)
+
+
+def _add_common(parser: argparse.ArgumentParser, extra: Sequence[str] = ()) -> None:
+    for field in (*COMMON_OPTIONS, *extra):
+        parser.add_argument(
+            f"--{field.replace('_', '-')}",
+            dest=field,
+            default=None,
+            help=f"overrides CATALENS_{field.upper()}",
+        )
+
+
+def _settings(cls: type[CatalensSettings], args: argparse.Namespace) -> Any:
+    fields = cls.model_fields
+    overrides = {k: v for k, v in vars(args).items() if k in fields and v is not None}
+    try:
+        return cls(**overrides)
+    except ValidationError as exc:
+        sys.exit(f"catalens: invalid configuration:\n{exc}")
+
+
+def _configure_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    for noisy in ("httpx", "httpcore", "urllib3"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    # pymilvus logs a traceback for every failed call; the store reports them itself.
+    logging.getLogger("pymilvus").setLevel(logging.CRITICAL)
+
+
+def stop_on_signals() -> threading.Event:
+    """SIGTERM and SIGINT only set a flag; the service loops notice it and shut down."""
+    stop = threading.Event()
+
+    def handler(signum: int, _frame: object) -> None:
+        log.info("received %s; stopping", signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
+    return stop
+
+
+def cmd_embedder(args: argparse.Namespace) -> int:
+    from catalens.embedder.main import run
+
+    settings = _settings(EmbedderSettings, args)
+    _configure_logging(settings.log_level)
+    run(settings, stop_on_signals())
+    return 0
+
+
+def cmd_sink(args: argparse.Namespace) -> int:
+    from catalens.sink.main import run
+
+    settings = _settings(SinkSettings, args)
+    _configure_logging(settings.log_level)
+    run(settings, stop_on_signals())
+    return 0
+
+
+def cmd_api(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from catalens.query_api.app import create_app
+
+    settings = _settings(ApiSettings, args)
+    _configure_logging(settings.log_level)
+    uvicorn.run(
+        create_app(settings),
+        host=settings.api_host,
+        port=settings.api_port,
+        log_level=settings.log_level.lower(),
+        access_log=False,
+    )
+    return 0
+
+
+def cmd_publish(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from catalens.kafka import Publisher, ensure_topics
+    from catalens.producer.catalog import CatalogError, read_csv, read_jsonl
+    from catalens.producer.publisher import EventPublisher
+    from catalens.retry import Backoff, retry_transient
+
+    settings = _settings(CatalensSettings, args)
+    _configure_logging(settings.log_level)
+    path = Path(args.path)
+    if not path.is_file():
+        sys.exit(f"catalens publish: no such file: {path}")
+    if path.suffix.lower() == ".csv":
+        images = Path(args.images) if args.images else path.parent / "images"
+        rows = read_csv(path, images, version=args.version, image_base_url=args.image_base_url)
+    else:
+        rows = read_jsonl(path)
+    problems: list[CatalogError] = []
+
+    def events() -> Any:
+        for row in rows:
+            if isinstance(row, CatalogError):
+                problems.append(row)
+            else:
+                yield row
+
+    retry_transient(
+        lambda: ensure_topics(settings, [settings.input_topic]),
+        what="create topics",
+        backoff=Backoff(),
+        stop=threading.Event(),
+    )
+    publisher = EventPublisher(Publisher(settings), settings.input_topic)
+    with tqdm(desc=f"publishing {path.name}", unit="event", disable=args.quiet) as bar:
+        sent, failures = publisher.publish_many(events(), on_progress=bar.update)
+    for problem in problems[:20]:
+        print(f"{path}:{problem.line}: skipped: {problem.message}", file=sys.stderr)
+    if len(problems) > 20:
+        print(f"... and {len(problems) - 20} more skipped rows", file=sys.stderr)
+    for event_id, error in failures[:20]:
+        print(f"not delivered: {event_id}: {error}", file=sys.stderr)
+    print(
+        f"published {sent} events to {settings.input_topic}"
+        f" ({len(problems)} rows skipped, {len(failures)} not delivered)"
+    )
+    return 1 if failures else 0
+
+
+def cmd_model(args: argparse.Namespace) -> int:
+    from catalens.modelkit import build_random_clip
+
+    path = build_random_clip(Path(args.directory), size=args.size, seed=args.seed)
+    print(f"wrote a random-weights CLIP ({args.size}) to {path}")
+    return 0
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    from catalens.up import run_up
+
+    settings = _settings(ApiSettings, args)
+    _configure_logging(settings.log_level)
+    return run_up(
+        settings, data_dir=Path(args.data_dir), sample_size=args.sample_size, stop=stop_on_signals()
+    )
+
+
+def cmd_dlq(args: argparse.Namespace) -> int:
+    from catalens.dlq import run_dlq
+
+    settings = _settings(CatalensSettings, args)
+    _configure_logging(settings.log_level)
+    return run_dlq(settings, args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="catalens", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    up = commands.add_parser("up", help="run the whole pipeline locally with a sample catalog")
+    _add_common(up, ("api_port", "api_host"))
+    up.add_argument(
+        "--data-dir", default=".catalens", help="state, logs, sample (default %(default)s)"
+    )
+    up.add_argument("--sample-size", type=int, default=40, help="products in the sample catalog")
+    up.set_defaults(func=cmd_up)
+
+    publish = commands.add_parser("publish", help="publish a catalog (CSV + images, or JSONL)")
+    publish.add_argument("path", help="articles.csv (H&M layout) or events .jsonl")
+    publish.add_argument("--images", help="image folder of a CSV catalog (default: ./images)")
+    publish.add_argument(
+        "--version", type=int, default=None, help="version of every CSV event (default: now in ms)"
+    )
+    publish.add_argument(
+        "--image-base-url",
+        default=None,
+        help="publish image URLs under this base instead of file paths",
+    )
+    publish.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_common(publish)
+    publish.set_defaults(func=cmd_publish)
+
+    for name, func, extra, text in (
+        ("embedder", cmd_embedder, ("embeddings_topic", "dlq_topic"), "run an embedder"),
+        ("sink", cmd_sink, ("embeddings_topic", "dlq_topic"), "run a sink"),
+        ("api", cmd_api, ("api_port", "api_host"), "run the query API"),
+    ):
+        sub = commands.add_parser(name, help=text)
+        _add_common(sub, extra)
+        sub.set_defaults(func=func)
+
+    dlq = commands.add_parser("dlq", help="inspect or replay dead letters")
+    dlq.add_argument("action", choices=["show", "replay"])
+    dlq.add_argument("--reason", action="append", help="only these reason codes")
+    dlq.add_argument("--product", action="append", help="only these product ids")
+    dlq.add_argument("--limit", type=int, default=100)
+    dlq.add_argument(
+        "--timeout",
+        type=float,
+        default=5.0,
+        help="stop after this many seconds without a new dead letter",
+    )
+    _add_common(dlq, ("dlq_topic",))
+    dlq.set_defaults(func=cmd_dlq)
+
+    model = commands.add_parser("model", help="write a random-weights CLIP (tests, benchmarks)")
+    model.add_argument("directory")
+    model.add_argument("--size", choices=["tiny", "vit-b-32"], default="tiny")
+    model.add_argument("--seed", type=int, default=0)
+    model.set_defaults(func=cmd_model)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    func: Callable[[argparse.Namespace], int] = args.func
+    return func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,68 @@
+"""Wiring of the embedder: settings in, clients built once, service run."""
+
+from __future__ import annotations
+
+import threading
+
+from catalens.embedder.service import EmbedderConfig, EmbedderService
+from catalens.embedder.sources import ImageSource, SourcePolicy, parse_networks
+from catalens.embedder.steps import Topics
+from catalens.encoder import ClipEncoder
+from catalens.images import ImageLimits
+from catalens.kafka import Publisher, Source, ensure_topics
+from catalens.retry import Backoff, retry_transient
+from catalens.settings import EmbedderSettings
+
+
+def run(settings: EmbedderSettings, stop: threading.Event) -> None:
+    encoder = ClipEncoder(
+        settings.model,
+        towers=("image",),
+        device=settings.device,
+        precision=settings.precision,
+        threads=settings.torch_threads,
+    )
+    backoff = Backoff(settings.retry_initial_s, settings.retry_max_s)
+    topics = [settings.input_topic, settings.embeddings_topic, settings.dlq_topic]
+    retry_transient(
+        lambda: ensure_topics(settings, topics), what="create topics", backoff=backoff, stop=stop
+    )
+    images = ImageSource(
+        SourcePolicy(
+            max_bytes=settings.max_image_bytes,
+            timeout_s=settings.fetch_timeout_s,
+            max_redirects=settings.max_redirects,
+            retries=settings.fetch_retries,
+            image_roots=tuple(settings.image_roots),
+            allow_private=settings.allow_private_networks,
+            allowed_networks=parse_networks(settings.allowed_networks),
+        )
+    )
+    config = EmbedderConfig(
+        topics=Topics(settings.embeddings_topic, settings.dlq_topic),
+        model=settings.model,
+        dim=encoder.dim,
+        spec=encoder.spec,
+        limits=ImageLimits(settings.max_image_bytes, settings.max_image_pixels),
+        batch_size=settings.batch_size,
+        batch_wait_s=settings.batch_wait_ms / 1000,
+        fetch_concurrency=settings.fetch_concurrency,
+        max_in_flight=settings.max_in_flight,
+    )
+    service = EmbedderService(
+        config,
+        make_source=lambda on_revoke: Source(
+            settings,
+            group_id=settings.embedder_group,
+            topics=[settings.input_topic],
+            on_revoke=on_revoke,
+        ),
+        publisher=Publisher(settings),
+        images=images,
+        encode=lambda pixels: list(encoder.encode_images(pixels)),
+        stop=stop,
+    )
+    try:
+        service.run()
+    finally:
+        images.close()

@@ -1,0 +1,271 @@
+"""The embedder service: a consumer-group member wiring Kafka, image reading and CLIP.
+
+Threads and what they own::
+
+    main loop ── consume ─▶ decide ─▶ prepare pool (read + decode, I/O-bound, bounded)
+        ▲                                   │
+        │                                   ▼
+        └── outcomes ◀── inference thread (adaptive batches ─▶ ClipEncoder)
+
+Only the main loop talks to Kafka. Every input record yields exactly one output (an
+embedding record, a pass-through delete, or a dead letter); the input's offset becomes
+committable when that output is acknowledged by the broker (at-least-once). Records of
+one product are handled one at a time, in order, so a tombstone can never overtake an
+earlier upsert of the same product. Backpressure: past ``max_in_flight`` unfinished
+records the partitions are paused (the member stays in its group) until half drain.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+from catalens.embedder.batcher import Batcher, Closed
+from catalens.embedder.sources import ImageSource
+from catalens.embedder.steps import NeedsImage, Output, Topics, dead_letter, decide, embedded
+from catalens.images import ImageError, ImageLimits, Pixels, PreprocessSpec, preprocess
+from catalens.kafka import DeliveryError, Partition, Publisher, Record, Source
+from catalens.offsets import OffsetTracker
+from catalens.schemas import EventError, ProductImageEvent
+from catalens.schemas.embedding import Vector
+
+log = logging.getLogger(__name__)
+
+Encode = Callable[[list[Pixels]], "list[Vector]"]
+
+
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    record: Record
+    event: ProductImageEvent
+    pixels: Pixels
+
+
+@dataclass(frozen=True)
+class EmbedderConfig:
+    topics: Topics
+    model: str
+    dim: int
+    spec: PreprocessSpec
+    limits: ImageLimits
+    batch_size: int = 32
+    batch_wait_s: float = 0.025
+    fetch_concurrency: int = 16
+    max_in_flight: int = 256
+    shutdown_timeout_s: float = 30.0
+    revoke_timeout_s: float = 10.0
+
+
+class EmbedderService:
+    def __init__(
+        self,
+        config: EmbedderConfig,
+        *,
+        make_source: Callable[[Callable[[list[Partition]], None]], Source],
+        publisher: Publisher,
+        images: ImageSource,
+        encode: Callable[[list[Pixels]], list[Vector]],
+        stop: threading.Event,
+    ) -> None:
+        self.config = config
+        self._publisher = publisher
+        self._images = images
+        self._encode = encode
+        self._stop = stop
+        self._tracker = OffsetTracker()
+        self._outcomes: queue.Queue[tuple[Record, Output] | BaseException] = queue.Queue()
+        self._waiting: dict[bytes | None, deque[Record]] = {}
+        self._preparing = 0
+        self._preparing_lock = threading.Lock()
+        self._pool = ThreadPoolExecutor(config.fetch_concurrency, thread_name_prefix="prepare")
+        self._batcher: Batcher[Prepared] = Batcher(
+            config.batch_size,
+            config.batch_wait_s,
+            capacity=config.max_in_flight,
+            more_coming=lambda: self._preparing > 0,
+        )
+        self._inference = threading.Thread(
+            target=self._infer_forever, name="inference", daemon=True
+        )
+        self._source = make_source(self._on_revoke)
+        self.embedded = 0
+        self.dead_lettered = 0
+        self.healthy_at = time.monotonic()
+
+    # -- main loop ------------------------------------------------------------------------
+
+    def run(self) -> None:
+        """Serve until ``stop`` is set, then finish what is in flight and commit it."""
+        self._inference.start()
+        log.info(
+            "embedder serving %s (model %s, dim %d)",
+            self.config.topics,
+            self.config.model,
+            self.config.dim,
+        )
+        last_report = time.monotonic()
+        try:
+            while not self._stop.is_set():
+                busy = self._tracker.in_flight() > 0
+                for record in self._source.poll(self.config.batch_size, 0.02 if busy else 0.5):
+                    self._admit(record)
+                self._pump(wait_s=0.01 if busy else 0)
+                self._backpressure()
+                self.healthy_at = time.monotonic()
+                if time.monotonic() - last_report > 10:
+                    last_report = time.monotonic()
+                    log.info(
+                        "embedded %d, dead-lettered %d, in flight %d",
+                        self.embedded,
+                        self.dead_lettered,
+                        self._tracker.in_flight(),
+                    )
+            self._drain(self.config.shutdown_timeout_s)
+        finally:
+            self._close()
+
+    def _admit(self, record: Record) -> None:
+        self._tracker.start(record.tp, record.offset)
+        waiting = self._waiting.get(record.key)
+        if waiting is not None:  # an earlier record of this product is still in flight
+            waiting.append(record)
+            return
+        self._waiting[record.key] = deque()
+        self._begin(record)
+
+    def _begin(self, record: Record) -> None:
+        decision = decide(record, self.config.topics, self.config.model, self.config.dim)
+        if isinstance(decision, NeedsImage):
+            with self._preparing_lock:
+                self._preparing += 1
+            self._pool.submit(self._prepare, record, decision.event)
+        else:
+            self._produce(record, decision)
+
+    def _pump(self, wait_s: float) -> None:
+        """Produce finished outputs, serve delivery reports, store committable offsets."""
+        try:
+            item = self._outcomes.get(timeout=wait_s) if wait_s else self._outcomes.get_nowait()
+            while True:
+                if isinstance(item, BaseException):
+                    raise item
+                self._produce(*item)
+                item = self._outcomes.get_nowait()
+        except queue.Empty:
+            pass
+        self._publisher.poll(0)
+        ready = self._tracker.take_committable()
+        if ready:
+            self._source.mark_done(ready)
+
+    def _produce(self, record: Record, output: Output) -> None:
+        def delivered(error: DeliveryError | None) -> None:
+            if error is None:
+                self._finished(record, output)
+            elif error.fatal:
+                self._outcomes.put(error)
+            else:  # not acknowledged: produce it again, never skip it
+                log.warning(
+                    "delivery for %s@%d failed (%s); retrying", record.tp, record.offset, error
+                )
+                self._outcomes.put((record, output))
+
+        self._publisher.produce(
+            output.topic, output.key, output.value, headers=output.headers, on_delivery=delivered
+        )
+
+    def _finished(self, record: Record, output: Output) -> None:
+        if output.topic == self.config.topics.dlq:
+            self.dead_lettered += 1
+        else:
+            self.embedded += 1
+        self._tracker.finish(record.tp, record.offset)
+        waiting = self._waiting.get(record.key)
+        if waiting:
+            self._begin(waiting.popleft())
+        else:
+            self._waiting.pop(record.key, None)
+
+    def _backpressure(self) -> None:
+        in_flight = self._tracker.in_flight()
+        if in_flight >= self.config.max_in_flight:
+            self._source.pause()
+        elif self._source.paused and in_flight <= self.config.max_in_flight // 2:
+            self._source.resume()
+
+    # -- workers --------------------------------------------------------------------------
+
+    def _prepare(self, record: Record, event: ProductImageEvent) -> None:
+        try:
+            assert event.image is not None
+            data = self._images.read(event.image)
+            pixels = preprocess(data, self.config.spec, self.config.limits)
+        except ImageError as exc:
+            error = EventError(
+                exc.reason, exc.message, product_id=event.product_id, event_id=event.event_id
+            )
+            self._outcomes.put((record, dead_letter(record, error, self.config.topics)))
+        except BaseException as exc:  # a bug: hand it to the main loop, which crashes
+            self._outcomes.put(exc)
+        else:
+            self._batcher.put(Prepared(record, event, pixels))
+        finally:
+            with self._preparing_lock:
+                self._preparing -= 1
+
+    def _infer_forever(self) -> None:
+        while True:
+            try:
+                batch = self._batcher.next_batch()
+            except Closed:
+                return
+            try:
+                vectors = self._encode([item.pixels for item in batch])
+            except BaseException as exc:  # a bug or a broken device: crash the service
+                self._outcomes.put(exc)
+                return
+            for item, vector in zip(batch, vectors, strict=True):
+                self._outcomes.put(
+                    (
+                        item.record,
+                        embedded(item.event, vector, self.config.topics, self.config.model),
+                    )
+                )
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    def _on_revoke(self, partitions: list[Partition]) -> None:
+        """Finish (briefly) what is in flight for partitions being taken away, commit it,
+        and forget the rest: the next owner re-reads it from the committed offset."""
+        deadline = time.monotonic() + self.config.revoke_timeout_s
+        owned = set(partitions)
+        while self._tracker.in_flight(owned) and time.monotonic() < deadline:
+            self._pump(wait_s=0.01)
+        self._pump(wait_s=0)
+        self._source.commit_now()
+        self._tracker.forget(partitions)
+
+    def _drain(self, timeout_s: float) -> None:
+        deadline = time.monotonic() + timeout_s
+        self._source.pause()
+        while self._tracker.in_flight() and time.monotonic() < deadline:
+            self._pump(wait_s=0.02)
+        self._publisher.flush(max(0.0, deadline - time.monotonic()))
+        self._pump(wait_s=0)
+        left = self._tracker.in_flight()
+        if left:
+            log.warning("stopping with %d records unfinished; they will be redelivered", left)
+
+    def _close(self) -> None:
+        self._batcher.close()
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        self._source.close()
+        log.info(
+            "embedder stopped: embedded %d, dead-lettered %d", self.embedded, self.dead_lettered
+        )

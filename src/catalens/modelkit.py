@@ -1,0 +1,113 @@
+"""Build randomly initialised CLIP models in the Hugging Face format ``CATALENS_MODEL`` loads.
+
+Used by the tests (a tiny model), by the benchmarks (the real ViT-B/32 architecture:
+speed does not depend on the weights) and by ``catalens up`` when no pretrained weights
+can be fetched. Vectors from random weights carry no meaning: search results are then
+ordered by score but not by relevance.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Literal
+
+import torch
+from transformers import CLIPConfig, CLIPImageProcessorPil, CLIPModel, CLIPProcessor, CLIPTokenizer
+
+Size = Literal["tiny", "vit-b-32"]
+
+_ARCHITECTURES = {
+    # ViT-B/32 as released by OpenAI (openai/clip-vit-base-patch32).
+    "vit-b-32": {
+        "text": {
+            "hidden_size": 512,
+            "intermediate_size": 2048,
+            "num_attention_heads": 8,
+            "num_hidden_layers": 12,
+        },
+        "vision": {
+            "hidden_size": 768,
+            "intermediate_size": 3072,
+            "num_attention_heads": 12,
+            "num_hidden_layers": 12,
+            "patch_size": 32,
+            "image_size": 224,
+        },
+        "projection_dim": 512,
+    },
+    "tiny": {
+        "text": {
+            "hidden_size": 32,
+            "intermediate_size": 64,
+            "num_attention_heads": 2,
+            "num_hidden_layers": 2,
+        },
+        "vision": {
+            "hidden_size": 32,
+            "intermediate_size": 64,
+            "num_attention_heads": 2,
+            "num_hidden_layers": 2,
+            "patch_size": 32,
+            "image_size": 224,
+        },
+        "projection_dim": 16,
+    },
+}
+
+
+def _bytes_to_unicode() -> dict[int, str]:
+    # GPT-2 / CLIP byte-level alphabet: every byte maps to one printable character.
+    printable = (
+        list(range(ord("!"), ord("~") + 1))
+        + list(range(ord("¡"), ord("¬") + 1))
+        + list(range(ord("®"), ord("ÿ") + 1))
+    )
+    chars = list(printable)
+    extra = 0
+    for byte in range(256):
+        if byte not in printable:
+            printable.append(byte)
+            chars.append(256 + extra)
+            extra += 1
+    return dict(zip(printable, (chr(c) for c in chars), strict=True))
+
+
+def write_tokenizer_files(directory: Path) -> None:
+    """A byte-level CLIP BPE vocabulary with no merges: every character is a token. It
+    tokenises any text the way CLIP's tokenizer does, just into more pieces."""
+    alphabet = list(_bytes_to_unicode().values())
+    tokens = alphabet + [c + "</w>" for c in alphabet] + ["<|startoftext|>", "<|endoftext|>"]
+    (directory / "vocab.json").write_text(json.dumps({t: i for i, t in enumerate(tokens)}))
+    (directory / "merges.txt").write_text("#version: 0.2\n")
+
+
+def build_random_clip(directory: Path, size: Size = "tiny", seed: int = 0) -> Path:
+    """Write a random CLIP (weights, config, tokenizer, image processor) to ``directory``."""
+    directory.mkdir(parents=True, exist_ok=True)
+    arch = _ARCHITECTURES[size]
+    write_tokenizer_files(directory)
+    tokenizer = CLIPTokenizer(str(directory / "vocab.json"), str(directory / "merges.txt"))
+    config = CLIPConfig(
+        text_config=arch["text"]
+        | {
+            "vocab_size": len(tokenizer),
+            "max_position_embeddings": 77,
+            "bos_token_id": tokenizer.bos_token_id,
+            "eos_token_id": tokenizer.eos_token_id,
+            "pad_token_id": tokenizer.pad_token_id,
+        },
+        vision_config=arch["vision"],
+        projection_dim=arch["projection_dim"],
+    )
+    torch.manual_seed(seed)
+    model = CLIPModel(config)
+    model.save_pretrained(directory)
+    processor = CLIPProcessor(
+        image_processor=CLIPImageProcessorPil(
+            size={"shortest_edge": 224}, crop_size={"height": 224, "width": 224}
+        ),
+        tokenizer=tokenizer,
+    )
+    processor.save_pretrained(directory)
+    return directory

@@ -1,0 +1,1 @@
+"""The producer: catalog files → product-image events on ``catalens.product-images``."""

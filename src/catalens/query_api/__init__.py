@@ -1,0 +1,1 @@
+"""The query API: CLIP text (and image) search over the Milvus collection."""

@@ -1,0 +1,29 @@
+"""Named dependencies: what the routes get from the app's lifespan state."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from catalens.encoder import ClipEncoder
+from catalens.query_api.search import TextVectors
+from catalens.settings import ApiSettings
+from catalens.store import VectorStore
+
+
+@dataclass
+class Services:
+    settings: ApiSettings
+    encoder: ClipEncoder
+    store: VectorStore
+    texts: TextVectors
+
+
+def get_services(request: Request) -> Services:
+    services: Services = request.app.state.services
+    return services
+
+
+ServicesDep = Annotated[Services, Depends(get_services)]

@@ -1,0 +1,25 @@
+from __future__ import annotations
+
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse
+
+from catalens.query_api.deps import ServicesDep
+from catalens.retry import TransientError
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/healthz")
+def healthz() -> dict[str, str]:
+    """The process is up (liveness)."""
+    return {"status": "ok"}
+
+
+@router.get("/readyz", response_model=None)
+def readyz(services: ServicesDep) -> dict[str, str] | JSONResponse:
+    """Milvus answers and the model is loaded (readiness)."""
+    try:
+        services.store.ping()
+    except TransientError as exc:
+        return JSONResponse({"status": "unavailable", "message": str(exc)}, status_code=503)
+    return {"status": "ready", "model": services.encoder.model}

@@ -1,0 +1,77 @@
+"""Capped exponential backoff for transient faults: wait and try again, never skip."""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TypeVar
+
+T = TypeVar("T")
+log = logging.getLogger(__name__)
+
+
+class TransientError(Exception):
+    """A dependency (broker, database, network) is away for now; the work must be retried."""
+
+
+class Stopped(Exception):
+    """The service was asked to stop while it was waiting for a dependency."""
+
+
+@dataclass(frozen=True)
+class Backoff:
+    initial_s: float = 0.2
+    max_s: float = 10.0
+
+    def delays(self) -> Callable[[int], float]:
+        def delay(attempt: int) -> float:
+            base: float = min(self.max_s, self.initial_s * 2 ** min(attempt, 30))
+            # Full jitter keeps a fleet of replicas from retrying in lockstep.
+            return base / 2 + random.uniform(0, base / 2)
+
+        return delay
+
+
+def retry_transient(
+    action: Callable[[], T],
+    *,
+    what: str,
+    backoff: Backoff,
+    stop: threading.Event,
+    on_wait: Callable[[bool], None] | None = None,
+    sleep: Callable[[float], None] | None = None,
+) -> T:
+    """Run ``action`` until it succeeds, sleeping with backoff after each ``TransientError``.
+
+    Any other exception propagates: a bug must crash loudly, not spin. ``on_wait(True)``
+    is called when waiting starts and ``on_wait(False)`` when the dependency is back, so
+    readiness can reflect it. ``sleep(seconds)`` replaces the plain wait (a consumer uses
+    it to keep polling, so the group does not evict it). Raises :class:`Stopped` if
+    ``stop`` is set while waiting.
+    """
+    delay = backoff.delays()
+    attempt = 0
+    while True:
+        try:
+            result = action()
+        except TransientError as exc:
+            if attempt == 0 and on_wait is not None:
+                on_wait(True)
+            pause = delay(attempt)
+            log.warning("%s failed (%s); retrying in %.1fs", what, exc, pause)
+            attempt += 1
+            if sleep is None:
+                stop.wait(pause)
+            else:
+                sleep(pause)
+            if stop.is_set():
+                raise Stopped(what) from exc
+            continue
+        if attempt and on_wait is not None:
+            on_wait(False)
+        if attempt:
+            log.info("%s succeeded after %d retries", what, attempt)
+        return result

@@ -1,0 +1,56 @@
+"""The record of ``catalens.product-embeddings``: one product's vector at one version."""
+
+from __future__ import annotations
+
+import base64
+from datetime import UTC, datetime
+from typing import Annotated, Self
+
+import numpy as np
+import numpy.typing as npt
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+
+from catalens.schemas.event import MAX_VERSION, AttributeValue, Op, ProductId
+
+Vector = npt.NDArray[np.float32]
+
+
+class EmbeddingRecord(BaseModel):
+    """An upsert carries an L2-normalised float32 vector (little-endian bytes, base64);
+    a delete carries none. A Kafka tombstone on this topic deletes the product too."""
+
+    model_config = ConfigDict(frozen=True)
+
+    schema_version: int = 1
+    op: Op
+    product_id: ProductId
+    version: Annotated[int, Field(ge=0, le=MAX_VERSION)]
+    event_id: str
+    occurred_at: AwareDatetime
+    embedded_at: AwareDatetime = Field(default_factory=lambda: datetime.now(UTC))
+    model: str = Field(description="the model that made the vector")
+    dim: int = Field(ge=0)
+    vector: str | None = Field(default=None, description="float32 little-endian, base64")
+    attributes: dict[str, AttributeValue] = Field(default_factory=dict)
+    image: str | None = Field(default=None, description="a displayable image reference")
+
+    @model_validator(mode="after")
+    def _vector_matches_op(self) -> Self:
+        if self.op is Op.UPSERT:
+            if self.vector is None:
+                raise ValueError("an upsert carries a vector")
+            if len(base64.b64decode(self.vector)) != 4 * self.dim:
+                raise ValueError(f"vector does not hold {self.dim} float32 values")
+        return self
+
+    @staticmethod
+    def pack(vector: Vector) -> str:
+        return base64.b64encode(np.asarray(vector, dtype="<f4").tobytes()).decode("ascii")
+
+    def unpack(self) -> Vector:
+        if self.vector is None:
+            raise ValueError(f"{self.op} record of {self.product_id} has no vector")
+        return np.frombuffer(base64.b64decode(self.vector), dtype="<f4").astype(np.float32)
+
+    def to_json(self) -> bytes:
+        return self.model_dump_json().encode()

@@ -1,0 +1,112 @@
+"""Configuration: one pydantic-settings model per service over a shared base.
+
+Every field is read from an environment variable ``CATALENS_<FIELD>`` (for example
+``CATALENS_KAFKA_BOOTSTRAP``); command-line options of the same name override it.
+Settings objects are frozen: build them once at the entry point and pass them down.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+DEFAULT_MODEL = "clip-ViT-B-32"
+
+CommaList = Annotated[list[str], NoDecode]
+
+
+def _split_commas(value: Any) -> Any:
+    """Accept ``a,b,c`` from the environment as well as a real list."""
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
+class CatalensSettings(BaseSettings):
+    """What every Catalens process needs: where Kafka and Milvus are, and the topic names."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="CATALENS_", frozen=True, extra="ignore", env_file=None
+    )
+
+    kafka_bootstrap: str = "localhost:9092"
+    kafka_security_protocol: str | None = None
+    kafka_sasl_mechanism: str | None = None
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: SecretStr | None = None
+    # Tansu (the development broker) only starts delivering to a new group member after
+    # about session.timeout.ms / 2, so the default is the smallest value real Kafka accepts.
+    kafka_session_timeout_ms: int = Field(default=6000, ge=1000)
+    kafka_max_poll_interval_ms: int = Field(default=60000, ge=1000)
+    input_topic: str = "catalens.product-images"
+    embeddings_topic: str = "catalens.product-embeddings"
+    dlq_topic: str = "catalens.product-images.dlq"
+    topic_partitions: int = Field(default=6, ge=1)
+    topic_replication: int = Field(default=1, ge=1)
+
+    milvus_uri: str = "http://localhost:19530"
+    milvus_token: SecretStr | None = None
+    collection: str = Field(default="catalens_products", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+    model: str = DEFAULT_MODEL
+    # Transient faults (broker or Milvus away) are retried with capped exponential backoff.
+    retry_initial_s: float = Field(default=0.2, gt=0)
+    retry_max_s: float = Field(default=10.0, gt=0)
+    log_level: str = "INFO"
+
+
+class EmbedderSettings(CatalensSettings):
+    """The embedder: image fetching limits, batching and inference choices."""
+
+    embedder_group: str = "catalens-embedder"
+    batch_size: int = Field(default=32, ge=1, le=4096)
+    # How long a partial batch may wait for more images: small batches under light
+    # traffic (latency), full batches under load (throughput).
+    batch_wait_ms: int = Field(default=25, ge=0)
+    fetch_concurrency: int = Field(default=16, ge=1, le=512)
+    decode_workers: int = Field(default=0, ge=0, description="0 = chosen from the core count")
+    max_in_flight: int = Field(default=256, ge=1)
+
+    max_image_bytes: int = Field(default=20 * 1024 * 1024, ge=1)
+    max_image_pixels: int = Field(default=50_000_000, ge=1)
+    fetch_timeout_s: float = Field(default=10.0, gt=0)
+    max_redirects: int = Field(default=3, ge=0)
+    fetch_retries: int = Field(default=2, ge=0)
+    image_roots: Annotated[list[Path], NoDecode] = Field(default_factory=list)
+    allow_private_networks: bool = False
+    allowed_networks: CommaList = Field(default_factory=list)
+
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    precision: Literal["auto", "fp32", "bf16", "fp16", "int8"] = "auto"
+    torch_threads: int = Field(default=0, ge=0, description="0 = all cores")
+
+    @field_validator("image_roots", "allowed_networks", mode="before")
+    @classmethod
+    def _lists_from_env(cls, value: Any) -> Any:
+        return _split_commas(value)
+
+
+class SinkSettings(CatalensSettings):
+    """The sink: how many records it collapses into one Milvus write."""
+
+    sink_group: str = "catalens-sink"
+    sink_batch_size: int = Field(default=1000, ge=1)
+    sink_batch_wait_ms: int = Field(default=200, ge=0)
+    hnsw_m: int = Field(default=16, ge=4, le=64)
+    hnsw_ef_construction: int = Field(default=200, ge=8)
+
+
+class ApiSettings(CatalensSettings):
+    """The query API."""
+
+    api_host: str = "127.0.0.1"
+    api_port: int = Field(default=8000, ge=1, le=65535)
+    search_ef: int = Field(default=64, ge=1)
+    text_cache_size: int = Field(default=4096, ge=0)
+    precision: Literal["auto", "fp32", "bf16", "fp16", "int8"] = "auto"
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    max_upload_bytes: int = Field(default=20 * 1024 * 1024, ge=1)
+    max_image_pixels: int = Field(default=50_000_000, ge=1)

@@ -1,0 +1,45 @@
+"""Wiring of the sink: settings in, clients built once, service run."""
+
+from __future__ import annotations
+
+import threading
+
+from catalens.kafka import Publisher, Source, ensure_topics
+from catalens.retry import Backoff, retry_transient
+from catalens.settings import SinkSettings
+from catalens.sink.service import SinkConfig, SinkService
+from catalens.store import VectorStore
+
+
+def run(settings: SinkSettings, stop: threading.Event) -> None:
+    backoff = Backoff(settings.retry_initial_s, settings.retry_max_s)
+    topics = [settings.embeddings_topic, settings.dlq_topic]
+    retry_transient(
+        lambda: ensure_topics(settings, topics), what="create topics", backoff=backoff, stop=stop
+    )
+    token = settings.milvus_token.get_secret_value() if settings.milvus_token else None
+    store = retry_transient(
+        lambda: VectorStore(settings.milvus_uri, token, alias=settings.collection),
+        what="connect to Milvus",
+        backoff=backoff,
+        stop=stop,
+    )
+    service = SinkService(
+        SinkConfig(
+            model=settings.model,
+            dlq_topic=settings.dlq_topic,
+            batch_size=settings.sink_batch_size,
+            batch_wait_s=settings.sink_batch_wait_ms / 1000,
+            hnsw_m=settings.hnsw_m,
+            ef_construction=settings.hnsw_ef_construction,
+            backoff=backoff,
+        ),
+        source=Source(settings, group_id=settings.sink_group, topics=[settings.embeddings_topic]),
+        publisher=Publisher(settings),
+        store=store,
+        stop=stop,
+    )
+    try:
+        service.run()
+    finally:
+        store.close()

@@ -1,0 +1,209 @@
+"""The sink service: a consumer-group member that writes embedding records into Milvus.
+
+Per batch: decode ▸ collapse per product ▸ read stored versions ▸ plan ▸ write ▸ mark the
+batch's offsets done. Offsets are only marked after Milvus returned, so a crash anywhere
+replays the batch, and replaying is idempotent (plan_writes). While Milvus is away the
+batch is retried with capped backoff and consumption is paused; nothing is skipped.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TypeVar
+
+from pydantic import ValidationError
+
+from catalens.kafka import DeliveryError, Publisher, Record, Source
+from catalens.retry import Backoff, TransientError, retry_transient
+from catalens.schemas import DeadLetter, EmbeddingRecord, Op, Reason
+from catalens.sink.plan import Change, Plan, collapse, plan_writes
+from catalens.store import VectorStore
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class SinkConfig:
+    model: str
+    dlq_topic: str
+    batch_size: int = 1000
+    batch_wait_s: float = 0.2
+    hnsw_m: int = 16
+    ef_construction: int = 200
+    backoff: Backoff = Backoff()
+
+
+class SinkService:
+    def __init__(
+        self,
+        config: SinkConfig,
+        *,
+        source: Source,
+        publisher: Publisher,
+        store: VectorStore,
+        stop: threading.Event,
+    ) -> None:
+        self.config = config
+        self._source = source
+        self._publisher = publisher
+        self._store = store
+        self._stop = stop
+        self.ready = threading.Event()
+        self.healthy_at = time.monotonic()
+        self.written = 0
+        self.stale = 0
+        self.deleted = 0
+        self.dead_lettered = 0
+
+    def run(self) -> None:
+        """Serve until ``stop`` is set; the batch in hand is finished (or left uncommitted)."""
+        self._retry(lambda: self._store.open_collection(self.config.model), "open collection")
+        self.ready.set()
+        log.info("sink serving into %s (model %s)", self._store.alias, self.config.model)
+        last_report = time.monotonic()
+        try:
+            while not self._stop.is_set():
+                records = self._source.poll(self.config.batch_size, self.config.batch_wait_s)
+                self.healthy_at = time.monotonic()
+                if records:
+                    self.process(records)
+                if time.monotonic() - last_report > 10:
+                    last_report = time.monotonic()
+                    log.info(
+                        "written %d, deleted %d, stale %d, dead-lettered %d",
+                        self.written,
+                        self.deleted,
+                        self.stale,
+                        self.dead_lettered,
+                    )
+        finally:
+            self._source.close()
+            log.info("sink stopped")
+
+    def process(self, records: list[Record]) -> None:
+        """Apply one batch to Milvus, then mark its offsets done."""
+        pairs: list[tuple[str, EmbeddingRecord | None]] = []
+        letters: list[tuple[Record, DeadLetter]] = []
+        for record in records:
+            decoded = self._decode(record)
+            if isinstance(decoded, DeadLetter):
+                letters.append((record, decoded))
+            else:
+                pairs.append(decoded)
+        changes = collapse(pairs)
+        if changes:
+            plan: Plan = self._retry(lambda: self._apply(changes), "write batch")
+            self.written += len(plan.upserts)
+            self.deleted += len(plan.deletes)
+            self.stale += plan.stale
+        if letters:
+            unacknowledged = list(letters)
+            self._retry(lambda: self._deliver(unacknowledged), "dead-letter delivery")
+            self.dead_lettered += len(letters)
+        offsets: dict[tuple[str, int], int] = {}
+        for record in records:
+            offsets[record.tp] = max(offsets.get(record.tp, 0), record.offset + 1)
+        self._source.mark_done(offsets)
+
+    def _apply(self, changes: dict[str, Change]) -> Plan:
+        first = next((c.upsert for c in changes.values() if c.upsert is not None), None)
+        if first is not None and not self._store.has_collection:
+            self._store.ensure_collection(
+                self.config.model,
+                first.dim,
+                hnsw_m=self.config.hnsw_m,
+                ef_construction=self.config.ef_construction,
+            )
+        stored = self._store.stored_versions(list(changes))
+        plan = plan_writes(changes, stored)
+        self._store.write(upserts=plan.upserts, deletes=plan.deletes, floors=plan.floors)
+        return plan
+
+    def _decode(self, record: Record) -> tuple[str, EmbeddingRecord | None] | DeadLetter:
+        key = record.key.decode("utf-8", "replace") if record.key else None
+        if record.value is None:
+            if key:
+                return key, None
+            return self._letter(record, "tombstone without a key")
+        try:
+            embedding = EmbeddingRecord.model_validate_json(record.value)
+        except ValidationError as exc:
+            return self._letter(record, f"bad embedding record: {exc}")
+        if embedding.op is Op.UPSERT and embedding.model != self.config.model:
+            return self._letter(
+                record,
+                f"vector of model {embedding.model!r}, this index holds {self.config.model!r}",
+            )
+        return embedding.product_id, embedding
+
+    @staticmethod
+    def _letter(record: Record, message: str) -> DeadLetter:
+        log.warning("dead-lettering %s@%d: %s", record.tp, record.offset, message)
+        return DeadLetter.of(
+            reason=Reason.SCHEMA_VIOLATION,
+            message=message[:2000],
+            topic=record.topic,
+            partition=record.partition,
+            offset=record.offset,
+            key=record.key,
+            value=record.value,
+        )
+
+    def _deliver(self, letters: list[tuple[Record, DeadLetter]]) -> None:
+        """Produce dead letters and wait for their acknowledgement; the ones not
+        acknowledged stay in ``letters`` for the next attempt."""
+        acknowledged: set[int] = set()
+
+        def on_delivery(index: int) -> Callable[[DeliveryError | None], None]:
+            def done(error: DeliveryError | None) -> None:
+                if error is None:
+                    acknowledged.add(index)
+                elif error.fatal:
+                    raise error
+
+            return done
+
+        for index, (record, letter) in enumerate(letters):
+            self._publisher.produce(
+                self.config.dlq_topic,
+                record.key,
+                letter.model_dump_json().encode(),
+                headers=[("catalens-reason", letter.reason.value.encode())],
+                on_delivery=on_delivery(index),
+            )
+        self._publisher.flush(10)
+        letters[:] = [item for i, item in enumerate(letters) if i not in acknowledged]
+        if letters:
+            raise TransientError(f"{len(letters)} dead letters not acknowledged")
+
+    def _retry(self, action: Callable[[], T], what: str) -> T:
+        return retry_transient(
+            action,
+            what=what,
+            backoff=self.config.backoff,
+            stop=self._stop,
+            on_wait=self._waiting,
+            sleep=self._sleep_polling,
+        )
+
+    def _waiting(self, waiting: bool) -> None:
+        if waiting:
+            self.ready.clear()
+            self._source.pause()
+        else:
+            self.ready.set()
+            self._source.resume()
+
+    def _sleep_polling(self, seconds: float) -> None:
+        # Keep polling (paused, so nothing is fetched) to stay a member of the group.
+        deadline = time.monotonic() + seconds
+        while not self._stop.is_set() and time.monotonic() < deadline:
+            leftover = self._source.poll(1, min(0.5, max(0.0, deadline - time.monotonic())))
+            if leftover:  # cannot happen while paused; never drop a record if it does
+                raise RuntimeError("records arrived while the sink was paused")
+            self.healthy_at = time.monotonic()

@@ -1,0 +1,404 @@
+"""The vector store adapter: the only module that imports pymilvus.
+
+Layout in Milvus: one collection per model (``<alias>__<model>``), served to the query
+side through the alias (``CATALENS_COLLECTION``), plus ``<alias>__tombstones``, the delete
+floor of each deleted product, so that a late, older upsert can never resurrect a product
+deleted at a newer version.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from pymilvus import DataType, MilvusClient, MilvusException
+from pymilvus.exceptions import (
+    DataNotMatchException,
+    DataTypeNotSupportException,
+    ParamError,
+    PrimaryKeyException,
+)
+
+from catalens.retry import TransientError
+from catalens.schemas.embedding import Vector
+from catalens.schemas.event import AttributeValue
+
+log = logging.getLogger(__name__)
+
+MAX_ID_LENGTH = 256
+MAX_TEXT_LENGTH = 4096
+# Milvus answers an `in [...]` filter over this many primary keys quickly.
+QUERY_CHUNK = 500
+_TOMBSTONE_DIM = 2
+
+
+@dataclass(frozen=True, slots=True)
+class Row:
+    """One live product in the index."""
+
+    product_id: str
+    version: int
+    vector: Vector
+    attributes: dict[str, AttributeValue] = field(default_factory=dict)
+    image: str | None = None
+    updated_at_ms: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Hit:
+    product_id: str
+    score: float
+    version: int
+    attributes: dict[str, AttributeValue]
+    image: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Stored:
+    """What the index knows of a product: its live version and its delete floor."""
+
+    live: int | None = None
+    deleted_upto: int | None = None
+
+
+def quote(text: str) -> str:
+    """A Milvus expression string literal for ``text``: no input can break out of it."""
+    return json.dumps(text, ensure_ascii=False)
+
+
+def slug(model: str) -> str:
+    """A collection-name-safe rendering of a model id or path."""
+    tail = model.rstrip("/").split("/")[-1]
+    return re.sub(r"[^A-Za-z0-9_]", "_", tail).strip("_")[:80] or "model"
+
+
+def collection_name(alias: str, model: str) -> str:
+    digest = hashlib.sha1(model.encode()).hexdigest()[:8]
+    return f"{alias}__{slug(model)}_{digest}"
+
+
+def _is_bug(exc: Exception) -> bool:
+    # Malformed requests are programming errors and must crash; everything else that
+    # pymilvus raises (unavailable, timeouts, collection not loaded yet) heals with time.
+    return isinstance(
+        exc, ParamError | DataNotMatchException | DataTypeNotSupportException | PrimaryKeyException
+    )
+
+
+class VectorStore:
+    """Milvus behind the few operations Catalens needs. Every call either succeeds,
+    raises :class:`TransientError` (retry later), or raises a bug."""
+
+    def __init__(self, uri: str, token: str | None = None, *, alias: str, timeout_s: float = 10):
+        self.alias = alias
+        self._timeout = timeout_s
+        try:
+            self._client = MilvusClient(uri=uri, token=token or "", timeout=timeout_s)
+        except MilvusException as exc:
+            raise TransientError(f"cannot reach Milvus at {uri}: {exc}") from exc
+        except Exception as exc:
+            raise TransientError(f"cannot reach Milvus at {uri}: {exc}") from exc
+        self._collection: str | None = None
+        self._seen_collection = False
+
+    def _call(self, what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, timeout=self._timeout, **kwargs)
+        except MilvusException as exc:
+            if _is_bug(exc):
+                raise
+            raise TransientError(f"Milvus {what} failed: {exc}") from exc
+        except Exception as exc:
+            if _is_bug(exc) or not _looks_transient(exc):
+                raise
+            raise TransientError(f"Milvus {what} failed: {exc}") from exc
+
+    # -- collections -------------------------------------------------------------------
+
+    @property
+    def tombstones(self) -> str:
+        return f"{self.alias}__tombstones"
+
+    def open_collection(self, model: str) -> bool:
+        """Use the existing collection of ``model``; False when there is none yet."""
+        name = collection_name(self.alias, model)
+        self._ensure_tombstones()
+        if not self._call("has_collection", self._client.has_collection, name):
+            return False
+        self._call("load_collection", self._client.load_collection, name)
+        self._collection = name
+        return True
+
+    def ensure_collection(
+        self, model: str, dim: int, *, hnsw_m: int = 16, ef_construction: int = 200
+    ) -> str:
+        """Create (if missing) and load the collection for ``model``; point the alias at
+        it when the alias does not exist yet. Returns the collection name. Idempotent."""
+        name = collection_name(self.alias, model)
+        self._ensure_tombstones()
+        if not self._call("has_collection", self._client.has_collection, name):
+            schema = self._client.create_schema(
+                auto_id=False,
+                enable_dynamic_field=False,
+                description=f"Catalens products, model {model}"[:250],
+            )
+            schema.add_field(
+                "product_id", DataType.VARCHAR, is_primary=True, max_length=MAX_ID_LENGTH
+            )
+            schema.add_field("version", DataType.INT64)
+            schema.add_field("category", DataType.VARCHAR, max_length=MAX_TEXT_LENGTH)
+            schema.add_field("image", DataType.VARCHAR, max_length=MAX_TEXT_LENGTH)
+            schema.add_field("updated_at_ms", DataType.INT64)
+            schema.add_field("attributes", DataType.JSON)
+            schema.add_field("vector", DataType.FLOAT_VECTOR, dim=dim)
+            index = self._client.prepare_index_params()
+            # Vectors are L2-normalised, so inner product is cosine similarity.
+            index.add_index(
+                "vector",
+                index_type="HNSW",
+                metric_type="IP",
+                params={"M": hnsw_m, "efConstruction": ef_construction},
+            )
+            self._call(
+                "create_collection",
+                self._client.create_collection,
+                name,
+                schema=schema,
+                index_params=index,
+                consistency_level="Bounded",
+            )
+            log.info("created collection %s (dim %d)", name, dim)
+        self._call("load_collection", self._client.load_collection, name)
+        aliases = self._call("list_aliases", self._client.list_aliases)
+        if self.alias not in _alias_names(aliases):
+            try:
+                self._call("create_alias", self._client.create_alias, name, self.alias)
+                log.info("alias %s -> %s", self.alias, name)
+            except (MilvusException, TransientError) as exc:  # a replica won the race
+                log.info("alias %s not created: %s", self.alias, exc)
+        self._collection = name
+        return name
+
+    def _ensure_tombstones(self) -> None:
+        tomb = self.tombstones
+        if not self._call("has_collection", self._client.has_collection, tomb):
+            schema = self._client.create_schema(auto_id=False, enable_dynamic_field=False)
+            schema.add_field(
+                "product_id", DataType.VARCHAR, is_primary=True, max_length=MAX_ID_LENGTH
+            )
+            schema.add_field("version", DataType.INT64)
+            schema.add_field("marker", DataType.FLOAT_VECTOR, dim=_TOMBSTONE_DIM)
+            index = self._client.prepare_index_params()
+            index.add_index("marker", index_type="FLAT", metric_type="L2")
+            self._call(
+                "create_collection",
+                self._client.create_collection,
+                tomb,
+                schema=schema,
+                index_params=index,
+                consistency_level="Strong",
+            )
+        self._call("load_collection", self._client.load_collection, tomb)
+
+    def use(self, collection: str | None = None) -> None:
+        """Read through ``collection`` (default: the alias)."""
+        self._collection = collection or self.alias
+        self._seen_collection = False
+
+    @property
+    def collection(self) -> str:
+        if self._collection is None:
+            raise RuntimeError("call ensure_collection() or use() first")
+        return self._collection
+
+    @property
+    def has_collection(self) -> bool:
+        return self._collection is not None
+
+    # -- sink side ----------------------------------------------------------------------
+
+    def stored_versions(self, product_ids: Sequence[str]) -> dict[str, Stored]:
+        """Live version and delete floor of each product, read with Strong consistency
+        so that the sink's own previous writes are seen."""
+        live: dict[str, int] = {}
+        floors: dict[str, int] = {}
+        targets = [(self.tombstones, floors)]
+        if self._collection is not None:
+            targets.append((self._collection, live))
+        for chunk in _chunks(product_ids, QUERY_CHUNK):
+            expr = f"product_id in [{', '.join(quote(p) for p in chunk)}]"
+            for target, into in targets:
+                rows = self._call(
+                    "query",
+                    self._client.query,
+                    target,
+                    filter=expr,
+                    output_fields=["product_id", "version"],
+                    consistency_level="Strong",
+                )
+                for row in rows:
+                    into[row["product_id"]] = int(row["version"])
+        return {p: Stored(live.get(p), floors.get(p)) for p in product_ids}
+
+    def write(
+        self, *, upserts: Sequence[Row], deletes: Sequence[str], floors: Sequence[tuple[str, int]]
+    ) -> None:
+        """Apply one batch. Delete floors are written first, so a crash half-way leaves
+        a state that the redelivered batch completes (every step is idempotent)."""
+        if floors:
+            marker = [0.0] * _TOMBSTONE_DIM
+            self._call(
+                "upsert",
+                self._client.upsert,
+                self.tombstones,
+                data=[{"product_id": p, "version": v, "marker": marker} for p, v in floors],
+            )
+        if deletes:
+            for chunk in _chunks(deletes, QUERY_CHUNK):
+                self._call("delete", self._client.delete, self.collection, ids=list(chunk))
+        if upserts:
+            self._call(
+                "upsert",
+                self._client.upsert,
+                self.collection,
+                data=[_to_entity(row) for row in upserts],
+            )
+
+    # -- query side ---------------------------------------------------------------------
+
+    def search(
+        self, vectors: Sequence[Vector], *, k: int, offset: int = 0, expr: str = "", ef: int = 64
+    ) -> list[list[Hit]]:
+        params: dict[str, Any] = {"metric_type": "IP", "params": {"ef": max(ef, k + offset)}}
+        if offset:
+            params["offset"] = offset
+        if not self._exists():
+            return [[] for _ in vectors]  # nothing indexed yet is an empty index
+        results = self._call(
+            "search",
+            self._client.search,
+            self.collection,
+            data=[np.asarray(v, dtype=np.float32).tolist() for v in vectors],
+            anns_field="vector",
+            limit=k,
+            filter=expr,
+            search_params=params,
+            output_fields=["version", "attributes", "image"],
+        )
+        return [[_hit(h) for h in hits] for hits in results]
+
+    def _exists(self) -> bool:
+        """Whether the collection (or alias) read from exists; remembered once true."""
+        if self._seen_collection:
+            return True
+        names = self._call("list_collections", self._client.list_collections)
+        aliases = _alias_names(self._call("list_aliases", self._client.list_aliases))
+        self._seen_collection = self.collection in names or self.collection in aliases
+        return self._seen_collection
+
+    def get(self, product_ids: Sequence[str], *, with_vector: bool = False) -> list[Row]:
+        if not product_ids or not self._exists():
+            return []
+        fields = ["product_id", "version", "attributes", "image", "updated_at_ms"]
+        if with_vector:
+            fields.append("vector")
+        expr = f"product_id in [{', '.join(quote(p) for p in product_ids)}]"
+        rows = self._call(
+            "query", self._client.query, self.collection, filter=expr, output_fields=fields
+        )
+        return [
+            Row(
+                product_id=r["product_id"],
+                version=int(r["version"]),
+                vector=np.asarray(r.get("vector", []), dtype=np.float32),
+                attributes=dict(r.get("attributes") or {}),
+                image=r.get("image") or None,
+                updated_at_ms=int(r.get("updated_at_ms") or 0),
+            )
+            for r in rows
+        ]
+
+    def count(self) -> int:
+        rows = self._call(
+            "query",
+            self._client.query,
+            self.collection,
+            filter="",
+            output_fields=["count(*)"],
+            consistency_level="Strong",
+        )
+        return int(rows[0]["count(*)"])
+
+    def ping(self) -> None:
+        self._call("list_collections", self._client.list_collections)
+
+    def drop_all(self) -> None:
+        """Drop the alias and every collection behind it (tests, reindexing from scratch)."""
+        names = self._call("list_collections", self._client.list_collections)
+        if self.alias in _alias_names(self._call("list_aliases", self._client.list_aliases)):
+            self._call("drop_alias", self._client.drop_alias, self.alias)
+        for name in names:
+            if name.startswith(f"{self.alias}__"):
+                self._call("drop_collection", self._client.drop_collection, name)
+        self._collection = None
+
+    def close(self) -> None:
+        self._client.close()
+
+
+def _to_entity(row: Row) -> dict[str, Any]:
+    category = row.attributes.get("category", "")
+    return {
+        "product_id": row.product_id,
+        "version": row.version,
+        "category": str(category)[:MAX_TEXT_LENGTH],
+        "image": (row.image or "")[:MAX_TEXT_LENGTH],
+        "updated_at_ms": row.updated_at_ms,
+        "attributes": row.attributes,
+        "vector": np.asarray(row.vector, dtype=np.float32).tolist(),
+    }
+
+
+def _hit(raw: Any) -> Hit:
+    entity = raw.get("entity", {})
+    return Hit(
+        product_id=str(raw["id"]),
+        score=float(raw["distance"]),
+        version=int(entity.get("version", 0)),
+        attributes=dict(entity.get("attributes") or {}),
+        image=entity.get("image") or None,
+    )
+
+
+def _alias_names(aliases: Any) -> list[str]:
+    if isinstance(aliases, dict):
+        return list(aliases.get("aliases", []))
+    return list(aliases or [])
+
+
+def _looks_transient(exc: Exception) -> bool:
+    text = f"{type(exc).__name__} {exc}".lower()
+    return any(
+        s in text
+        for s in (
+            "unavailable",
+            "connect",
+            "timeout",
+            "deadline",
+            "closed",
+            "not loaded",
+            "rpcerror",
+            "channel",
+        )
+    )
+
+
+def _chunks(items: Sequence[str], size: int) -> Iterable[Sequence[str]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]

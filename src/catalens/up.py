@@ -1,0 +1,171 @@
+"""``catalens up``: broker, Milvus, embedder, sink and API on one machine, plus a sample
+catalog, until Ctrl-C. A given ``CATALENS_KAFKA_BOOTSTRAP`` / ``CATALENS_MILVUS_URI`` is
+used as is instead of starting the local one."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import threading
+import time
+from pathlib import Path
+
+import httpx
+
+from catalens.localstack import Child, free_port, start_broker, start_milvus
+from catalens.settings import DEFAULT_MODEL, ApiSettings
+
+log = logging.getLogger(__name__)
+
+
+def _model_for_demo(settings: ApiSettings, data_dir: Path) -> str:
+    """The configured model, or — when the default cannot be downloaded here — a local
+    random-weights ViT-B/32, so the pipeline still runs end to end (results then come back
+    ordered by score, but the scores carry no meaning)."""
+    from catalens.encoder import ModelNotFound, resolve_model_dir
+
+    try:
+        resolve_model_dir(settings.model)
+        return settings.model
+    except ModelNotFound as exc:
+        if settings.model != DEFAULT_MODEL:
+            raise
+        fallback = data_dir / "models" / "random-vit-b-32"
+        log.warning("%s", exc)
+        log.warning(
+            "USING RANDOM WEIGHTS (%s): search results will not be meaningful. "
+            "Set CATALENS_MODEL to a local CLIP directory for real results.",
+            fallback,
+        )
+        if not (fallback / "config.json").exists():
+            from catalens.modelkit import build_random_clip
+
+            build_random_clip(fallback, size="vit-b-32")
+        return str(fallback)
+
+
+def run_up(
+    settings: ApiSettings, *, data_dir: Path, sample_size: int, stop: threading.Event
+) -> int:
+    data_dir = data_dir.resolve()
+    logs = data_dir / "logs"
+    infra: list[Child] = []
+    services: list[Child] = []
+    try:
+        bootstrap = os.environ.get("CATALENS_KAFKA_BOOTSTRAP") or settings.kafka_bootstrap
+        if (
+            "CATALENS_KAFKA_BOOTSTRAP" not in os.environ
+            and "kafka_bootstrap" not in settings.model_fields_set
+        ):
+            port = free_port()
+            infra.append(start_broker(port, logs / "broker.log"))
+            bootstrap = f"127.0.0.1:{port}"
+            log.info("local broker at %s", bootstrap)
+        milvus_uri = settings.milvus_uri
+        if (
+            "CATALENS_MILVUS_URI" not in os.environ
+            and "milvus_uri" not in settings.model_fields_set
+        ):
+            port = 19530 if _port_free(19530) else free_port()
+            log.info("starting Milvus standalone (data in %s)", data_dir / "milvus")
+            infra.append(start_milvus(data_dir / "milvus", port, logs / "milvus.log"))
+            milvus_uri = f"http://127.0.0.1:{port}"
+        model = _model_for_demo(settings, data_dir)
+
+        from catalens.producer.sample import write_sample_catalog
+
+        sample = data_dir / "sample"
+        csv_path = write_sample_catalog(sample, count=sample_size)
+        env = {
+            "CATALENS_KAFKA_BOOTSTRAP": bootstrap,
+            "CATALENS_MILVUS_URI": milvus_uri,
+            "CATALENS_MODEL": model,
+            "CATALENS_COLLECTION": settings.collection,
+            "CATALENS_IMAGE_ROOTS": str(sample / "images"),
+            "CATALENS_API_PORT": str(settings.api_port),
+            "CATALENS_API_HOST": settings.api_host,
+        }
+        for role in ("embedder", "sink", "api"):
+            services.append(
+                Child(
+                    role, [sys.executable, "-m", "catalens", role], logs / f"{role}.log", env=env
+                ).start()
+            )
+        published = _publish(csv_path, env)
+        base = f"http://{settings.api_host}:{settings.api_port}"
+        _wait_searchable(base, published, services, stop)
+        if not stop.is_set():
+            print(
+                f"\nCatalens is up: {base}/search?q=black+dress&k=5  (docs: {base}/docs)\n"
+                f"logs in {logs}; Ctrl-C stops everything.",
+                flush=True,
+            )
+        while not stop.wait(1.0):
+            for child in services:
+                if not child.running:  # a supervisor restarts crashed services
+                    log.error(
+                        "%s exited with %s; restarting (see %s)",
+                        child.name,
+                        child.process.returncode if child.process else None,
+                        child.log_file,
+                    )
+                    child.start()
+        return 0
+    finally:
+        for child in reversed(services):
+            child.stop()
+        for child in reversed(infra):
+            child.stop(timeout_s=10)
+        log.info("stopped")
+
+
+def _port_free(port: int) -> bool:
+    import socket
+
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) != 0
+
+
+def _publish(csv_path: Path, env: dict[str, str]) -> int:
+    from catalens.kafka import Publisher, ensure_topics
+    from catalens.producer.catalog import read_csv
+    from catalens.producer.publisher import EventPublisher
+    from catalens.schemas import ProductImageEvent
+    from catalens.settings import CatalensSettings
+
+    settings = CatalensSettings(kafka_bootstrap=env["CATALENS_KAFKA_BOOTSTRAP"])
+    ensure_topics(settings, [settings.input_topic])
+    events = [
+        e
+        for e in read_csv(csv_path, csv_path.parent / "images")
+        if isinstance(e, ProductImageEvent)
+    ]
+    sent, failures = EventPublisher(Publisher(settings), settings.input_topic).publish_many(events)
+    if failures:
+        raise RuntimeError(f"{len(failures)} sample events not delivered: {failures[0]}")
+    log.info("published %d sample products", sent)
+    return sent
+
+
+def _wait_searchable(
+    base: str, expected: int, services: list[Child], stop: threading.Event, timeout_s: float = 600
+) -> None:
+    deadline = time.monotonic() + timeout_s
+    found = -1
+    while not stop.is_set() and time.monotonic() < deadline:
+        for child in services:
+            if not child.running:
+                raise RuntimeError(f"{child.name} exited; see {child.log_file}")
+        try:
+            response = httpx.get(f"{base}/search", params={"q": "product", "k": 1000}, timeout=10)
+            if response.status_code == 200:
+                count = len(response.json()["results"])
+                if count != found:
+                    log.info("%d of %d sample products searchable", count, expected)
+                    found = count
+                if count >= expected:
+                    return
+        except httpx.HTTPError:
+            pass
+        stop.wait(1.0)

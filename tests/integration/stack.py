@@ -1,0 +1,198 @@
+"""A Catalens deployment for one test: the real services as separate processes, on
+their own topics, consumer groups and Milvus alias, against the session's real broker
+and real Milvus."""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import httpx
+from confluent_kafka import Consumer, Producer
+
+from catalens.localstack import Child, free_port
+from catalens.schemas import DeadLetter
+from catalens.store import Row, VectorStore
+
+T = TypeVar("T")
+
+
+def wait_for(check: Callable[[], T], timeout_s: float, what: str, every_s: float = 0.3) -> T:
+    """Poll ``check`` until it returns something truthy; fail with ``what`` otherwise."""
+    deadline = time.monotonic() + timeout_s
+    last: T | None = None
+    while time.monotonic() < deadline:
+        last = check()
+        if last:
+            return last
+        time.sleep(every_s)
+    raise AssertionError(f"timed out after {timeout_s}s waiting for {what} (last: {last!r})")
+
+
+def event(product_id: str, version: int, *, op: str = "upsert", image: dict[str, str] | None = None,
+          **attributes: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "schema_version": 1, "event_id": str(uuid.uuid4()), "op": op,
+        "product_id": product_id, "version": version,
+        "occurred_at": "2026-11-24T10:00:00Z", "attributes": attributes,
+    }
+    if image is not None:
+        body["image"] = image
+    return body
+
+
+@dataclass
+class Stack:
+    bootstrap: str
+    milvus_uri: str
+    model: Path
+    workdir: Path
+    extra_env: dict[str, str] = field(default_factory=dict)
+    name: str = field(default_factory=lambda: uuid.uuid4().hex[:10])
+    children: dict[str, Child] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.api_port = free_port()
+        self.images = self.workdir / "images"
+        self.images.mkdir(parents=True, exist_ok=True)
+        self.input_topic = f"t{self.name}.product-images"
+        self.embeddings_topic = f"t{self.name}.product-embeddings"
+        self.dlq_topic = f"t{self.name}.product-images.dlq"
+        self.collection = f"t{self.name}"
+        self._producer = Producer({"bootstrap.servers": self.bootstrap, "acks": "all"})
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {
+            "CATALENS_KAFKA_BOOTSTRAP": self.bootstrap,
+            "CATALENS_MILVUS_URI": self.milvus_uri,
+            "CATALENS_MODEL": str(self.model),
+            "CATALENS_COLLECTION": self.collection,
+            "CATALENS_INPUT_TOPIC": self.input_topic,
+            "CATALENS_EMBEDDINGS_TOPIC": self.embeddings_topic,
+            "CATALENS_DLQ_TOPIC": self.dlq_topic,
+            "CATALENS_EMBEDDER_GROUP": f"t{self.name}-embedder",
+            "CATALENS_SINK_GROUP": f"t{self.name}-sink",
+            "CATALENS_TOPIC_PARTITIONS": "3",
+            "CATALENS_API_PORT": str(self.api_port),
+            "CATALENS_IMAGE_ROOTS": str(self.images),
+            "CATALENS_ALLOWED_NETWORKS": "127.0.0.1/32",
+            "CATALENS_RETRY_MAX_S": "2",
+            "CATALENS_LOG_LEVEL": "INFO",
+        } | self.extra_env
+
+    # -- processes ----------------------------------------------------------------------
+
+    def start(self, *roles: str) -> Stack:
+        for role in roles:
+            child = Child(role, [sys.executable, "-m", "catalens", role],
+                          self.workdir / "logs" / f"{role}.log", env=self.env)
+            self.children[role] = child.start()
+        if "api" in roles:
+            wait_for(self._api_up, 60, "the query API to answer /healthz")
+        return self
+
+    def _api_up(self) -> bool:
+        self.assert_running()
+        try:
+            return httpx.get(f"{self.api}/healthz", timeout=2).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def kill(self, role: str) -> None:
+        self.children[role].kill()
+
+    def terminate(self, role: str) -> int | None:
+        return self.children[role].stop(timeout_s=60)
+
+    def assert_running(self) -> None:
+        for role, child in self.children.items():
+            if not child.running and child.process is not None and \
+                    child.process.returncode not in (-signal.SIGKILL, 0):
+                raise AssertionError(f"{role} died:\n{self.log(role)[-4000:]}")
+
+    def log(self, role: str) -> str:
+        path = self.workdir / "logs" / f"{role}.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    def stop(self) -> None:
+        for child in self.children.values():
+            child.stop(timeout_s=30)
+
+    # -- Kafka --------------------------------------------------------------------------
+
+    def produce(self, records: Iterable[tuple[bytes | None, bytes | dict[str, Any] | None]]) -> None:
+        """Produce (key, value) pairs to the input topic; dict values become JSON."""
+        failures: list[Any] = []
+        for key, value in records:
+            raw = json.dumps(value).encode() if isinstance(value, dict) else value
+            self._producer.produce(self.input_topic, key=key, value=raw,
+                                   on_delivery=lambda e, _m: failures.append(e) if e else None)
+            self._producer.poll(0)
+        assert self._producer.flush(30) == 0
+        assert not failures, failures
+
+    def publish(self, *events: dict[str, Any]) -> None:
+        self.produce((e["product_id"].encode(), e) for e in events)
+
+    def dead_letters(self, expected: int, timeout_s: float = 60) -> list[DeadLetter]:
+        consumer = Consumer({"bootstrap.servers": self.bootstrap, "group.id": uuid.uuid4().hex,
+                             "auto.offset.reset": "earliest", "enable.auto.commit": False,
+                             "session.timeout.ms": 6000})
+        consumer.subscribe([self.dlq_topic])
+        letters: list[DeadLetter] = []
+        deadline = time.monotonic() + timeout_s
+        try:
+            while len(letters) < expected and time.monotonic() < deadline:
+                message = consumer.poll(0.5)
+                if message is not None and message.error() is None:
+                    letters.append(DeadLetter.model_validate_json(message.value()))
+        finally:
+            consumer.close()
+        return letters
+
+    # -- the index ------------------------------------------------------------------------
+
+    @property
+    def api(self) -> str:
+        return f"http://127.0.0.1:{self.api_port}"
+
+    def search(self, q: str = "product", k: int = 1000, **params: Any) -> list[dict[str, Any]]:
+        response = httpx.get(f"{self.api}/search", params={"q": q, "k": k, **params}, timeout=30)
+        assert response.status_code == 200, response.text
+        results: list[dict[str, Any]] = response.json()["results"]
+        return results
+
+    def indexed(self) -> dict[str, int]:
+        """product id → version, as the query API sees the whole index."""
+        return {r["product_id"]: r["version"] for r in self.search(k=1000)}
+
+    def rows(self, product_ids: list[str]) -> list[Row]:
+        store = VectorStore(self.milvus_uri, alias=self.collection)
+        store.use()
+        try:
+            return store.get(product_ids)
+        finally:
+            store.close()
+
+    def wait_indexed(self, expected: dict[str, int], timeout_s: float = 90) -> None:
+        def matches() -> bool:
+            self.assert_running()
+            return self.indexed() == expected
+
+        try:
+            wait_for(matches, timeout_s, "the index to match")
+        except AssertionError:
+            got = self.indexed()
+            missing = {p: v for p, v in expected.items() if got.get(p) != v}
+            extra = {p: v for p, v in got.items() if p not in expected}
+            raise AssertionError(f"index differs: wrong or missing {dict(list(missing.items())[:10])}"
+                                 f" ({len(missing)}), unexpected {dict(list(extra.items())[:10])}"
+                                 f" ({len(extra)})") from None

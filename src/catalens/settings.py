@@ -56,6 +56,8 @@ class CatalensSettings(BaseSettings):
     retry_initial_s: float = Field(default=0.2, gt=0)
     retry_max_s: float = Field(default=10.0, gt=0)
     log_level: str = "INFO"
+    # Workers serve /healthz and /readyz on this port (0: no endpoint).
+    health_port: int = Field(default=0, ge=0, le=65535)
 
 
 class EmbedderSettings(CatalensSettings):

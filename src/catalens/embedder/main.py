@@ -8,6 +8,7 @@ from catalens.embedder.service import EmbedderConfig, EmbedderService
 from catalens.embedder.sources import ImageSource, SourcePolicy, parse_networks
 from catalens.embedder.steps import Topics
 from catalens.encoder import ClipEncoder
+from catalens.health import serve_health
 from catalens.images import ImageLimits
 from catalens.kafka import Publisher, Source, ensure_topics
 from catalens.retry import Backoff, retry_transient
@@ -62,7 +63,13 @@ def run(settings: EmbedderSettings, stop: threading.Event) -> None:
         encode=lambda pixels: list(encoder.encode_images(pixels)),
         stop=stop,
     )
+    health = None
+    if settings.health_port:
+        health = serve_health(settings.health_port, last_turn=lambda: service.healthy_at,
+                              ready=service.ready.is_set)
     try:
         service.run()
     finally:
         images.close()
+        if health is not None:
+            health.shutdown()

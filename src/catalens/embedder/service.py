@@ -97,12 +97,14 @@ class EmbedderService:
         self.embedded = 0
         self.dead_lettered = 0
         self.healthy_at = time.monotonic()
+        self.ready = threading.Event()
 
     # -- main loop ------------------------------------------------------------------------
 
     def run(self) -> None:
         """Serve until ``stop`` is set, then finish what is in flight and commit it."""
         self._inference.start()
+        self.ready.set()
         log.info(
             "embedder serving %s (model %s, dim %d)",
             self.config.topics,

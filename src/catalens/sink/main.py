@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 
+from catalens.health import serve_health
 from catalens.kafka import Publisher, Source, ensure_topics
 from catalens.retry import Backoff, retry_transient
 from catalens.settings import SinkSettings
@@ -39,7 +40,13 @@ def run(settings: SinkSettings, stop: threading.Event) -> None:
         store=store,
         stop=stop,
     )
+    health = None
+    if settings.health_port:
+        health = serve_health(settings.health_port, last_turn=lambda: service.healthy_at,
+                              ready=service.ready.is_set)
     try:
         service.run()
     finally:
         store.close()
+        if health is not None:
+            health.shutdown()

@@ -1,0 +1,50 @@
+# Catalens — `make help` lists the targets.
+VENV    ?= .venv
+PYTHON  ?= python3
+PY      := $(VENV)/bin/python
+STAMP   := $(VENV)/.installed
+
+.DEFAULT_GOAL := help
+.PHONY: help install up test test-unit test-integration lint format bench clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-17s %s\n", $$1, $$2}'
+
+install: $(STAMP) ## create .venv with catalens, the local stack and the dev tools
+
+# torch==2.13.0 first: it is the CPU build on these machines, and installing it before
+# anything that depends on torch keeps pip from pulling a CUDA build (several GB).
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet torch==2.13.0
+	$(PY) -m pip install --quiet -e ".[local,dev]"
+	touch $(STAMP)
+
+up: $(STAMP) ## run the whole pipeline locally with a sample catalog (Ctrl-C stops it)
+	$(VENV)/bin/catalens up
+
+test: $(STAMP) ## run all tests (unit + integration against the real broker and Milvus)
+	$(PY) -m pytest
+
+test-unit: $(STAMP) ## run the fast unit tests only
+	$(PY) -m pytest -m "not integration"
+
+test-integration: $(STAMP) ## run the integration tests only
+	$(PY) -m pytest -m integration
+
+lint: $(STAMP) ## ruff (lint + format check) and mypy
+	$(VENV)/bin/ruff check src tests bench
+	$(VENV)/bin/ruff format --check src tests bench
+	$(VENV)/bin/mypy
+
+format: $(STAMP) ## apply ruff's fixes and formatting
+	$(VENV)/bin/ruff check --fix src tests bench
+	$(VENV)/bin/ruff format src tests bench
+
+bench: $(STAMP) ## embedding throughput and query latency benchmarks (minutes)
+	$(PY) bench/embed_throughput.py
+	$(PY) bench/query_latency.py
+
+clean: ## remove .venv and local state
+	rm -rf $(VENV) .catalens

@@ -48,6 +48,10 @@ class Row:
     attributes: dict[str, AttributeValue] = field(default_factory=dict)
     image: str | None = None
     updated_at_ms: int = 0
+    # Offset of the embedding record that wrote the row. All records of a product share
+    # one partition, so offsets order them; a redelivered tombstone only removes rows
+    # written before it.
+    source_offset: int = -1
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +69,7 @@ class Stored:
 
     live: int | None = None
     deleted_upto: int | None = None
+    live_offset: int = -1
 
 
 def quote(text: str) -> str:
@@ -155,6 +160,7 @@ class VectorStore:
             schema.add_field("category", DataType.VARCHAR, max_length=MAX_TEXT_LENGTH)
             schema.add_field("image", DataType.VARCHAR, max_length=MAX_TEXT_LENGTH)
             schema.add_field("updated_at_ms", DataType.INT64)
+            schema.add_field("source_offset", DataType.INT64)
             schema.add_field("attributes", DataType.JSON)
             schema.add_field("vector", DataType.FLOAT_VECTOR, dim=dim)
             index = self._client.prepare_index_params()
@@ -360,6 +366,7 @@ def _to_entity(row: Row) -> dict[str, Any]:
         "category": str(category)[:MAX_TEXT_LENGTH],
         "image": (row.image or "")[:MAX_TEXT_LENGTH],
         "updated_at_ms": row.updated_at_ms,
+        "source_offset": row.source_offset,
         "attributes": row.attributes,
         "vector": np.asarray(row.vector, dtype=np.float32).tolist(),
     }

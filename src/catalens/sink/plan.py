@@ -1,8 +1,10 @@
 """Collapse a batch per product and decide its writes against the stored versions (pure).
 
 The rule, per product: the highest version wins, and a delete at version v removes every
-version ≤ v. A tombstone (no version) removes whatever the index holds at that point in
-the stream. Applying the plan is idempotent, so a redelivered batch changes nothing.
+version ≤ v and leaves v as the product's delete floor. A tombstone (no version) removes
+what the index holds at that point of the stream — a row written by an earlier record —
+and leaves that row's version as the floor. Applying a plan is idempotent, and applying
+any suffix of the stream again (redelivery after a crash) changes nothing.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ from dataclasses import dataclass, field
 from catalens.schemas import EmbeddingRecord, Op
 from catalens.store import Row, Stored
 
+Item = tuple[str, EmbeddingRecord | None, int]  # product id, record or tombstone, offset
+
 
 @dataclass(slots=True)
 class Change:
@@ -20,34 +24,34 @@ class Change:
 
     product_id: str
     upsert: EmbeddingRecord | None = None
-    floor: int | None = None  # highest delete version seen
-    wipe: bool = False  # a tombstone: also delete what is stored, whatever its version
+    upsert_offset: int = -1
+    floor: int | None = None  # highest delete version seen (or implied by a tombstone)
+    wipe_offset: int | None = None  # last tombstone: removes stored rows written before it
 
-    def apply(self, record: EmbeddingRecord | None) -> None:
-        if record is None:  # tombstone
-            seen = [
-                v
-                for v in (self.floor, self.upsert.version if self.upsert else None)
-                if v is not None
-            ]
-            self.floor = max(seen) if seen else None
+    def apply(self, record: EmbeddingRecord | None, offset: int) -> None:
+        if record is None:
+            if self.upsert is not None:
+                self._raise_floor(self.upsert.version)
             self.upsert = None
-            self.wipe = True
+            self.wipe_offset = offset
         elif record.op is Op.DELETE:
-            self.floor = record.version if self.floor is None else max(self.floor, record.version)
+            self._raise_floor(record.version)
             if self.upsert is not None and self.upsert.version <= record.version:
                 self.upsert = None
         elif (self.floor is None or record.version > self.floor) and (
             self.upsert is None or record.version > self.upsert.version
         ):
-            self.upsert = record
+            self.upsert, self.upsert_offset = record, offset
+
+    def _raise_floor(self, version: int) -> None:
+        self.floor = version if self.floor is None else max(self.floor, version)
 
 
-def collapse(records: Iterable[tuple[str, EmbeddingRecord | None]]) -> dict[str, Change]:
-    """Fold ``(product_id, record-or-tombstone)`` pairs, in stream order, per product."""
+def collapse(items: Iterable[Item]) -> dict[str, Change]:
+    """Fold ``(product_id, record-or-tombstone, offset)`` in stream order, per product."""
     changes: dict[str, Change] = {}
-    for product_id, record in records:
-        changes.setdefault(product_id, Change(product_id)).apply(record)
+    for product_id, record, offset in items:
+        changes.setdefault(product_id, Change(product_id)).apply(record, offset)
     return changes
 
 
@@ -68,16 +72,16 @@ def plan_writes(changes: Mapping[str, Change], stored: Mapping[str, Stored]) -> 
     plan = Plan()
     for product_id, change in changes.items():
         now = stored.get(product_id, Stored())
-        candidates = [change.floor, now.deleted_upto, now.live if change.wipe else None]
+        wiped = (change.wipe_offset is not None and now.live is not None
+                 and now.live_offset < change.wipe_offset)
+        candidates = [change.floor, now.deleted_upto, now.live if wiped else None]
         floor = max((v for v in candidates if v is not None), default=None)
         upsert = change.upsert
-        newest = (
-            upsert is not None
-            and (floor is None or upsert.version > floor)
-            and (now.live is None or upsert.version > now.live)
+        newest = upsert is not None and (floor is None or upsert.version > floor) and (
+            now.live is None or wiped or upsert.version > now.live
         )
         if upsert is not None and newest:
-            plan.upserts.append(to_row(upsert))  # replaces the stored row, if any
+            plan.upserts.append(to_row(upsert, change.upsert_offset))  # replaces any stored row
         else:
             plan.stale += upsert is not None
             if now.live is not None and floor is not None and now.live <= floor:
@@ -87,7 +91,7 @@ def plan_writes(changes: Mapping[str, Change], stored: Mapping[str, Stored]) -> 
     return plan
 
 
-def to_row(record: EmbeddingRecord) -> Row:
+def to_row(record: EmbeddingRecord, offset: int) -> Row:
     return Row(
         product_id=record.product_id,
         version=record.version,
@@ -95,4 +99,5 @@ def to_row(record: EmbeddingRecord) -> Row:
         attributes=dict(record.attributes),
         image=record.image,
         updated_at_ms=int(record.occurred_at.timestamp() * 1000),
+        source_offset=offset,
     )

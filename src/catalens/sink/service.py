@@ -20,7 +20,7 @@ from pydantic import ValidationError
 from catalens.kafka import DeliveryError, Publisher, Record, Source
 from catalens.retry import Backoff, TransientError, retry_transient
 from catalens.schemas import DeadLetter, EmbeddingRecord, Op, Reason
-from catalens.sink.plan import Change, Plan, collapse, plan_writes
+from catalens.sink.plan import Change, Item, Plan, collapse, plan_writes
 from catalens.store import VectorStore
 
 log = logging.getLogger(__name__)
@@ -87,15 +87,15 @@ class SinkService:
 
     def process(self, records: list[Record]) -> None:
         """Apply one batch to Milvus, then mark its offsets done."""
-        pairs: list[tuple[str, EmbeddingRecord | None]] = []
+        items: list[Item] = []
         letters: list[tuple[Record, DeadLetter]] = []
         for record in records:
             decoded = self._decode(record)
             if isinstance(decoded, DeadLetter):
                 letters.append((record, decoded))
             else:
-                pairs.append(decoded)
-        changes = collapse(pairs)
+                items.append((*decoded, record.offset))
+        changes = collapse(items)
         if changes:
             plan: Plan = self._retry(lambda: self._apply(changes), "write batch")
             self.written += len(plan.upserts)

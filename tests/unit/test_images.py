@@ -1,0 +1,104 @@
+"""Decoding and preprocessing: CLIP-equivalent pixels from the fewest pixels, and limits."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+from transformers import CLIPImageProcessorPil
+
+from catalens.images import ImageError, ImageLimits, PreprocessSpec, preprocess
+from catalens.schemas import Reason
+from tests.conftest import jpeg_bytes
+
+SPEC = PreprocessSpec()
+LIMITS = ImageLimits()
+
+
+def reference_pixels(data: bytes) -> np.ndarray:
+    """CLIPProcessor's output, normalised, as HWC float."""
+    processor = CLIPImageProcessorPil(size={"shortest_edge": 224},
+                                      crop_size={"height": 224, "width": 224})
+    image = Image.open(io.BytesIO(data)).convert("RGB")
+    tensor = processor(images=image, return_tensors="np")["pixel_values"][0]
+    return np.transpose(tensor, (1, 2, 0))
+
+
+def normalised(pixels: np.ndarray) -> np.ndarray:
+    return (pixels.astype(np.float32) / 255 - np.array(SPEC.mean)) / np.array(SPEC.std)
+
+
+def cosine(a: np.ndarray, b: np.ndarray) -> float:
+    a, b = a.ravel(), b.ravel()
+    return float(a @ b / np.linalg.norm(a) / np.linalg.norm(b))
+
+
+@pytest.mark.parametrize(("width", "height"), [(1166, 1750), (640, 480), (224, 224), (300, 1000)])
+def test_preprocessing_matches_clip_processor(width: int, height: int) -> None:
+    data = jpeg_bytes(width, height, seed=width)
+    ours = normalised(preprocess(data, SPEC, LIMITS))
+    assert ours.shape == (224, 224, 3)
+    assert cosine(ours, reference_pixels(data)) > 0.999
+
+
+def test_non_jpeg_formats_and_modes_are_converted() -> None:
+    image = Image.new("RGBA", (500, 300), (10, 200, 30, 128))
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    pixels = preprocess(buffer.getvalue(), SPEC, LIMITS)
+    assert pixels.shape == (224, 224, 3) and pixels.dtype == np.uint8
+
+
+def png(width: int, height: int) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("L", (width, height)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def bomb(width: int, height: int) -> bytes:
+    """A tiny PNG whose header claims ``width`` x ``height`` pixels (CRC fixed up)."""
+    import struct
+    import zlib
+
+    data = bytearray(png(1, 1))
+    ihdr = 8  # after the signature: length (4), b"IHDR" (4), fields (13), crc (4)
+    data[ihdr + 8 : ihdr + 16] = struct.pack(">II", width, height)
+    crc = zlib.crc32(bytes(data[ihdr + 4 : ihdr + 21]))
+    data[ihdr + 21 : ihdr + 25] = struct.pack(">I", crc)
+    return bytes(data)
+
+
+@pytest.mark.parametrize(
+    ("data", "limits", "reason"),
+    [
+        (b"", LIMITS, Reason.NOT_AN_IMAGE),
+        (b"<html>hello</html>", LIMITS, Reason.NOT_AN_IMAGE),
+        (jpeg_bytes(seed=1)[:2000], LIMITS, Reason.CORRUPT_IMAGE),
+        (jpeg_bytes(seed=1), ImageLimits(max_bytes=1000), Reason.IMAGE_TOO_LARGE),
+        # A decompression bomb: a few bytes of PNG that claim 400 M pixels.
+        (bomb(20000, 20000), LIMITS, Reason.TOO_MANY_PIXELS),
+        (png(3000, 3000), ImageLimits(max_pixels=4_000_000), Reason.TOO_MANY_PIXELS),
+    ],
+)
+def test_bad_images_are_refused_with_a_reason(data: bytes, limits: ImageLimits,
+                                              reason: Reason) -> None:
+    with pytest.raises(ImageError) as caught:
+        preprocess(data, SPEC, limits)
+    assert caught.value.reason is reason
+
+
+def test_a_bomb_is_refused_from_its_header_without_decoding() -> None:
+    import resource
+    import time
+
+    data = bomb(60000, 60000)  # 3.6 G pixels claimed by a 70-byte file
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    started = time.perf_counter()
+    with pytest.raises(ImageError) as caught:
+        preprocess(data, SPEC, LIMITS)
+    assert caught.value.reason is Reason.TOO_MANY_PIXELS
+    assert "60000x60000" in caught.value.message
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 50_000  # KiB
+    assert time.perf_counter() - started < 1.0

@@ -1,0 +1,101 @@
+"""The input event contract (DESIGN.md) and its precise errors."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from catalens.schemas import EventError, Op, Reason, parse_event
+from catalens.schemas.embedding import EmbeddingRecord
+
+DESIGN_EXAMPLE = {
+    "schema_version": 1,
+    "event_id": "0f8c3a2e-4b7d-4e55-9d7e-3f1a7c2b9e10",
+    "op": "upsert",
+    "product_id": "0108775015",
+    "version": 3,
+    "occurred_at": "2026-11-24T10:00:00Z",
+    "image": {"url": "https://cdn.example.com/0108775015.jpg"},
+    "attributes": {"name": "Strap top", "category": "Vest top", "colour": "Black",
+                   "price": 12.99},
+}
+
+
+def parse(body: dict[str, Any], key: bytes | None = b"0108775015"):  # type: ignore[no-untyped-def]
+    return parse_event(key, json.dumps(body).encode())
+
+
+def reason_of(body: dict[str, Any] | bytes, key: bytes | None = b"0108775015") -> Reason:
+    raw = body if isinstance(body, bytes) else json.dumps(body).encode()
+    with pytest.raises(EventError) as caught:
+        parse_event(key, raw)
+    assert caught.value.message
+    return caught.value.reason
+
+
+def test_the_design_example_parses_with_every_field() -> None:
+    event = parse(DESIGN_EXAMPLE)
+    assert event.op is Op.UPSERT and event.version == 3
+    assert event.image is not None and event.image.url == DESIGN_EXAMPLE["image"]["url"]
+    assert event.attributes["price"] == 12.99
+    assert event.occurred_at.tzinfo is not None
+
+
+def test_a_delete_needs_no_image() -> None:
+    body = {k: v for k, v in DESIGN_EXAMPLE.items() if k != "image"} | {"op": "delete"}
+    assert parse(body).op is Op.DELETE
+
+
+@pytest.mark.parametrize("image", [{"path": "/images/a.jpg"}, {"data": "aGVsbG8="}])
+def test_each_image_source_is_accepted(image: dict[str, str]) -> None:
+    assert parse(DESIGN_EXAMPLE | {"image": image}).image is not None
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        (b"{not json", Reason.INVALID_JSON),
+        (b"\xff\xfe", Reason.INVALID_JSON),
+        (b"[1, 2]", Reason.SCHEMA_VIOLATION),
+        (DESIGN_EXAMPLE | {"schema_version": 2}, Reason.UNSUPPORTED_SCHEMA_VERSION),
+        (DESIGN_EXAMPLE | {"op": "rename"}, Reason.SCHEMA_VIOLATION),
+        (DESIGN_EXAMPLE | {"version": "3"}, Reason.SCHEMA_VIOLATION),
+        (DESIGN_EXAMPLE | {"version": -1}, Reason.SCHEMA_VIOLATION),
+        (DESIGN_EXAMPLE | {"version": 2**63}, Reason.SCHEMA_VIOLATION),
+        (DESIGN_EXAMPLE | {"occurred_at": "2026-11-24T10:00:00"}, Reason.SCHEMA_VIOLATION),
+        ({k: v for k, v in DESIGN_EXAMPLE.items() if k != "image"}, Reason.SCHEMA_VIOLATION),
+        (DESIGN_EXAMPLE | {"image": {"url": "a", "path": "/b"}}, Reason.SCHEMA_VIOLATION),
+        (DESIGN_EXAMPLE | {"image": {}}, Reason.SCHEMA_VIOLATION),
+        (DESIGN_EXAMPLE | {"attributes": {"nested": {"a": 1}}}, Reason.SCHEMA_VIOLATION),
+        (DESIGN_EXAMPLE | {"attributes": {"bad key": 1}}, Reason.SCHEMA_VIOLATION),
+        (DESIGN_EXAMPLE | {"product_id": ""}, Reason.SCHEMA_VIOLATION),
+    ],
+)
+def test_contract_violations_have_precise_reasons(body: Any, reason: Reason) -> None:
+    assert reason_of(body) is reason
+
+
+def test_the_error_names_the_offending_field() -> None:
+    with pytest.raises(EventError) as caught:
+        parse(DESIGN_EXAMPLE | {"version": "three"})
+    assert "version" in caught.value.message
+    assert caught.value.product_id == "0108775015"
+
+
+def test_a_key_that_differs_from_the_product_id_is_refused() -> None:
+    assert reason_of(DESIGN_EXAMPLE, key=b"other") is Reason.KEY_MISMATCH
+    assert parse(DESIGN_EXAMPLE, key=None).product_id == "0108775015"
+
+
+def test_embedding_records_round_trip_the_vector_exactly() -> None:
+    import numpy as np
+
+    vector = np.random.default_rng(0).normal(size=512).astype(np.float32)
+    record = EmbeddingRecord(op=Op.UPSERT, product_id="p", version=1, event_id="e",
+                             occurred_at="2026-11-24T10:00:00Z", model="m", dim=512,
+                             vector=EmbeddingRecord.pack(vector))
+    again = EmbeddingRecord.model_validate_json(record.to_json())
+    assert np.array_equal(again.unpack(), vector)
+    assert len(record.to_json()) < 3000  # compact: base64 float32, not a JSON list

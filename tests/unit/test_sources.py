@@ -1,0 +1,135 @@
+"""Image source guards: SSRF, image roots, inline data, HTTP limits."""
+
+from __future__ import annotations
+
+import base64
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from catalens.embedder.sources import ImageSource, SourcePolicy, parse_networks
+from catalens.images import ImageError
+from catalens.schemas import ImageRef, Reason
+
+
+def resolver_to(*addresses: str):  # type: ignore[no-untyped-def]
+    return lambda _host, _port: list(addresses)
+
+
+def refused(source: ImageSource, ref: ImageRef) -> Reason:
+    with pytest.raises(ImageError) as caught:
+        source.read(ref)
+    return caught.value.reason
+
+
+@pytest.mark.parametrize(
+    "address",
+    ["127.0.0.1", "10.1.2.3", "172.16.0.5", "192.168.1.1", "169.254.169.254", "::1",
+     "fe80::1", "fd00::1", "224.0.0.1", "0.0.0.0", "::ffff:127.0.0.1", "100.64.0.1"],
+)
+def test_urls_resolving_to_non_public_addresses_are_forbidden(address: str) -> None:
+    source = ImageSource(SourcePolicy(), resolver=resolver_to(address))
+    assert refused(source, ImageRef(url="http://cdn.example.com/a.jpg")) is Reason.FORBIDDEN_SOURCE
+
+
+def test_one_private_address_among_public_ones_is_enough_to_refuse() -> None:
+    source = ImageSource(SourcePolicy(), resolver=resolver_to("93.184.216.34", "10.0.0.1"))
+    assert refused(source, ImageRef(url="https://cdn.example.com/a.jpg")) is Reason.FORBIDDEN_SOURCE
+
+
+@pytest.mark.parametrize("url", ["file:///etc/passwd", "ftp://example.com/a.jpg",
+                                 "gopher://x/", "http://user:pw@example.com/a.jpg"])
+def test_other_schemes_and_credentials_are_forbidden(url: str) -> None:
+    source = ImageSource(SourcePolicy(), resolver=resolver_to("93.184.216.34"))
+    assert refused(source, ImageRef(url=url)) is Reason.FORBIDDEN_SOURCE
+
+
+def test_allowlisted_networks_pass_the_address_check() -> None:
+    policy = SourcePolicy(allowed_networks=parse_networks(["10.0.0.0/8"]))
+    assert policy.address_allowed(__import__("ipaddress").ip_address("10.2.3.4"))
+    assert not policy.address_allowed(__import__("ipaddress").ip_address("192.168.0.1"))
+
+
+def test_paths_only_under_the_image_roots(tmp_path: Path) -> None:
+    root = tmp_path / "images"
+    root.mkdir()
+    (root / "a.jpg").write_bytes(b"img")
+    (tmp_path / "secret.txt").write_bytes(b"secret")
+    (root / "escape.jpg").symlink_to(tmp_path / "secret.txt")
+    source = ImageSource(SourcePolicy(image_roots=(root,)))
+    assert source.read(ImageRef(path=str(root / "a.jpg"))) == b"img"
+    assert refused(source, ImageRef(path=str(root / ".." / "secret.txt"))) is \
+        Reason.FORBIDDEN_SOURCE
+    assert refused(source, ImageRef(path=str(root / "escape.jpg"))) is Reason.FORBIDDEN_SOURCE
+    assert refused(source, ImageRef(path=str(root / "missing.jpg"))) is Reason.IMAGE_NOT_FOUND
+    assert refused(source, ImageRef(path="relative.jpg")) is Reason.FORBIDDEN_SOURCE
+    assert refused(ImageSource(SourcePolicy()), ImageRef(path=str(root / "a.jpg"))) is \
+        Reason.FORBIDDEN_SOURCE
+
+
+def test_inline_data_is_decoded_and_capped() -> None:
+    source = ImageSource(SourcePolicy(max_bytes=100))
+    assert source.read(ImageRef(data=base64.b64encode(b"x" * 50).decode())) == b"x" * 50
+    assert refused(source, ImageRef(data=base64.b64encode(b"x" * 200).decode())) is \
+        Reason.IMAGE_TOO_LARGE
+    assert refused(source, ImageRef(data="not base64!")) is Reason.SCHEMA_VIOLATION
+
+
+class Handler(BaseHTTPRequestHandler):
+    def do_GET(self) -> None:  # noqa: N802
+        routes = {
+            "/ok.jpg": (200, b"x" * 100, {}),
+            "/big.jpg": (200, b"x" * 5000, {}),
+            "/missing.jpg": (404, b"", {}),
+            "/broken.jpg": (500, b"", {}),
+            "/hop": (302, b"", {"Location": "/ok.jpg"}),
+            "/loop": (302, b"", {"Location": "/loop"}),
+            "/to-metadata": (302, b"", {"Location": "http://169.254.169.254/latest/"}),
+        }
+        status, body, headers = routes.get(self.path, (404, b"", {}))
+        self.send_response(status)
+        for name, value in headers.items():
+            self.send_header(name, value)
+        if self.path != "/big.jpg":  # streamed without a length: the cap applies mid-body
+            self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *_args: object) -> None:
+        pass
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[str]:
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    httpd.shutdown()
+
+
+@pytest.fixture
+def local() -> ImageSource:
+    policy = SourcePolicy(max_bytes=1000, retries=0, max_redirects=2,
+                          allowed_networks=parse_networks(["127.0.0.1/32"]))
+    return ImageSource(policy)
+
+
+def test_http_bodies_redirects_and_limits(server: str, local: ImageSource) -> None:
+    assert local.read(ImageRef(url=f"{server}/ok.jpg")) == b"x" * 100
+    assert local.read(ImageRef(url=f"{server}/hop")) == b"x" * 100
+    assert refused(local, ImageRef(url=f"{server}/big.jpg")) is Reason.IMAGE_TOO_LARGE
+    assert refused(local, ImageRef(url=f"{server}/missing.jpg")) is Reason.IMAGE_NOT_FOUND
+    assert refused(local, ImageRef(url=f"{server}/broken.jpg")) is Reason.FETCH_FAILED
+    assert refused(local, ImageRef(url=f"{server}/loop")) is Reason.FETCH_FAILED
+
+
+def test_a_redirect_to_a_forbidden_address_is_refused(server: str, local: ImageSource) -> None:
+    assert refused(local, ImageRef(url=f"{server}/to-metadata")) is Reason.FORBIDDEN_SOURCE
+
+
+def test_loopback_is_refused_unless_allowlisted(server: str) -> None:
+    assert refused(ImageSource(SourcePolicy()), ImageRef(url=f"{server}/ok.jpg")) is \
+        Reason.FORBIDDEN_SOURCE

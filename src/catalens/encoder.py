@@ -143,7 +143,7 @@ class ClipEncoder:
         clip = CLIPModel.from_pretrained(model_dir, dtype=torch.float32)
         clip.eval()
         self.spec = read_preprocess_spec(model_dir)
-        self.dim = int(clip.config.projection_dim)
+        self.dim = int(clip.config.projection_dim or 0)
         self.model = model
         self._lock = threading.Lock()
         self._vision: torch.nn.Module | None = None

@@ -26,7 +26,7 @@ def serve_health(
     host: str = "0.0.0.0",
 ) -> ThreadingHTTPServer:
     class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 - http.server naming
+        def do_GET(self) -> None:
             age = time.monotonic() - last_turn()
             if self.path == "/healthz":
                 ok = age < stale_after_s

@@ -22,7 +22,7 @@ from confluent_kafka import (
     Producer,
     TopicPartition,
 )
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
 from catalens.retry import TransientError
 from catalens.settings import CatalensSettings
@@ -102,13 +102,15 @@ def ensure_topics(settings: CatalensSettings, topics: Iterable[str]) -> None:
 
 def _record(message: Message) -> Record:
     headers = message.headers() or []
+    if isinstance(headers, dict):
+        headers = list(headers.items())
     return Record(
         topic=message.topic() or "",
         partition=message.partition() or 0,
         offset=message.offset() or 0,
         key=message.key(),
         value=message.value(),
-        headers=[(k, v or b"") for k, v in headers],
+        headers=[(k, v if isinstance(v, bytes) else (v or "").encode()) for k, v in headers],
         timestamp_ms=message.timestamp()[1],
     )
 
@@ -272,7 +274,11 @@ class Publisher:
         while True:
             try:
                 self._producer.produce(
-                    topic, value=value, key=key, headers=headers, on_delivery=callback
+                    topic,
+                    value=value,
+                    key=key,
+                    headers=list(headers or []),
+                    on_delivery=callback,
                 )
                 return
             except BufferError:

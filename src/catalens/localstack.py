@@ -70,14 +70,22 @@ class Child:
         return self.process is not None and self.process.poll() is None
 
     def signal(self, sig: int) -> None:
-        if self.process is not None and self.running:
+        """Signal the process group and every descendant (some leave the group)."""
+        if self.process is None:
+            return
+        targets = descendants(self.process.pid)
+        if self.running:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.process.pid, sig)
+        for pid in targets:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, sig)
 
     def stop(self, timeout_s: float = 20.0) -> int | None:
         """SIGTERM, then SIGKILL of the whole group if it does not exit in time."""
         if self.process is None:
             return None
+        family = [self.process.pid, *descendants(self.process.pid)]
         self.signal(signal.SIGTERM)
         try:
             code = self.process.wait(timeout_s)
@@ -85,16 +93,41 @@ class Child:
             log.warning("%s ignored SIGTERM for %.0fs; killing it", self.name, timeout_s)
             self.signal(signal.SIGKILL)
             code = self.process.wait(10)
-        self.signal(signal.SIGKILL)  # children the wrapper left behind
+        for pid in family[1:]:  # children the wrapper left behind
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
         if self._log is not None:
             self._log.close()
         return code
 
     def kill(self) -> None:
-        """SIGKILL, as a crash would."""
+        """SIGKILL to the process and its descendants, as a crash would."""
         self.signal(signal.SIGKILL)
         if self.process is not None:
             self.process.wait(10)
+        if self._log is not None:
+            self._log.close()
+
+
+def descendants(pid: int) -> list[int]:
+    """Every live descendant of ``pid`` (from /proc; empty where there is none)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        parent = int(stat.rsplit(")", 1)[1].split()[1])
+        children.setdefault(parent, []).append(int(entry.name))
+    found: list[int] = []
+    stack = [pid]
+    while stack:
+        for child in children.get(stack.pop(), []):
+            found.append(child)
+            stack.append(child)
+    return found
 
 
 def broker_binary() -> str:
@@ -114,15 +147,44 @@ def start_broker(port: int, log_file: Path) -> Child:
     return child
 
 
-def start_milvus(data_dir: Path, port: int, log_file: Path, timeout_s: float = 120) -> Child:
-    """Start Milvus standalone and wait until it serves requests."""
+# The PyPI wrapper checks that each port is free by binding it without SO_REUSEADDR. After
+# a crash the proxy port lingers in TIME_WAIT, the check fails, and the wrapper silently
+# moves the proxy to the next free port, where no client looks. Milvus itself binds with
+# SO_REUSEADDR, so the launcher makes the wrapper's check do the same.
+_MILVUS_LAUNCHER = """
+import socket, sys
+import milvus
+
+def try_bind_port(self, port):
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind(("127.0.0.1", port))
+        sock.listen()
+        return sock
+    except OSError:
+        sock.close()
+        return None
+
+milvus.MilvusServerConfig.try_bind_port = try_bind_port
+sys.argv[0] = "milvus-server"
+sys.exit(milvus.main())
+"""
+
+
+def start_milvus(data_dir: Path, port: int, log_file: Path, timeout_s: float = 180) -> Child:
+    """Start Milvus standalone on ``port`` and wait until it serves requests. Restarting on
+    the same ``data_dir`` after a crash keeps the data."""
+    import sys
+
     from catalens.retry import TransientError
     from catalens.store import VectorStore
 
     data_dir.mkdir(parents=True, exist_ok=True)
-    wrapper = Path(os.environ.get("VIRTUAL_ENV", "")) / "bin" / "milvus-server"
     argv = [
-        str(wrapper) if wrapper.exists() else "milvus-server",
+        sys.executable,
+        "-c",
+        _MILVUS_LAUNCHER,
         "--data",
         str(data_dir),
         "--proxy-port",

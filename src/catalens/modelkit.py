@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from transformers import CLIPConfig, CLIPImageProcessorPil, CLIPModel, CLIPProcessor, CLIPTokenizer
 
 Size = Literal["tiny", "vit-b-32"]
 
-_ARCHITECTURES = {
+_ARCHITECTURES: dict[str, dict[str, Any]] = {
     # ViT-B/32 as released by OpenAI (openai/clip-vit-base-patch32).
     "vit-b-32": {
         "text": {

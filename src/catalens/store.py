@@ -8,6 +8,7 @@ deleted at a newer version.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -102,29 +103,40 @@ class VectorStore:
 
     def __init__(self, uri: str, token: str | None = None, *, alias: str, timeout_s: float = 10):
         self.alias = alias
+        self._uri = uri
+        self._token = token or ""
         self._timeout = timeout_s
-        try:
-            self._client = MilvusClient(uri=uri, token=token or "", timeout=timeout_s)
-        except MilvusException as exc:
-            raise TransientError(f"cannot reach Milvus at {uri}: {exc}") from exc
-        except Exception as exc:
-            raise TransientError(f"cannot reach Milvus at {uri}: {exc}") from exc
+        self._client = self._connect()
         self._collection: str | None = None
         self._seen_collection = False
+        self._loaded: set[str] = set()
+
+    def _connect(self) -> MilvusClient:
+        try:
+            return MilvusClient(uri=self._uri, token=self._token, timeout=self._timeout)
+        except Exception as exc:
+            raise TransientError(f"cannot reach Milvus at {self._uri}: {exc}") from exc
 
     def _call(self, what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        """Call ``self._client.<fn>``; transient failures drop the client so that the next
+        call reconnects (a channel to a restarted server does not always heal itself)."""
+        if self._client is None:
+            self._client = self._connect()
+            self._loaded.clear()
         try:
-            return fn(*args, timeout=self._timeout, **kwargs)
-        except MilvusException as exc:
-            if _is_bug(exc):
-                raise
-            raise TransientError(f"Milvus {what} failed: {exc}") from exc
+            return getattr(self._client, fn)(*args, timeout=self._timeout, **kwargs)
         except Exception as exc:
-            if _is_bug(exc) or not _looks_transient(exc):
+            if _is_bug(exc) or not (isinstance(exc, MilvusException) or _looks_transient(exc)):
                 raise
+            if _looks_transient(exc):
+                self._reset()
             raise TransientError(f"Milvus {what} failed: {exc}") from exc
 
-    # -- collections -------------------------------------------------------------------
+    def _reset(self) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            with contextlib.suppress(Exception):
+                client.close()
 
     @property
     def tombstones(self) -> str:
@@ -134,9 +146,9 @@ class VectorStore:
         """Use the existing collection of ``model``; False when there is none yet."""
         name = collection_name(self.alias, model)
         self._ensure_tombstones()
-        if not self._call("has_collection", self._client.has_collection, name):
+        if not self._call("has_collection", "has_collection", name):
             return False
-        self._call("load_collection", self._client.load_collection, name)
+        self._call("load_collection", "load_collection", name)
         self._collection = name
         return True
 
@@ -147,8 +159,8 @@ class VectorStore:
         it when the alias does not exist yet. Returns the collection name. Idempotent."""
         name = collection_name(self.alias, model)
         self._ensure_tombstones()
-        if not self._call("has_collection", self._client.has_collection, name):
-            schema = self._client.create_schema(
+        if not self._call("has_collection", "has_collection", name):
+            schema = MilvusClient.create_schema(
                 auto_id=False,
                 enable_dynamic_field=False,
                 description=f"Catalens products, model {model}"[:250],
@@ -163,7 +175,7 @@ class VectorStore:
             schema.add_field("source_offset", DataType.INT64)
             schema.add_field("attributes", DataType.JSON)
             schema.add_field("vector", DataType.FLOAT_VECTOR, dim=dim)
-            index = self._client.prepare_index_params()
+            index = MilvusClient.prepare_index_params()
             # Vectors are L2-normalised, so inner product is cosine similarity.
             index.add_index(
                 "vector",
@@ -173,18 +185,18 @@ class VectorStore:
             )
             self._call(
                 "create_collection",
-                self._client.create_collection,
+                "create_collection",
                 name,
                 schema=schema,
                 index_params=index,
                 consistency_level="Bounded",
             )
             log.info("created collection %s (dim %d)", name, dim)
-        self._call("load_collection", self._client.load_collection, name)
-        aliases = self._call("list_aliases", self._client.list_aliases)
+        self._call("load_collection", "load_collection", name)
+        aliases = self._call("list_aliases", "list_aliases")
         if self.alias not in _alias_names(aliases):
             try:
-                self._call("create_alias", self._client.create_alias, name, self.alias)
+                self._call("create_alias", "create_alias", name, self.alias)
                 log.info("alias %s -> %s", self.alias, name)
             except (MilvusException, TransientError) as exc:  # a replica won the race
                 log.info("alias %s not created: %s", self.alias, exc)
@@ -193,24 +205,24 @@ class VectorStore:
 
     def _ensure_tombstones(self) -> None:
         tomb = self.tombstones
-        if not self._call("has_collection", self._client.has_collection, tomb):
-            schema = self._client.create_schema(auto_id=False, enable_dynamic_field=False)
+        if not self._call("has_collection", "has_collection", tomb):
+            schema = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False)
             schema.add_field(
                 "product_id", DataType.VARCHAR, is_primary=True, max_length=MAX_ID_LENGTH
             )
             schema.add_field("version", DataType.INT64)
             schema.add_field("marker", DataType.FLOAT_VECTOR, dim=_TOMBSTONE_DIM)
-            index = self._client.prepare_index_params()
+            index = MilvusClient.prepare_index_params()
             index.add_index("marker", index_type="FLAT", metric_type="L2")
             self._call(
                 "create_collection",
-                self._client.create_collection,
+                "create_collection",
                 tomb,
                 schema=schema,
                 index_params=index,
                 consistency_level="Strong",
             )
-        self._call("load_collection", self._client.load_collection, tomb)
+        self._call("load_collection", "load_collection", tomb)
 
     def use(self, collection: str | None = None) -> None:
         """Read through ``collection`` (default: the alias)."""
@@ -242,7 +254,7 @@ class VectorStore:
             for target, into in targets:
                 rows = self._call(
                     "query",
-                    self._client.query,
+                    "query",
                     target,
                     filter=expr,
                     output_fields=["product_id", "version"],
@@ -261,17 +273,17 @@ class VectorStore:
             marker = [0.0] * _TOMBSTONE_DIM
             self._call(
                 "upsert",
-                self._client.upsert,
+                "upsert",
                 self.tombstones,
                 data=[{"product_id": p, "version": v, "marker": marker} for p, v in floors],
             )
         if deletes:
             for chunk in _chunks(deletes, QUERY_CHUNK):
-                self._call("delete", self._client.delete, self.collection, ids=list(chunk))
+                self._call("delete", "delete", self.collection, ids=list(chunk))
         if upserts:
             self._call(
                 "upsert",
-                self._client.upsert,
+                "upsert",
                 self.collection,
                 data=[_to_entity(row) for row in upserts],
             )
@@ -288,7 +300,7 @@ class VectorStore:
             return [[] for _ in vectors]  # nothing indexed yet is an empty index
         results = self._call(
             "search",
-            self._client.search,
+            "search",
             self.collection,
             data=[np.asarray(v, dtype=np.float32).tolist() for v in vectors],
             anns_field="vector",
@@ -303,8 +315,8 @@ class VectorStore:
         """Whether the collection (or alias) read from exists; remembered once true."""
         if self._seen_collection:
             return True
-        names = self._call("list_collections", self._client.list_collections)
-        aliases = _alias_names(self._call("list_aliases", self._client.list_aliases))
+        names = self._call("list_collections", "list_collections")
+        aliases = _alias_names(self._call("list_aliases", "list_aliases"))
         self._seen_collection = self.collection in names or self.collection in aliases
         return self._seen_collection
 
@@ -315,9 +327,7 @@ class VectorStore:
         if with_vector:
             fields.append("vector")
         expr = f"product_id in [{', '.join(quote(p) for p in product_ids)}]"
-        rows = self._call(
-            "query", self._client.query, self.collection, filter=expr, output_fields=fields
-        )
+        rows = self._call("query", "query", self.collection, filter=expr, output_fields=fields)
         return [
             Row(
                 product_id=r["product_id"],
@@ -333,7 +343,7 @@ class VectorStore:
     def count(self) -> int:
         rows = self._call(
             "query",
-            self._client.query,
+            "query",
             self.collection,
             filter="",
             output_fields=["count(*)"],
@@ -342,20 +352,20 @@ class VectorStore:
         return int(rows[0]["count(*)"])
 
     def ping(self) -> None:
-        self._call("list_collections", self._client.list_collections)
+        self._call("list_collections", "list_collections")
 
     def drop_all(self) -> None:
         """Drop the alias and every collection behind it (tests, reindexing from scratch)."""
-        names = self._call("list_collections", self._client.list_collections)
-        if self.alias in _alias_names(self._call("list_aliases", self._client.list_aliases)):
-            self._call("drop_alias", self._client.drop_alias, self.alias)
+        names = self._call("list_collections", "list_collections")
+        if self.alias in _alias_names(self._call("list_aliases", "list_aliases")):
+            self._call("drop_alias", "drop_alias", self.alias)
         for name in names:
             if name.startswith(f"{self.alias}__"):
-                self._call("drop_collection", self._client.drop_collection, name)
+                self._call("drop_collection", "drop_collection", name)
         self._collection = None
 
     def close(self) -> None:
-        self._client.close()
+        self._reset()
 
 
 def _to_entity(row: Row) -> dict[str, Any]:

@@ -22,6 +22,7 @@ from catalens.schemas import DeadLetter
 from catalens.store import Row, VectorStore
 
 T = TypeVar("T")
+Value = bytes | dict[str, Any] | None
 
 
 def wait_for(check: Callable[[], T], timeout_s: float, what: str, every_s: float = 0.3) -> T:
@@ -36,12 +37,22 @@ def wait_for(check: Callable[[], T], timeout_s: float, what: str, every_s: float
     raise AssertionError(f"timed out after {timeout_s}s waiting for {what} (last: {last!r})")
 
 
-def event(product_id: str, version: int, *, op: str = "upsert", image: dict[str, str] | None = None,
-          **attributes: Any) -> dict[str, Any]:
+def event(
+    product_id: str,
+    version: int,
+    *,
+    op: str = "upsert",
+    image: dict[str, str] | None = None,
+    **attributes: Any,
+) -> dict[str, Any]:
     body: dict[str, Any] = {
-        "schema_version": 1, "event_id": str(uuid.uuid4()), "op": op,
-        "product_id": product_id, "version": version,
-        "occurred_at": "2026-11-24T10:00:00Z", "attributes": attributes,
+        "schema_version": 1,
+        "event_id": str(uuid.uuid4()),
+        "op": op,
+        "product_id": product_id,
+        "version": version,
+        "occurred_at": "2026-11-24T10:00:00Z",
+        "attributes": attributes,
     }
     if image is not None:
         body["image"] = image
@@ -66,7 +77,6 @@ class Stack:
         self.embeddings_topic = f"t{self.name}.product-embeddings"
         self.dlq_topic = f"t{self.name}.product-images.dlq"
         self.collection = f"t{self.name}"
-        self._producer = Producer({"bootstrap.servers": self.bootstrap, "acks": "all"})
 
     @property
     def env(self) -> dict[str, str]:
@@ -88,12 +98,21 @@ class Stack:
             "CATALENS_LOG_LEVEL": "INFO",
         } | self.extra_env
 
+    def full_env(self) -> dict[str, str]:
+        import os
+
+        return {**os.environ, **self.env}
+
     # -- processes ----------------------------------------------------------------------
 
     def start(self, *roles: str) -> Stack:
         for role in roles:
-            child = Child(role, [sys.executable, "-m", "catalens", role],
-                          self.workdir / "logs" / f"{role}.log", env=self.env)
+            child = Child(
+                role,
+                [sys.executable, "-m", "catalens", role],
+                self.workdir / "logs" / f"{role}.log",
+                env=self.env,
+            )
             self.children[role] = child.start()
         if "api" in roles:
             wait_for(self._api_up, 60, "the query API to answer /healthz")
@@ -114,8 +133,11 @@ class Stack:
 
     def assert_running(self) -> None:
         for role, child in self.children.items():
-            if not child.running and child.process is not None and \
-                    child.process.returncode not in (-signal.SIGKILL, 0):
+            if (
+                not child.running
+                and child.process is not None
+                and child.process.returncode not in (-signal.SIGKILL, 0)
+            ):
                 raise AssertionError(f"{role} died:\n{self.log(role)[-4000:]}")
 
     def log(self, role: str) -> str:
@@ -128,24 +150,37 @@ class Stack:
 
     # -- Kafka --------------------------------------------------------------------------
 
-    def produce(self, records: Iterable[tuple[bytes | None, bytes | dict[str, Any] | None]]) -> None:
+    def produce(self, records: Iterable[tuple[bytes | None, Value]]) -> None:
         """Produce (key, value) pairs to the input topic; dict values become JSON."""
         failures: list[Any] = []
+        producer = Producer(
+            {"bootstrap.servers": self.bootstrap, "acks": "all", "enable.idempotence": True}
+        )
         for key, value in records:
             raw = json.dumps(value).encode() if isinstance(value, dict) else value
-            self._producer.produce(self.input_topic, key=key, value=raw,
-                                   on_delivery=lambda e, _m: failures.append(e) if e else None)
-            self._producer.poll(0)
-        assert self._producer.flush(30) == 0
+            producer.produce(
+                self.input_topic,
+                key=key,
+                value=raw,
+                on_delivery=lambda e, _m: failures.append(e) if e else None,
+            )
+            producer.poll(0)
+        assert producer.flush(30) == 0
         assert not failures, failures
 
     def publish(self, *events: dict[str, Any]) -> None:
         self.produce((e["product_id"].encode(), e) for e in events)
 
     def dead_letters(self, expected: int, timeout_s: float = 60) -> list[DeadLetter]:
-        consumer = Consumer({"bootstrap.servers": self.bootstrap, "group.id": uuid.uuid4().hex,
-                             "auto.offset.reset": "earliest", "enable.auto.commit": False,
-                             "session.timeout.ms": 6000})
+        consumer = Consumer(
+            {
+                "bootstrap.servers": self.bootstrap,
+                "group.id": uuid.uuid4().hex,
+                "auto.offset.reset": "earliest",
+                "enable.auto.commit": False,
+                "session.timeout.ms": 6000,
+            }
+        )
         consumer.subscribe([self.dlq_topic])
         letters: list[DeadLetter] = []
         deadline = time.monotonic() + timeout_s
@@ -193,6 +228,9 @@ class Stack:
             got = self.indexed()
             missing = {p: v for p, v in expected.items() if got.get(p) != v}
             extra = {p: v for p, v in got.items() if p not in expected}
-            raise AssertionError(f"index differs: wrong or missing {dict(list(missing.items())[:10])}"
-                                 f" ({len(missing)}), unexpected {dict(list(extra.items())[:10])}"
-                                 f" ({len(extra)})") from None
+            some_missing = dict(list(missing.items())[:10])
+            some_extra = dict(list(extra.items())[:10])
+            raise AssertionError(
+                f"index differs: wrong or missing {some_missing} ({len(missing)}), "
+                f"unexpected {some_extra} ({len(extra)})"
+            ) from None

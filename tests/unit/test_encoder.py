@@ -33,8 +33,9 @@ def test_image_vectors_match_the_hugging_face_pipeline(
     encoder = ClipEncoder(str(tiny_model), towers=("image",), precision="fp32")
     images = [jpeg_bytes(600, 900, seed=s) for s in range(4)]
     ours = encoder.encode_images([preprocess(d, encoder.spec, ImageLimits()) for d in images])
-    inputs = processor(images=[Image.open(io.BytesIO(d)).convert("RGB") for d in images],
-                       return_tensors="pt")
+    inputs = processor(
+        images=[Image.open(io.BytesIO(d)).convert("RGB") for d in images], return_tensors="pt"
+    )
     with torch.no_grad():
         theirs = features(model.get_image_features(**inputs)).numpy()
     assert ours.shape == theirs.shape == (4, encoder.dim)
@@ -44,8 +45,12 @@ def test_image_vectors_match_the_hugging_face_pipeline(
 
 @pytest.mark.parametrize("precision", ["bf16", "int8"])
 def test_reduced_precisions_stay_close_to_fp32(tiny_model: Path, precision: str) -> None:
-    pixels = [preprocess(jpeg_bytes(seed=s), __import__("catalens.images").images.PreprocessSpec(),
-                         ImageLimits()) for s in range(3)]
+    pixels = [
+        preprocess(
+            jpeg_bytes(seed=s), __import__("catalens.images").images.PreprocessSpec(), ImageLimits()
+        )
+        for s in range(3)
+    ]
     exact = ClipEncoder(str(tiny_model), towers=("image",), precision="fp32").encode_images(pixels)
     fast = ClipEncoder(str(tiny_model), towers=("image",), precision=precision)  # type: ignore[arg-type]
     assert (exact * fast.encode_images(pixels)).sum(axis=1).min() > 0.99
@@ -66,15 +71,25 @@ def test_text_vectors_equal_the_padded_to_77_reference(
     np.testing.assert_allclose(ours, one_by_one, atol=1e-5)
 
 
-def test_a_sentence_transformers_folder_resolves_to_its_clip_module(tmp_path: Path,
-                                                                    tiny_model: Path) -> None:
+def test_a_sentence_transformers_folder_resolves_to_its_clip_module(
+    tmp_path: Path, tiny_model: Path
+) -> None:
     import json
     import shutil
 
     shutil.copytree(tiny_model, tmp_path / "st" / "0_CLIPModel")
-    (tmp_path / "st" / "modules.json").write_text(json.dumps(
-        [{"idx": 0, "name": "0", "path": "0_CLIPModel",
-          "type": "sentence_transformers.models.CLIPModel"}]))
+    (tmp_path / "st" / "modules.json").write_text(
+        json.dumps(
+            [
+                {
+                    "idx": 0,
+                    "name": "0",
+                    "path": "0_CLIPModel",
+                    "type": "sentence_transformers.models.CLIPModel",
+                }
+            ]
+        )
+    )
     assert resolve_model_dir(str(tmp_path / "st")) == tmp_path / "st" / "0_CLIPModel"
 
 

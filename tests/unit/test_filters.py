@@ -7,8 +7,10 @@ from catalens.query_api.filters import FilterError, Filters
 
 def test_filters_compose_into_one_expression() -> None:
     expr = Filters(categories=["Dress", "Vest top"], ranges={"price": (10.0, 20.0)}).expression()
-    assert expr == ('category in ["Dress", "Vest top"] and attributes["price"] >= 10.0 and '
-                    'attributes["price"] <= 20.0')
+    assert expr == (
+        'category in ["Dress", "Vest top"] and attributes["price"] >= 10.0 and '
+        'attributes["price"] <= 20.0'
+    )
 
 
 @pytest.mark.parametrize("value", ['" or 1==1 or "', 'a\\" or "', "\\", '"]) or (["'])

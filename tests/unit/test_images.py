@@ -19,8 +19,9 @@ LIMITS = ImageLimits()
 
 def reference_pixels(data: bytes) -> np.ndarray:
     """CLIPProcessor's output, normalised, as HWC float."""
-    processor = CLIPImageProcessorPil(size={"shortest_edge": 224},
-                                      crop_size={"height": 224, "width": 224})
+    processor = CLIPImageProcessorPil(
+        size={"shortest_edge": 224}, crop_size={"height": 224, "width": 224}
+    )
     image = Image.open(io.BytesIO(data)).convert("RGB")
     tensor = processor(images=image, return_tensors="np")["pixel_values"][0]
     return np.transpose(tensor, (1, 2, 0))
@@ -82,8 +83,9 @@ def bomb(width: int, height: int) -> bytes:
         (png(3000, 3000), ImageLimits(max_pixels=4_000_000), Reason.TOO_MANY_PIXELS),
     ],
 )
-def test_bad_images_are_refused_with_a_reason(data: bytes, limits: ImageLimits,
-                                              reason: Reason) -> None:
+def test_bad_images_are_refused_with_a_reason(
+    data: bytes, limits: ImageLimits, reason: Reason
+) -> None:
     with pytest.raises(ImageError) as caught:
         preprocess(data, SPEC, limits)
     assert caught.value.reason is reason

@@ -17,14 +17,28 @@ WHEN = datetime(2026, 11, 24, tzinfo=UTC)
 
 def upsert(pid: str, version: int) -> EmbeddingRecord:
     vector = np.full(4, version, dtype=np.float32)
-    return EmbeddingRecord(op=Op.UPSERT, product_id=pid, version=version, event_id="e",
-                           occurred_at=WHEN, model="m", dim=4,
-                           vector=EmbeddingRecord.pack(vector))
+    return EmbeddingRecord(
+        op=Op.UPSERT,
+        product_id=pid,
+        version=version,
+        event_id="e",
+        occurred_at=WHEN,
+        model="m",
+        dim=4,
+        vector=EmbeddingRecord.pack(vector),
+    )
 
 
 def delete(pid: str, version: int) -> EmbeddingRecord:
-    return EmbeddingRecord(op=Op.DELETE, product_id=pid, version=version, event_id="e",
-                           occurred_at=WHEN, model="m", dim=0)
+    return EmbeddingRecord(
+        op=Op.DELETE,
+        product_id=pid,
+        version=version,
+        event_id="e",
+        occurred_at=WHEN,
+        model="m",
+        dim=0,
+    )
 
 
 class Index:
@@ -37,13 +51,15 @@ class Index:
 
     def stored(self, ids: list[str]) -> dict[str, Stored]:
         return {
-            p: Stored(self.live[p], self.floors.get(p), self.offsets[p]) if p in self.live
+            p: Stored(self.live[p], self.floors.get(p), self.offsets[p])
+            if p in self.live
             else Stored(None, self.floors.get(p))
             for p in ids
         }
 
-    def apply_batch(self, batch: list[tuple[str, EmbeddingRecord | None, int]],
-                    crash_after: str | None = None) -> None:
+    def apply_batch(
+        self, batch: list[tuple[str, EmbeddingRecord | None, int]], crash_after: str | None = None
+    ) -> None:
         """Write like VectorStore.write: floors, then deletes, then upserts."""
         changes = collapse(batch)
         plan = plan_writes(changes, self.stored(list(changes)))
@@ -91,13 +107,18 @@ def as_records(raw: list[tuple[str, str, int]]) -> list[tuple[str, EmbeddingReco
     """Records at consecutive offsets of one partition."""
     out: list[tuple[str, EmbeddingRecord | None, int]] = []
     for offset, (pid, kind, version) in enumerate(raw):
-        record = None if kind == "tombstone" else (
-            upsert(pid, version) if kind == "upsert" else delete(pid, version))
+        record = (
+            None
+            if kind == "tombstone"
+            else (upsert(pid, version) if kind == "upsert" else delete(pid, version))
+        )
         out.append((pid, record, offset))
     return out
 
 
-def at(*records: tuple[str, EmbeddingRecord | None]) -> list[tuple[str, EmbeddingRecord | None, int]]:
+def at(
+    *records: tuple[str, EmbeddingRecord | None],
+) -> list[tuple[str, EmbeddingRecord | None, int]]:
     global _OFFSET
     out = []
     for pid, record in records:
@@ -125,7 +146,9 @@ def test_batched_application_equals_one_by_one_for_any_batching(
 
 @settings(max_examples=200, deadline=None)
 @given(events)
-def test_replaying_any_suffix_of_the_stream_changes_nothing(raw: list[tuple[str, str, int]]) -> None:
+def test_replaying_any_suffix_of_the_stream_changes_nothing(
+    raw: list[tuple[str, str, int]],
+) -> None:
     stream = as_records(raw)
     index = Index()
     index.apply_batch(stream)

@@ -18,8 +18,7 @@ DESIGN_EXAMPLE = {
     "version": 3,
     "occurred_at": "2026-11-24T10:00:00Z",
     "image": {"url": "https://cdn.example.com/0108775015.jpg"},
-    "attributes": {"name": "Strap top", "category": "Vest top", "colour": "Black",
-                   "price": 12.99},
+    "attributes": {"name": "Strap top", "category": "Vest top", "colour": "Black", "price": 12.99},
 }
 
 
@@ -93,9 +92,16 @@ def test_embedding_records_round_trip_the_vector_exactly() -> None:
     import numpy as np
 
     vector = np.random.default_rng(0).normal(size=512).astype(np.float32)
-    record = EmbeddingRecord(op=Op.UPSERT, product_id="p", version=1, event_id="e",
-                             occurred_at="2026-11-24T10:00:00Z", model="m", dim=512,
-                             vector=EmbeddingRecord.pack(vector))
+    record = EmbeddingRecord(
+        op=Op.UPSERT,
+        product_id="p",
+        version=1,
+        event_id="e",
+        occurred_at="2026-11-24T10:00:00Z",
+        model="m",
+        dim=512,
+        vector=EmbeddingRecord.pack(vector),
+    )
     again = EmbeddingRecord.model_validate_json(record.to_json())
     assert np.array_equal(again.unpack(), vector)
     assert len(record.to_json()) < 3000  # compact: base64 float32, not a JSON list

@@ -27,8 +27,20 @@ def refused(source: ImageSource, ref: ImageRef) -> Reason:
 
 @pytest.mark.parametrize(
     "address",
-    ["127.0.0.1", "10.1.2.3", "172.16.0.5", "192.168.1.1", "169.254.169.254", "::1",
-     "fe80::1", "fd00::1", "224.0.0.1", "0.0.0.0", "::ffff:127.0.0.1", "100.64.0.1"],
+    [
+        "127.0.0.1",
+        "10.1.2.3",
+        "172.16.0.5",
+        "192.168.1.1",
+        "169.254.169.254",
+        "::1",
+        "fe80::1",
+        "fd00::1",
+        "224.0.0.1",
+        "0.0.0.0",
+        "::ffff:127.0.0.1",
+        "100.64.0.1",
+    ],
 )
 def test_urls_resolving_to_non_public_addresses_are_forbidden(address: str) -> None:
     source = ImageSource(SourcePolicy(), resolver=resolver_to(address))
@@ -40,8 +52,15 @@ def test_one_private_address_among_public_ones_is_enough_to_refuse() -> None:
     assert refused(source, ImageRef(url="https://cdn.example.com/a.jpg")) is Reason.FORBIDDEN_SOURCE
 
 
-@pytest.mark.parametrize("url", ["file:///etc/passwd", "ftp://example.com/a.jpg",
-                                 "gopher://x/", "http://user:pw@example.com/a.jpg"])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "file:///etc/passwd",
+        "ftp://example.com/a.jpg",
+        "gopher://x/",
+        "http://user:pw@example.com/a.jpg",
+    ],
+)
 def test_other_schemes_and_credentials_are_forbidden(url: str) -> None:
     source = ImageSource(SourcePolicy(), resolver=resolver_to("93.184.216.34"))
     assert refused(source, ImageRef(url=url)) is Reason.FORBIDDEN_SOURCE
@@ -61,25 +80,30 @@ def test_paths_only_under_the_image_roots(tmp_path: Path) -> None:
     (root / "escape.jpg").symlink_to(tmp_path / "secret.txt")
     source = ImageSource(SourcePolicy(image_roots=(root,)))
     assert source.read(ImageRef(path=str(root / "a.jpg"))) == b"img"
-    assert refused(source, ImageRef(path=str(root / ".." / "secret.txt"))) is \
-        Reason.FORBIDDEN_SOURCE
+    assert (
+        refused(source, ImageRef(path=str(root / ".." / "secret.txt"))) is Reason.FORBIDDEN_SOURCE
+    )
     assert refused(source, ImageRef(path=str(root / "escape.jpg"))) is Reason.FORBIDDEN_SOURCE
     assert refused(source, ImageRef(path=str(root / "missing.jpg"))) is Reason.IMAGE_NOT_FOUND
     assert refused(source, ImageRef(path="relative.jpg")) is Reason.FORBIDDEN_SOURCE
-    assert refused(ImageSource(SourcePolicy()), ImageRef(path=str(root / "a.jpg"))) is \
-        Reason.FORBIDDEN_SOURCE
+    assert (
+        refused(ImageSource(SourcePolicy()), ImageRef(path=str(root / "a.jpg")))
+        is Reason.FORBIDDEN_SOURCE
+    )
 
 
 def test_inline_data_is_decoded_and_capped() -> None:
     source = ImageSource(SourcePolicy(max_bytes=100))
     assert source.read(ImageRef(data=base64.b64encode(b"x" * 50).decode())) == b"x" * 50
-    assert refused(source, ImageRef(data=base64.b64encode(b"x" * 200).decode())) is \
-        Reason.IMAGE_TOO_LARGE
+    assert (
+        refused(source, ImageRef(data=base64.b64encode(b"x" * 200).decode()))
+        is Reason.IMAGE_TOO_LARGE
+    )
     assert refused(source, ImageRef(data="not base64!")) is Reason.SCHEMA_VIOLATION
 
 
 class Handler(BaseHTTPRequestHandler):
-    def do_GET(self) -> None:  # noqa: N802
+    def do_GET(self) -> None:
         routes = {
             "/ok.jpg": (200, b"x" * 100, {}),
             "/big.jpg": (200, b"x" * 5000, {}),
@@ -112,8 +136,12 @@ def server() -> Iterator[str]:
 
 @pytest.fixture
 def local() -> ImageSource:
-    policy = SourcePolicy(max_bytes=1000, retries=0, max_redirects=2,
-                          allowed_networks=parse_networks(["127.0.0.1/32"]))
+    policy = SourcePolicy(
+        max_bytes=1000,
+        retries=0,
+        max_redirects=2,
+        allowed_networks=parse_networks(["127.0.0.1/32"]),
+    )
     return ImageSource(policy)
 
 
@@ -131,5 +159,7 @@ def test_a_redirect_to_a_forbidden_address_is_refused(server: str, local: ImageS
 
 
 def test_loopback_is_refused_unless_allowlisted(server: str) -> None:
-    assert refused(ImageSource(SourcePolicy()), ImageRef(url=f"{server}/ok.jpg")) is \
-        Reason.FORBIDDEN_SOURCE
+    assert (
+        refused(ImageSource(SourcePolicy()), ImageRef(url=f"{server}/ok.jpg"))
+        is Reason.FORBIDDEN_SOURCE
+    )

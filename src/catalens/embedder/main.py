@@ -15,18 +15,21 @@ from catalens.retry import Backoff, retry_transient
 from catalens.settings import EmbedderSettings
 
 
-def run(settings: EmbedderSettings, stop: threading.Event) -> None:
+def build_service(
+    settings: EmbedderSettings,
+    stop: threading.Event,
+    *,
+    source: Source | None = None,
+    publisher: Publisher | None = None,
+) -> tuple[EmbedderService, ClipEncoder]:
+    """The embedder service with its encoder and image source. ``source``/``publisher``
+    default to Kafka; benchmarks pass in-memory ones to measure the pipeline alone."""
     encoder = ClipEncoder(
         settings.model,
         towers=("image",),
         device=settings.device,
         precision=settings.precision,
         threads=settings.torch_threads,
-    )
-    backoff = Backoff(settings.retry_initial_s, settings.retry_max_s)
-    topics = [settings.input_topic, settings.embeddings_topic, settings.dlq_topic]
-    retry_transient(
-        lambda: ensure_topics(settings, topics), what="create topics", backoff=backoff, stop=stop
     )
     images = ImageSource(
         SourcePolicy(
@@ -50,26 +53,42 @@ def run(settings: EmbedderSettings, stop: threading.Event) -> None:
         fetch_concurrency=settings.fetch_concurrency,
         max_in_flight=settings.max_in_flight,
     )
-    service = EmbedderService(
-        config,
-        make_source=lambda on_revoke: Source(
+
+    def make_source(on_revoke):  # type: ignore[no-untyped-def]
+        if source is not None:
+            return source
+        return Source(
             settings,
             group_id=settings.embedder_group,
             topics=[settings.input_topic],
             on_revoke=on_revoke,
-        ),
-        publisher=Publisher(settings),
+        )
+
+    service = EmbedderService(
+        config,
+        make_source=make_source,
+        publisher=publisher if publisher is not None else Publisher(settings),
         images=images,
         encode=lambda pixels: list(encoder.encode_images(pixels)),
         stop=stop,
     )
+    return service, encoder
+
+
+def run(settings: EmbedderSettings, stop: threading.Event) -> None:
+    backoff = Backoff(settings.retry_initial_s, settings.retry_max_s)
+    topics = [settings.input_topic, settings.embeddings_topic, settings.dlq_topic]
+    retry_transient(
+        lambda: ensure_topics(settings, topics), what="create topics", backoff=backoff, stop=stop
+    )
+    service, _encoder = build_service(settings, stop)
     health = None
     if settings.health_port:
-        health = serve_health(settings.health_port, last_turn=lambda: service.healthy_at,
-                              ready=service.ready.is_set)
+        health = serve_health(
+            settings.health_port, last_turn=lambda: service.healthy_at, ready=service.ready.is_set
+        )
     try:
         service.run()
     finally:
-        images.close()
         if health is not None:
             health.shutdown()

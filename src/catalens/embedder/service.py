@@ -213,7 +213,7 @@ class EmbedderService:
                 exc.reason, exc.message, product_id=event.product_id, event_id=event.event_id
             )
             self._outcomes.put((record, dead_letter(record, error, self.config.topics)))
-        except BaseException as exc:  # a bug: hand it to the main loop, which crashes
+        except BaseException as exc:  # noqa: BLE001 - a bug: the main loop re-raises it
             self._outcomes.put(exc)
         else:
             self._batcher.put(Prepared(record, event, pixels))
@@ -229,7 +229,7 @@ class EmbedderService:
                 return
             try:
                 vectors = self._encode([item.pixels for item in batch])
-            except BaseException as exc:  # a bug or a broken device: crash the service
+            except BaseException as exc:  # noqa: BLE001 - the main loop re-raises it
                 self._outcomes.put(exc)
                 return
             for item, vector in zip(batch, vectors, strict=True):
@@ -268,6 +268,7 @@ class EmbedderService:
         self._batcher.close()
         self._pool.shutdown(wait=False, cancel_futures=True)
         self._source.close()
+        self._images.close()
         log.info(
             "embedder stopped: embedded %d, dead-lettered %d", self.embedded, self.dead_lettered
         )

@@ -42,8 +42,9 @@ def run(settings: SinkSettings, stop: threading.Event) -> None:
     )
     health = None
     if settings.health_port:
-        health = serve_health(settings.health_port, last_turn=lambda: service.healthy_at,
-                              ready=service.ready.is_set)
+        health = serve_health(
+            settings.health_port, last_turn=lambda: service.healthy_at, ready=service.ready.is_set
+        )
     try:
         service.run()
     finally:

@@ -72,13 +72,18 @@ def plan_writes(changes: Mapping[str, Change], stored: Mapping[str, Stored]) -> 
     plan = Plan()
     for product_id, change in changes.items():
         now = stored.get(product_id, Stored())
-        wiped = (change.wipe_offset is not None and now.live is not None
-                 and now.live_offset < change.wipe_offset)
+        wiped = (
+            change.wipe_offset is not None
+            and now.live is not None
+            and now.live_offset < change.wipe_offset
+        )
         candidates = [change.floor, now.deleted_upto, now.live if wiped else None]
         floor = max((v for v in candidates if v is not None), default=None)
         upsert = change.upsert
-        newest = upsert is not None and (floor is None or upsert.version > floor) and (
-            now.live is None or wiped or upsert.version > now.live
+        newest = (
+            upsert is not None
+            and (floor is None or upsert.version > floor)
+            and (now.live is None or wiped or upsert.version > now.live)
         )
         if upsert is not None and newest:
             plan.upserts.append(to_row(upsert, change.upsert_offset))  # replaces any stored row

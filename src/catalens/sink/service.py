@@ -12,7 +12,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TypeVar
 
 from pydantic import ValidationError
@@ -35,7 +35,7 @@ class SinkConfig:
     batch_wait_s: float = 0.2
     hnsw_m: int = 16
     ef_construction: int = 200
-    backoff: Backoff = Backoff()
+    backoff: Backoff = field(default_factory=Backoff)
 
 
 class SinkService:

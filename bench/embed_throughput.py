@@ -1,0 +1,288 @@
+"""Embedding throughput: the article's loop against the Catalens embedder, same images,
+same weights, one run.
+
+* baseline — the article's loop: ``PIL.Image.open`` + sentence-transformers
+  ``model.encode(images)`` in batches of 32;
+* catalens in-process — the embedder service (the same code as ``catalens embedder``)
+  with its default settings, fed inline images from memory instead of Kafka;
+* catalens through Kafka — ``catalens embedder`` as a process with its defaults, fed
+  through a real broker (Tansu), timed from the first input record produced until the
+  last embedding record is read back.
+
+Images are generated 1166x1750 JPEGs (the H&M catalog's size); the model is the real
+ViT-B/32 architecture with random weights (speed does not depend on the weights).
+Prints images/s, the ratio to the baseline, and min/mean cosine to the baseline's vectors.
+
+    python bench/embed_throughput.py [--images 128] [--no-kafka]
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import os
+import platform
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parents[1]
+CACHE = ROOT / ".catalens" / "bench"
+WIDTH, HEIGHT = 1166, 1750
+
+
+def make_jpegs(directory: Path, count: int) -> list[Path]:
+    """Photo-like JPEGs: smooth colour fields, shapes and sensor-like noise."""
+    directory.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    y, x = np.mgrid[0:HEIGHT, 0:WIDTH].astype(np.float32)
+    paths = []
+    for index in range(count):
+        path = directory / f"{index:04d}.jpg"
+        paths.append(path)
+        if path.exists():
+            continue
+        a, b, c = rng.uniform(0.5, 3, size=3)
+        field = np.stack(
+            [
+                np.sin(x / WIDTH * a * 6 + index),
+                np.cos(y / HEIGHT * b * 6),
+                np.sin((x + y) / (WIDTH + HEIGHT) * c * 6),
+            ],
+            axis=-1,
+        )
+        pixels = 128 + 90 * field + rng.normal(0, 10, size=field.shape)
+        Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8)).save(path, quality=90)
+    return paths
+
+
+def model_dirs() -> tuple[Path, Path]:
+    """A random ViT-B/32 as a Hugging Face folder and as a sentence-transformers folder."""
+    from catalens.modelkit import build_random_clip
+
+    hf = CACHE / "vit-b-32"
+    if not (hf / "config.json").exists():
+        build_random_clip(hf, size="vit-b-32", seed=0)
+    st = CACHE / "st-vit-b-32"
+    if not (st / "modules.json").exists():
+        from sentence_transformers import SentenceTransformer
+        from sentence_transformers.models import CLIPModel as STClip
+
+        SentenceTransformer(modules=[STClip(str(hf))]).save(str(st))
+    return hf, st
+
+
+def normalise(vectors: np.ndarray) -> np.ndarray:
+    return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+
+
+def article_loop(st_dir: Path, paths: list[Path], batch: int = 32) -> tuple[float, np.ndarray]:
+    from sentence_transformers import SentenceTransformer
+
+    model = SentenceTransformer(str(st_dir), device="cpu")
+    model.encode([Image.open(p) for p in paths[:batch]], batch_size=batch)  # warm-up
+    started = time.perf_counter()
+    out = []
+    for start in range(0, len(paths), batch):
+        images = [Image.open(p) for p in paths[start : start + batch]]
+        out.append(model.encode(images, batch_size=batch, convert_to_numpy=True))
+    elapsed = time.perf_counter() - started
+    return len(paths) / elapsed, normalise(np.concatenate(out))
+
+
+def inline_event(product_id: str, data: bytes) -> bytes:
+    return json.dumps(
+        {
+            "schema_version": 1,
+            "event_id": str(uuid.uuid4()),
+            "op": "upsert",
+            "product_id": product_id,
+            "version": 1,
+            "occurred_at": "2026-11-24T10:00:00Z",
+            "image": {"data": base64.b64encode(data).decode()},
+            "attributes": {},
+        }
+    ).encode()
+
+
+def vectors_of(records: list[bytes], ids: list[str]) -> np.ndarray:
+    from catalens.schemas import EmbeddingRecord
+
+    by_id = {}
+    for raw in records:
+        record = EmbeddingRecord.model_validate_json(raw)
+        by_id[record.product_id] = record.unpack()
+    return np.stack([by_id[i] for i in ids])
+
+
+def catalens_in_process(hf_dir: Path, paths: list[Path]) -> tuple[float, np.ndarray, str]:
+    """The embedder service with default settings; Kafka replaced by memory."""
+    from catalens.embedder.main import build_service
+    from catalens.kafka import Record
+    from catalens.memory import MemoryPublisher, MemorySource
+    from catalens.settings import EmbedderSettings
+
+    settings = EmbedderSettings(model=str(hf_dir))
+    source = MemorySource()
+    outputs: list[bytes] = []
+    done = threading.Event()
+    expected = [0]
+
+    def on_record(topic: str, _key: bytes | None, value: bytes | None) -> None:
+        if topic == settings.embeddings_topic and value is not None:
+            outputs.append(value)
+            if len(outputs) >= expected[0]:
+                done.set()
+
+    stop = threading.Event()
+    service, encoder = build_service(
+        settings, stop, source=source, publisher=MemoryPublisher(on_record)
+    )
+    runner = threading.Thread(target=service.run)
+    runner.start()
+
+    def feed(ids: list[str], offset: int) -> None:
+        source.feed(
+            Record(
+                settings.input_topic,
+                0,
+                offset + i,
+                pid.encode(),
+                inline_event(pid, p.read_bytes()),
+                [],
+                0,
+            )
+            for i, (pid, p) in enumerate(zip(ids, paths, strict=False))
+        )
+
+    warm = [f"warm-{i}" for i in range(32)]
+    expected[0] = len(warm)
+    feed(warm, 0)
+    done.wait(600)
+    outputs.clear()
+    done.clear()
+    ids = [f"p{i:04d}" for i in range(len(paths))]
+    expected[0] = len(ids)
+    blobs = [p.read_bytes() for p in paths]
+    started = time.perf_counter()
+    source.feed(
+        Record(settings.input_topic, 0, 1000 + i, pid.encode(), inline_event(pid, blob), [], 0)
+        for i, (pid, blob) in enumerate(zip(ids, blobs, strict=True))
+    )
+    done.wait(3600)
+    elapsed = time.perf_counter() - started
+    stop.set()
+    runner.join()
+    return len(ids) / elapsed, vectors_of(outputs, ids), f"{encoder.device}/{encoder.precision}"
+
+
+def catalens_through_kafka(hf_dir: Path, paths: list[Path]) -> float:
+    """``catalens embedder`` as a process with its defaults, through a real broker."""
+    from confluent_kafka import Consumer, Producer
+
+    from catalens.localstack import Child, free_port, start_broker
+
+    work = Path(tempfile.mkdtemp(prefix="catalens-bench-"))
+    port = free_port()
+    broker = start_broker(port, work / "broker.log")
+    bootstrap = f"127.0.0.1:{port}"
+    env = {"CATALENS_KAFKA_BOOTSTRAP": bootstrap, "CATALENS_MODEL": str(hf_dir)}
+    embedder = Child(
+        "embedder", [sys.executable, "-m", "catalens", "embedder"], work / "embedder.log", env=env
+    ).start()
+    try:
+        producer = Producer({"bootstrap.servers": bootstrap, "message.max.bytes": 16_000_000})
+        consumer = Consumer(
+            {
+                "bootstrap.servers": bootstrap,
+                "group.id": "bench",
+                "auto.offset.reset": "earliest",
+                "session.timeout.ms": 6000,
+            }
+        )
+        consumer.subscribe(["catalens.product-embeddings"])
+
+        def wait_records(count: int, timeout_s: float) -> float:
+            seen, deadline = 0, time.monotonic() + timeout_s
+            while seen < count and time.monotonic() < deadline:
+                for message in consumer.consume(100, 0.2):
+                    if message.error() is None:
+                        seen += 1
+                if not embedder.running:
+                    raise RuntimeError(f"embedder died; see {embedder.log_file}")
+            if seen < count:
+                raise TimeoutError(f"only {seen} of {count} embeddings arrived")
+            return time.perf_counter()
+
+        blob = paths[0].read_bytes()
+        deadline = time.monotonic() + 300
+        while True:  # the topic appears when the embedder has started
+            try:
+                producer.produce(
+                    "catalens.product-images", key=b"warm", value=inline_event("warm", blob)
+                )
+                break
+            except Exception:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(1)
+        producer.flush(30)
+        wait_records(1, 300)
+        blobs = [(f"k{i:04d}", p.read_bytes()) for i, p in enumerate(paths)]
+        started = time.perf_counter()
+        for pid, data in blobs:
+            producer.produce(
+                "catalens.product-images", key=pid.encode(), value=inline_event(pid, data)
+            )
+            producer.poll(0)
+        producer.flush(60)
+        finished = wait_records(len(paths), 1800)
+        consumer.close()
+        return len(paths) / (finished - started)
+    finally:
+        embedder.stop()
+        broker.kill()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--images", type=int, default=128)
+    parser.add_argument("--no-kafka", action="store_true")
+    args = parser.parse_args()
+    import logging
+
+    logging.basicConfig(level=logging.WARNING)
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    paths = make_jpegs(CACHE / "jpegs", args.images)
+    hf_dir, st_dir = model_dirs()
+    print(
+        f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; "
+        f"{args.images} JPEGs {WIDTH}x{HEIGHT}; ViT-B/32, random weights"
+    )
+
+    base_ips, base_vectors = article_loop(st_dir, paths)
+    print(f"article loop (PIL open + sentence-transformers encode): {base_ips:7.2f} images/s")
+    ours_ips, ours_vectors, mode = catalens_in_process(hf_dir, paths)
+    cosines = (ours_vectors * base_vectors).sum(axis=1)
+    print(
+        f"catalens embedder, in process ({mode}):      {ours_ips:7.2f} images/s  "
+        f"ratio {ours_ips / base_ips:.2f}x  cosine min {cosines.min():.5f} "
+        f"mean {cosines.mean():.5f}"
+    )
+    if not args.no_kafka:
+        kafka_ips = catalens_through_kafka(hf_dir, paths)
+        print(
+            f"catalens embedder, through Kafka:               {kafka_ips:7.2f} images/s  "
+            f"ratio {kafka_ips / base_ips:.2f}x  ({kafka_ips / ours_ips:.0%} of in-process)"
+        )
+
+
+if __name__ == "__main__":
+    main()

@@ -5,7 +5,7 @@ PY      := $(VENV)/bin/python
 STAMP   := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install up test test-unit test-integration lint format bench clean
+.PHONY: help install up test browser test-unit test-integration lint format bench clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-17s %s\n", $$1, $$2}'
@@ -24,8 +24,15 @@ $(STAMP): pyproject.toml
 up: $(STAMP) ## run the whole pipeline locally with a sample catalog (Ctrl-C stops it)
 	$(VENV)/bin/catalens up
 
-test: $(STAMP) ## run all tests (unit + integration against the real broker and Milvus)
+test: $(STAMP) browser ## run all tests (unit + integration against the real broker and Milvus)
 	$(PY) -m pytest
+
+# The browser test drives Debian's Chromium (Playwright's own browser download cannot
+# work offline). Installed when missing and apt-get can run; otherwise that test skips.
+browser:
+	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
+	  || echo "chromium not installed: the browser test will be skipped"; }
 
 test-unit: $(STAMP) ## run the fast unit tests only
 	$(PY) -m pytest -m "not integration"

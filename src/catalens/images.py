@@ -7,6 +7,7 @@ device, in the encoder, where it is one fused multiply-add per batch.
 
 from __future__ import annotations
 
+import base64
 import io
 import math
 import warnings
@@ -86,6 +87,25 @@ def preprocess(data: bytes, spec: PreprocessSpec, limits: ImageLimits) -> Pixels
     never below what the bicubic resize needs, which skips most of the decoding work and
     keeps the result within cosine 0.9999 of full decoding.
     """
+    return _preprocess(data, spec, limits)[0]
+
+
+def preprocess_with_thumbnail(
+    data: bytes, spec: PreprocessSpec, limits: ImageLimits, side: int = 160
+) -> tuple[Pixels, str]:
+    """Like :func:`preprocess`, plus a JPEG thumbnail (longest side ``side``) as a data URI,
+    made from the already decoded pixels."""
+    pixels, image = _preprocess(data, spec, limits)
+    small = image.copy()
+    small.thumbnail((side, side), Image.Resampling.BILINEAR)
+    buffer = io.BytesIO()
+    small.save(buffer, format="JPEG", quality=75)
+    return pixels, "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode()
+
+
+def _preprocess(
+    data: bytes, spec: PreprocessSpec, limits: ImageLimits
+) -> tuple[Pixels, Image.Image]:
     image = open_checked(data, limits)
     width, height = image.size
     scale = spec.size / min(width, height)
@@ -96,7 +116,7 @@ def preprocess(data: bytes, spec: PreprocessSpec, limits: ImageLimits) -> Pixels
         resized = _resize_shortest(image, spec.size)
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
         raise ImageError(Reason.CORRUPT_IMAGE, f"corrupt or truncated image: {exc}") from None
-    return _center_crop(np.asarray(resized, dtype=np.uint8), spec.crop)
+    return _center_crop(np.asarray(resized, dtype=np.uint8), spec.crop), image
 
 
 def _resize_shortest(image: Image.Image, size: int) -> Image.Image:

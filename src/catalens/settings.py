@@ -112,3 +112,10 @@ class ApiSettings(CatalensSettings):
     device: Literal["auto", "cpu", "cuda"] = "auto"
     max_upload_bytes: int = Field(default=20 * 1024 * 1024, ge=1)
     max_image_pixels: int = Field(default=50_000_000, ge=1)
+    # `path` images are shown only from under these folders (the embedder's roots).
+    image_roots: Annotated[list[Path], NoDecode] = Field(default_factory=list)
+
+    @field_validator("image_roots", mode="before")
+    @classmethod
+    def _roots_from_env(cls, value: Any) -> Any:
+        return _split_commas(value)

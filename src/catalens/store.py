@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 
 MAX_ID_LENGTH = 256
 MAX_TEXT_LENGTH = 4096
+MAX_IMAGE_LENGTH = 65535  # a URL, a path, or a small data-URI thumbnail
 # Milvus answers an `in [...]` filter over this many primary keys quickly.
 QUERY_CHUNK = 500
 _TOMBSTONE_DIM = 2
@@ -109,7 +110,8 @@ class VectorStore:
         self._client = self._connect()
         self._collection: str | None = None
         self._seen_collection = False
-        self._loaded: set[str] = set()
+        self._reload = False
+        self._has_tombstones = False
 
     def _connect(self) -> MilvusClient:
         try:
@@ -122,15 +124,28 @@ class VectorStore:
         call reconnects (a channel to a restarted server does not always heal itself)."""
         if self._client is None:
             self._client = self._connect()
-            self._loaded.clear()
+        if self._reload and fn != "load_collection":
+            self._load_again()
         try:
             return getattr(self._client, fn)(*args, timeout=self._timeout, **kwargs)
         except Exception as exc:
             if _is_bug(exc) or not (isinstance(exc, MilvusException) or _looks_transient(exc)):
                 raise
-            if _looks_transient(exc):
+            if "not loaded" in str(exc):
+                # A restarted Milvus does not always reload what was loaded before.
+                self._reload = True
+            elif _looks_transient(exc):
                 self._reset()
             raise TransientError(f"Milvus {what} failed: {exc}") from exc
+
+    def _load_again(self) -> None:
+        names = [self.tombstones] if self._has_tombstones else []
+        if self._collection is not None:
+            names.append(self._collection)
+        for name in names:
+            log.info("loading %s again", name)
+            self._call("load_collection", "load_collection", name)
+        self._reload = False
 
     def _reset(self) -> None:
         client, self._client = self._client, None
@@ -170,7 +185,7 @@ class VectorStore:
             )
             schema.add_field("version", DataType.INT64)
             schema.add_field("category", DataType.VARCHAR, max_length=MAX_TEXT_LENGTH)
-            schema.add_field("image", DataType.VARCHAR, max_length=MAX_TEXT_LENGTH)
+            schema.add_field("image", DataType.VARCHAR, max_length=MAX_IMAGE_LENGTH)
             schema.add_field("updated_at_ms", DataType.INT64)
             schema.add_field("source_offset", DataType.INT64)
             schema.add_field("attributes", DataType.JSON)
@@ -223,6 +238,7 @@ class VectorStore:
                 consistency_level="Strong",
             )
         self._call("load_collection", "load_collection", tomb)
+        self._has_tombstones = True
 
     def use(self, collection: str | None = None) -> None:
         """Read through ``collection`` (default: the alias)."""
@@ -374,7 +390,7 @@ def _to_entity(row: Row) -> dict[str, Any]:
         "product_id": row.product_id,
         "version": row.version,
         "category": str(category)[:MAX_TEXT_LENGTH],
-        "image": (row.image or "")[:MAX_TEXT_LENGTH],
+        "image": row.image if row.image and len(row.image) <= MAX_IMAGE_LENGTH else "",
         "updated_at_ms": row.updated_at_ms,
         "source_offset": row.source_offset,
         "attributes": row.attributes,

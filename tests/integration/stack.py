@@ -220,7 +220,10 @@ class Stack:
     def wait_indexed(self, expected: dict[str, int], timeout_s: float = 90) -> None:
         def matches() -> bool:
             self.assert_running()
-            return self.indexed() == expected
+            try:
+                return self.indexed() == expected
+            except AssertionError:  # 503 while Milvus is away: keep waiting
+                return False
 
         try:
             wait_for(matches, timeout_s, "the index to match")

@@ -29,7 +29,14 @@ from dataclasses import dataclass
 from catalens.embedder.batcher import Batcher, Closed
 from catalens.embedder.sources import ImageSource
 from catalens.embedder.steps import NeedsImage, Output, Topics, dead_letter, decide, embedded
-from catalens.images import ImageError, ImageLimits, Pixels, PreprocessSpec, preprocess
+from catalens.images import (
+    ImageError,
+    ImageLimits,
+    Pixels,
+    PreprocessSpec,
+    preprocess,
+    preprocess_with_thumbnail,
+)
 from catalens.kafka import DeliveryError, Partition, Publisher, Record, Source
 from catalens.offsets import OffsetTracker
 from catalens.schemas import EventError, ProductImageEvent
@@ -45,6 +52,7 @@ class Prepared:
     record: Record
     event: ProductImageEvent
     pixels: Pixels
+    thumbnail: str | None
 
 
 @dataclass(frozen=True)
@@ -207,7 +215,13 @@ class EmbedderService:
         try:
             assert event.image is not None
             data = self._images.read(event.image)
-            pixels = preprocess(data, self.config.spec, self.config.limits)
+            thumbnail = None
+            if event.image.data is not None:  # nothing else to show it by
+                pixels, thumbnail = preprocess_with_thumbnail(
+                    data, self.config.spec, self.config.limits
+                )
+            else:
+                pixels = preprocess(data, self.config.spec, self.config.limits)
         except ImageError as exc:
             error = EventError(
                 exc.reason, exc.message, product_id=event.product_id, event_id=event.event_id
@@ -216,7 +230,7 @@ class EmbedderService:
         except BaseException as exc:  # noqa: BLE001 - a bug: the main loop re-raises it
             self._outcomes.put(exc)
         else:
-            self._batcher.put(Prepared(record, event, pixels))
+            self._batcher.put(Prepared(record, event, pixels, thumbnail))
         finally:
             with self._preparing_lock:
                 self._preparing -= 1
@@ -236,7 +250,13 @@ class EmbedderService:
                 self._outcomes.put(
                     (
                         item.record,
-                        embedded(item.event, vector, self.config.topics, self.config.model),
+                        embedded(
+                            item.event,
+                            vector,
+                            self.config.topics,
+                            self.config.model,
+                            item.thumbnail,
+                        ),
                     )
                 )
 

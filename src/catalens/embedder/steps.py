@@ -55,8 +55,13 @@ def decide(record: Record, topics: Topics, model: str, dim: int) -> Decision:
 
 
 def embedding_record(
-    event: ProductImageEvent, vector: Vector | None, model: str, dim: int
+    event: ProductImageEvent,
+    vector: Vector | None,
+    model: str,
+    dim: int,
+    thumbnail: str | None = None,
 ) -> bytes:
+    """``thumbnail`` stands in for inline images, which have no reference to show."""
     image = event.image.display() if event.image is not None else None
     return EmbeddingRecord(
         op=event.op,
@@ -68,15 +73,21 @@ def embedding_record(
         dim=dim if vector is not None else 0,
         vector=None if vector is None else EmbeddingRecord.pack(vector),
         attributes=event.attributes,
-        image=image,
+        image=image or thumbnail,
     ).to_json()
 
 
-def embedded(event: ProductImageEvent, vector: Vector, topics: Topics, model: str) -> Output:
+def embedded(
+    event: ProductImageEvent,
+    vector: Vector,
+    topics: Topics,
+    model: str,
+    thumbnail: str | None = None,
+) -> Output:
     return Output(
         topics.embeddings,
         event.key,
-        embedding_record(event, vector, model, int(vector.shape[0])),
+        embedding_record(event, vector, model, int(vector.shape[0]), thumbnail),
         [("catalens-model", model.encode())],
     )
 

@@ -1,62 +1,72 @@
-"""The FastAPI application. Expensive objects (the CLIP text tower, the Milvus client)
-are built once in the lifespan, never at import time."""
+"""The FastAPI application. Expensive objects (the CLIP towers, the Milvus client) are
+built once in the lifespan, never at import time."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 from fastapi import FastAPI
+from fastapi.responses import FileResponse
+from fastapi.staticfiles import StaticFiles
 
 from catalens import __version__
 from catalens.encoder import ClipEncoder
 from catalens.query_api import errors
 from catalens.query_api.deps import Services
-from catalens.query_api.routes import health, search
-from catalens.query_api.search import TextVectors
+from catalens.query_api.metrics import Metrics
+from catalens.query_api.routes import health, products, search
+from catalens.query_api.search import TextBatcher, TextVectors
 from catalens.retry import TransientError
 from catalens.settings import ApiSettings
 from catalens.store import VectorStore
 
 log = logging.getLogger(__name__)
+STATIC = Path(__file__).parent / "static"
 
 
-def build_services(settings: ApiSettings) -> Services:
+def build_services(settings: ApiSettings, metrics: Metrics) -> Services:
     encoder = ClipEncoder(
-        settings.model, towers=("text",), device=settings.device, precision=settings.precision
+        settings.model,
+        towers=("text", "image"),
+        device=settings.device,
+        precision=settings.precision,
     )
-    store = VectorStore(
-        settings.milvus_uri,
-        settings.milvus_token.get_secret_value() if settings.milvus_token else None,
-        alias=settings.collection,
-    )
+    token = settings.milvus_token.get_secret_value() if settings.milvus_token else None
+    store = VectorStore(settings.milvus_uri, token, alias=settings.collection)
     store.use()
+    batcher = TextBatcher(encoder.encode_texts)
     return Services(
         settings=settings,
         encoder=encoder,
         store=store,
-        texts=TextVectors(encoder.encode_texts, settings.text_cache_size),
+        texts=TextVectors(batcher, settings.text_cache_size),
+        batcher=batcher,
+        metrics=metrics,
     )
 
 
 def create_app(
-    settings: ApiSettings, build: Callable[[ApiSettings], Services] = build_services
+    settings: ApiSettings,
+    build: Callable[[ApiSettings, Metrics], Services] = build_services,
 ) -> FastAPI:
+    metrics = Metrics()
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         while True:
             try:
-                app.state.services = build(settings)
+                app.state.services = await asyncio.to_thread(build, settings, metrics)
                 break
             except TransientError as exc:  # Milvus not up yet: wait, as every service does
                 log.warning("%s; retrying", exc)
-                import asyncio
-
                 await asyncio.sleep(1)
         log.info("query API ready (model %s, collection %s)", settings.model, settings.collection)
         yield
-        app.state.services.store.close()
+        app.state.services.close()
 
     app = FastAPI(
         title="Catalens",
@@ -65,6 +75,14 @@ def create_app(
         description="Text-to-image product search over a continuously fresh index.",
     )
     errors.install(app)
+    metrics.install(app)
     app.include_router(health.router)
     app.include_router(search.router)
+    app.include_router(products.router)
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+
+    @app.get("/", include_in_schema=False)
+    def page() -> FileResponse:
+        return FileResponse(STATIC / "index.html")
+
     return app

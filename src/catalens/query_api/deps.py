@@ -8,7 +8,8 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from catalens.encoder import ClipEncoder
-from catalens.query_api.search import TextVectors
+from catalens.query_api.metrics import Metrics
+from catalens.query_api.search import TextBatcher, TextVectors
 from catalens.settings import ApiSettings
 from catalens.store import VectorStore
 
@@ -19,6 +20,12 @@ class Services:
     encoder: ClipEncoder
     store: VectorStore
     texts: TextVectors
+    batcher: TextBatcher
+    metrics: Metrics
+
+    def close(self) -> None:
+        self.batcher.close()
+        self.store.close()
 
 
 def get_services(request: Request) -> Services:

@@ -17,6 +17,12 @@ class BadRequest(Exception):
         self.message = message
 
 
+class NotFound(Exception):
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
 def _body(status: int, error: str, message: str) -> JSONResponse:
     return JSONResponse({"error": error, "message": message}, status_code=status)
 
@@ -33,6 +39,10 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(BadRequest)
     async def bad(_request: Request, exc: BadRequest) -> JSONResponse:
         return _body(400, "bad_request", exc.message)
+
+    @app.exception_handler(NotFound)
+    async def not_found(_request: Request, exc: NotFound) -> JSONResponse:
+        return _body(404, "not_found", exc.message)
 
     @app.exception_handler(FilterError)
     async def bad_filter(_request: Request, exc: FilterError) -> JSONResponse:

@@ -3,13 +3,15 @@ from __future__ import annotations
 import time
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, File, Query, UploadFile
 from pydantic import BaseModel, Field
 
-from catalens.query_api.deps import ServicesDep
+from catalens.images import ImageError, ImageLimits, preprocess
+from catalens.query_api.deps import Services, ServicesDep
 from catalens.query_api.errors import BadRequest
 from catalens.query_api.filters import Filters
-from catalens.query_api.search import MAX_QUERY_CHARS, timed_search
+from catalens.query_api.search import MAX_QUERY_CHARS
+from catalens.schemas.embedding import Vector
 from catalens.schemas.event import AttributeValue
 from catalens.store import Hit
 
@@ -24,12 +26,25 @@ class Result(BaseModel):
     score: float = Field(description="cosine similarity, higher is closer")
     version: int
     attributes: dict[str, AttributeValue]
-    image: str | None = None
+    image: str | None = Field(default=None, description="URL, path or data URI of the image")
 
 
 class SearchResponse(BaseModel):
     results: list[Result]
     took_ms: float
+
+
+K = Annotated[int, Query(ge=1, le=MAX_K, description="how many results (1-1000)")]
+Offset = Annotated[int, Query(ge=0, le=MAX_OFFSET, description="results to skip (paging)")]
+Category = Annotated[list[str] | None, Query(max_length=100, description="only these categories")]
+Price = Annotated[float | None, Query(allow_inf_nan=False)]
+
+
+def filters(
+    category: list[str] | None, price_min: float | None, price_max: float | None
+) -> Filters:
+    ranges = {"price": (price_min, price_max)} if (price_min, price_max) != (None, None) else {}
+    return Filters(categories=category or (), ranges=ranges)
 
 
 def results(hits: list[Hit]) -> list[Result]:
@@ -45,32 +60,62 @@ def results(hits: list[Hit]) -> list[Result]:
     ]
 
 
+def run_search(
+    services: Services, vector: Vector, *, k: int, offset: int, expr: str, started: float
+) -> SearchResponse:
+    search_started = time.perf_counter()
+    hits = services.store.search(
+        [vector], k=k, offset=offset, expr=expr, ef=services.settings.search_ef
+    )[0]
+    services.metrics.search.observe(time.perf_counter() - search_started)
+    return SearchResponse(
+        results=results(hits), took_ms=round((time.perf_counter() - started) * 1000, 3)
+    )
+
+
 @router.get("/search", response_model=SearchResponse)
 def search(
     services: ServicesDep,
     q: Annotated[
         str, Query(min_length=1, max_length=MAX_QUERY_CHARS, description="the text to search for")
     ],
-    k: Annotated[int, Query(ge=1, le=MAX_K, description="how many results")] = 10,
-    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET, description="results to skip")] = 0,
-    category: Annotated[
-        list[str] | None, Query(max_length=100, description="only these categories")
-    ] = None,
-    price_min: Annotated[float | None, Query(allow_inf_nan=False)] = None,
-    price_max: Annotated[float | None, Query(allow_inf_nan=False)] = None,
+    k: K = 10,
+    offset: Offset = 0,
+    category: Category = None,
+    price_min: Price = None,
+    price_max: Price = None,
 ) -> SearchResponse:
     """Products whose image best matches the text, by descending cosine similarity."""
     started = time.perf_counter()
     if not q.strip():
         raise BadRequest("q must contain a non-blank word")
-    expr = Filters(
-        categories=category or (),
-        ranges={"price": (price_min, price_max)} if (price_min, price_max) != (None, None) else {},
-    ).expression()
-    vector, _cached = services.texts(q)
-    hits, _ = timed_search(
-        services.store, vector, k=k, offset=offset, expr=expr, ef=services.settings.search_ef
-    )
-    return SearchResponse(
-        results=results(hits), took_ms=round((time.perf_counter() - started) * 1000, 3)
-    )
+    expr = filters(category, price_min, price_max).expression()
+    vector, cached = services.texts(q)
+    services.metrics.cache.labels("hit" if cached else "miss").inc()
+    if not cached:
+        services.metrics.encode.labels("text").observe(time.perf_counter() - started)
+    return run_search(services, vector, k=k, offset=offset, expr=expr, started=started)
+
+
+@router.post("/search/image", response_model=SearchResponse)
+def search_by_image(
+    services: ServicesDep,
+    image: Annotated[UploadFile, File(description="a JPEG, PNG, WebP, ... image")],
+    k: K = 10,
+    offset: Offset = 0,
+    category: Category = None,
+    price_min: Price = None,
+    price_max: Price = None,
+) -> SearchResponse:
+    """Products that look like the uploaded image (same limits as the embedder)."""
+    started = time.perf_counter()
+    expr = filters(category, price_min, price_max).expression()
+    limits = ImageLimits(services.settings.max_upload_bytes, services.settings.max_image_pixels)
+    data = image.file.read(limits.max_bytes + 1)
+    try:
+        pixels = preprocess(data, services.encoder.spec, limits)
+    except ImageError as exc:
+        raise BadRequest(f"{exc.reason.value}: {exc.message}") from None
+    vector = services.encoder.encode_images([pixels])[0]
+    services.metrics.encode.labels("image").observe(time.perf_counter() - started)
+    return run_search(services, vector, k=k, offset=offset, expr=expr, started=started)

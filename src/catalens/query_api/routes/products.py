@@ -1,0 +1,93 @@
+from __future__ import annotations
+
+import base64
+import time
+from pathlib import Path
+from typing import Annotated
+
+from fastapi import APIRouter
+from fastapi import Path as PathParam
+from fastapi.responses import FileResponse, RedirectResponse, Response
+
+from catalens.query_api.deps import Services, ServicesDep
+from catalens.query_api.errors import NotFound
+from catalens.query_api.routes.search import (
+    Category,
+    K,
+    Offset,
+    Price,
+    Result,
+    SearchResponse,
+    filters,
+    run_search,
+)
+from catalens.store import Row, quote
+
+router = APIRouter(prefix="/products", tags=["products"])
+
+ProductId = Annotated[str, PathParam(min_length=1, max_length=256)]
+
+
+def _row(services: Services, product_id: str, *, with_vector: bool = False) -> Row:
+    rows = services.store.get([product_id], with_vector=with_vector)
+    if not rows:
+        raise NotFound(f"no product {product_id!r} in the index")
+    return rows[0]
+
+
+@router.get("/{product_id}", response_model=Result)
+def product(services: ServicesDep, product_id: ProductId) -> Result:
+    """One indexed product (score 1.0: it is itself)."""
+    row = _row(services, product_id)
+    return Result(
+        product_id=row.product_id,
+        score=1.0,
+        version=row.version,
+        attributes=row.attributes,
+        image=row.image,
+    )
+
+
+@router.get("/{product_id}/similar", response_model=SearchResponse)
+def similar(
+    services: ServicesDep,
+    product_id: ProductId,
+    k: K = 10,
+    offset: Offset = 0,
+    category: Category = None,
+    price_min: Price = None,
+    price_max: Price = None,
+) -> SearchResponse:
+    """Products closest to this one's stored vector (nothing is re-encoded)."""
+    started = time.perf_counter()
+    row = _row(services, product_id, with_vector=True)
+    expr = filters(category, price_min, price_max).expression()
+    not_itself = f"product_id != {quote(product_id)}"
+    expr = f"{not_itself} and ({expr})" if expr else not_itself
+    return run_search(services, row.vector, k=k, offset=offset, expr=expr, started=started)
+
+
+@router.get(
+    "/{product_id}/image",
+    response_model=None,
+    responses={200: {"content": {"image/*": {}}}, 307: {}, 404: {}},
+)
+def image(services: ServicesDep, product_id: ProductId) -> Response:
+    """The product's image: URLs redirect, files under the image roots are served,
+    inline images come from the stored thumbnail."""
+    ref = _row(services, product_id).image
+    if not ref:
+        raise NotFound(f"product {product_id!r} has no image to show")
+    if ref.startswith(("http://", "https://")):
+        return RedirectResponse(ref, status_code=307)
+    if ref.startswith("data:"):
+        header, _, payload = ref.partition(",")
+        media = header[len("data:") :].split(";")[0] or "image/jpeg"
+        return Response(
+            base64.b64decode(payload), media_type=media, headers={"Cache-Control": "max-age=3600"}
+        )
+    path = Path(ref).resolve()
+    roots = [root.resolve() for root in services.settings.image_roots]
+    if not any(path.is_relative_to(root) for root in roots) or not path.is_file():
+        raise NotFound(f"the image of {product_id!r} is not under the API's image roots")
+    return FileResponse(path, headers={"Cache-Control": "max-age=3600"})

@@ -1,0 +1,98 @@
+"use strict";
+// The Catalens search page: text search, filters, "more like this", paging.
+const $ = (id) => document.getElementById(id);
+const grid = $("grid"), status = $("status"), more = $("more");
+let current = null; // {path, params} of the last search, for paging
+
+function filterParams() {
+  const params = new URLSearchParams();
+  const category = $("category").value.trim();
+  if (category) params.append("category", category);
+  for (const name of ["price_min", "price_max"]) {
+    if ($(name).value !== "") params.set(name, $(name).value);
+  }
+  params.set("k", $("k").value);
+  return params;
+}
+
+function imageUrl(result) {
+  const ref = result.image || "";
+  if (ref.startsWith("http://") || ref.startsWith("https://")) return ref;
+  return `/products/${encodeURIComponent(result.product_id)}/image`;
+}
+
+function card(result) {
+  const node = $("card").content.firstElementChild.cloneNode(true);
+  const attrs = result.attributes || {};
+  const img = node.querySelector("img");
+  img.src = imageUrl(result);
+  img.alt = attrs.name || result.product_id;
+  node.querySelector(".name").textContent = attrs.name || result.product_id;
+  const details = [attrs.category, attrs.colour, attrs.price !== undefined ? `€${Number(attrs.price).toFixed(2)}` : null];
+  node.querySelector(".details").textContent = details.filter(Boolean).join(" · ");
+  node.querySelector(".score").textContent = `score ${result.score.toFixed(3)}`;
+  node.querySelector(".similar").addEventListener("click", () => similar(result));
+  node.dataset.productId = result.product_id;
+  return node;
+}
+
+async function run(path, params, append) {
+  grid.classList.add("loading");
+  status.classList.remove("error");
+  status.textContent = "Searching…";
+  more.hidden = true;
+  try {
+    const response = await fetch(`${path}?${params}`);
+    const body = await response.json();
+    if (!response.ok) throw new Error(body.message || response.statusText);
+    if (!append) grid.replaceChildren();
+    body.results.forEach((result) => grid.appendChild(card(result)));
+    const shown = grid.children.length;
+    status.textContent = shown
+      ? `${shown} result${shown === 1 ? "" : "s"} in ${body.took_ms.toFixed(1)} ms`
+      : "Nothing matches. Try other words or fewer filters.";
+    more.hidden = body.results.length < Number(params.get("k"));
+    current = { path, params };
+  } catch (error) {
+    status.classList.add("error");
+    status.textContent = `Search failed: ${error.message}`;
+  } finally {
+    grid.classList.remove("loading");
+  }
+}
+
+function search(event) {
+  if (event) event.preventDefault();
+  const q = $("q").value.trim();
+  if (!q) { status.textContent = "Type what you are looking for."; return; }
+  const params = filterParams();
+  params.set("q", q);
+  history.replaceState(null, "", `/?${params}`);
+  run("/search", params, false);
+}
+
+function similar(result) {
+  const name = (result.attributes || {}).name || result.product_id;
+  $("q").value = "";
+  const params = filterParams();
+  history.replaceState(null, "", `/?similar=${encodeURIComponent(result.product_id)}`);
+  run(`/products/${encodeURIComponent(result.product_id)}/similar`, params, false)
+    .then(() => { if (!status.classList.contains("error")) status.textContent += ` — like “${name}”`; });
+}
+
+more.addEventListener("click", () => {
+  if (!current) return;
+  const params = new URLSearchParams(current.params);
+  params.set("offset", String(grid.children.length));
+  run(current.path, params, true);
+});
+$("search").addEventListener("submit", search);
+
+const initial = new URLSearchParams(location.search);
+if (initial.get("q")) {
+  $("q").value = initial.get("q");
+  if (initial.get("category")) $("category").value = initial.get("category");
+  search();
+} else if (initial.get("similar")) {
+  similar({ product_id: initial.get("similar"), attributes: {} });
+}

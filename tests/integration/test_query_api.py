@@ -1,0 +1,206 @@
+"""The query API beyond text search: products, similar products, image search, metrics,
+the web page, and a property-based fuzzing run against its OpenAPI schema."""
+
+from __future__ import annotations
+
+import base64
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import jpeg_bytes
+from tests.integration.stack import Stack, event
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def catalog(stack: Stack) -> Stack:
+    (stack.images / "file.jpg").write_bytes(jpeg_bytes(seed=21))
+    stack.extra_env["CATALENS_IMAGE_ROOTS"] = str(stack.images)
+    stack.start("embedder", "sink", "api")
+    inline = {"data": base64.b64encode(jpeg_bytes(seed=22)).decode()}
+    stack.publish(
+        event("inline", 1, image=inline, name="Inline dress", category="Dress", price=10.0),
+        event(
+            "file",
+            2,
+            image={"path": str(stack.images / "file.jpg")},
+            name="File top",
+            category="Top",
+            price=20.0,
+        ),
+        *[
+            event(
+                f"p{i}",
+                1,
+                image={"data": base64.b64encode(jpeg_bytes(seed=30 + i)).decode()},
+                category="Dress" if i % 2 else "Top",
+                price=float(i),
+            )
+            for i in range(8)
+        ],
+    )
+    stack.wait_indexed({"inline": 1, "file": 2} | {f"p{i}": 1 for i in range(8)})
+    return stack
+
+
+def test_products_similar_and_their_images(catalog: Stack) -> None:
+    api = catalog.api
+    product = httpx.get(f"{api}/products/file", timeout=10).json()
+    assert product["version"] == 2 and product["attributes"]["name"] == "File top"
+    assert httpx.get(f"{api}/products/nope", timeout=10).status_code == 404
+
+    similar = httpx.get(f"{api}/products/inline/similar", params={"k": 5}, timeout=10).json()
+    ids = [r["product_id"] for r in similar["results"]]
+    assert len(ids) == 5 and "inline" not in ids
+    scores = [r["score"] for r in similar["results"]]
+    assert scores == sorted(scores, reverse=True)
+    dresses = httpx.get(
+        f"{api}/products/inline/similar", timeout=10, params={"k": 20, "category": "Dress"}
+    ).json()["results"]
+    assert {r["attributes"]["category"] for r in dresses} == {"Dress"}
+
+    inline_image = httpx.get(f"{api}/products/inline/image", timeout=10)
+    assert inline_image.status_code == 200 and inline_image.content[:2] == b"\xff\xd8"
+    file_image = httpx.get(f"{api}/products/file/image", timeout=10)
+    assert file_image.content == (catalog.images / "file.jpg").read_bytes()
+
+
+def test_image_search_finds_the_product_of_the_same_image(catalog: Stack) -> None:
+    response = httpx.post(
+        f"{catalog.api}/search/image",
+        params={"k": 3},
+        timeout=30,
+        files={"image": ("q.jpg", jpeg_bytes(seed=21), "image/jpeg")},
+    )
+    assert response.status_code == 200, response.text
+    best = response.json()["results"][0]
+    assert best["product_id"] == "file" and best["score"] > 0.999
+
+    bad = httpx.post(
+        f"{catalog.api}/search/image",
+        timeout=30,
+        files={"image": ("q.jpg", b"not an image", "image/jpeg")},
+    )
+    assert bad.status_code == 400 and "not_an_image" in bad.json()["message"]
+
+
+def test_paging_returns_the_next_results_in_order(catalog: Stack) -> None:
+    first = catalog.search("dress", k=4)
+    second = catalog.search("dress", k=4, offset=4)
+    both = catalog.search("dress", k=8)
+    assert [r["product_id"] for r in first + second] == [r["product_id"] for r in both]
+
+
+def counter(text: str, name: str) -> float:
+    line = next((ln for ln in text.splitlines() if ln.startswith(name + " ")), f"{name} 0")
+    return float(line.split()[-1])
+
+
+def test_metrics_count_requests_encodes_and_cache_hits(catalog: Stack) -> None:
+    hits, misses = (
+        'catalens_text_cache_total{result="hit"}',
+        'catalens_text_cache_total{result="miss"}',
+    )
+    before = httpx.get(f"{catalog.api}/metrics", timeout=10).text
+    for _ in range(3):
+        catalog.search("a very particular query", k=1)
+    after = httpx.get(f"{catalog.api}/metrics", timeout=10).text
+    assert counter(after, hits) - counter(before, hits) == 2
+    assert counter(after, misses) - counter(before, misses) == 1
+    requests = 'catalens_request_seconds_count{method="GET",route="/search",status="200"}'
+    assert counter(after, requests) - counter(before, requests) == 3
+    assert "catalens_search_seconds_bucket" in after
+    assert 'catalens_encode_seconds_count{kind="text"}' in after
+
+
+def test_the_web_page_and_its_assets_are_served(catalog: Stack) -> None:
+    page = httpx.get(f"{catalog.api}/", timeout=10)
+    assert page.status_code == 200 and '<form id="search"' in page.text
+    assert httpx.get(f"{catalog.api}/static/app.js", timeout=10).status_code == 200
+
+
+def test_fuzzing_the_openapi_schema_finds_no_server_error(catalog: Stack) -> None:
+    import schemathesis
+    from hypothesis import HealthCheck, given, settings
+
+    schema = schemathesis.openapi.from_url(f"{catalog.api}/openapi.json")
+    operations = [result.ok() for result in schema.get_all_operations()]
+    assert {op.path for op in operations} >= {
+        "/search",
+        "/search/image",
+        "/products/{product_id}/similar",
+    }
+    for operation in operations:
+
+        @given(case=operation.as_strategy())
+        @settings(max_examples=30, deadline=None, suppress_health_check=list(HealthCheck))
+        def no_server_error(case: schemathesis.Case) -> None:
+            response = case.call(timeout=30)
+            assert response.status_code < 500, (case.path, case.query, response.text[:300])
+
+        no_server_error()
+
+
+CHROMIUM = "/usr/bin/chromium"
+ARTIFACTS = Path(__file__).resolve().parents[2] / "artifacts"
+
+
+def test_the_web_page_searches_shows_a_grid_and_finds_similar_products(catalog: Stack) -> None:
+    """In a real headless Chromium: search, result grid with images, "more like this",
+    the empty state. Leaves artifacts/web-grid.png."""
+    import os
+
+    if not os.path.exists(CHROMIUM):
+        if os.environ.get("CATALENS_REQUIRE_BROWSER"):
+            pytest.fail(f"{CHROMIUM} is missing (apt-get install chromium)")
+        pytest.skip(f"{CHROMIUM} is not installed")
+    from playwright.sync_api import expect, sync_playwright
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM,
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+            ],
+        )
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            page.goto(f"{catalog.api}/")
+            expect(page.locator("#status")).to_have_text("Type what you are looking for.")
+            page.fill("#q", "striped summer dress")
+            page.click("#search button[type=submit]")
+            cards = page.locator("#grid .card")
+            expect(cards).to_have_count(10)
+            expect(page.locator("#status")).to_contain_text("10 results")
+            page.wait_for_function(
+                "[...document.querySelectorAll('#grid img')]"
+                ".every(img => img.complete && img.naturalWidth > 0)"
+            )
+            scores = [float(t.split()[-1]) for t in cards.locator(".score").all_inner_texts()]
+            assert scores == sorted(scores, reverse=True)
+            page.screenshot(path=str(ARTIFACTS / "web-grid.png"), full_page=True)
+
+            first = cards.first.get_attribute("data-product-id")
+            cards.first.locator(".similar").click()
+            expect(page.locator("#status")).to_contain_text("like")
+            expect(cards).to_have_count(9)  # every other product
+            assert first not in [c.get_attribute("data-product-id") for c in cards.all()]
+
+            page.click("#filters summary")
+            page.fill("#category", "No such category")
+            page.fill("#q", "dress")
+            page.click("#search button[type=submit]")
+            expect(page.locator("#status")).to_contain_text("Nothing matches")
+            expect(cards).to_have_count(0)
+        finally:
+            browser.close()

@@ -101,13 +101,21 @@ def choose_device(device: Device) -> str:
     return device
 
 
+MIN_COSINE = 0.999
+
+
 def choose_precision(precision: Precision, device: str) -> str:
-    """``auto``: fp16 on CUDA, bf16 on CPUs with native bf16, fp32 elsewhere. All three
-    keep cosine ≥ 0.9999 to fp32 (docs/embedding-speed.md); int8 must be asked for."""
+    """``auto``: fp16 on CUDA, int8 on CPUs (kept only if it passes the load-time cosine
+    check, see :meth:`ClipEncoder._check_int8`), else bf16 where the CPU has native bf16,
+    else fp32."""
     if precision != "auto":
         return precision
     if device == "cuda":
         return "fp16"
+    return "int8"
+
+
+def _cpu_fallback() -> str:
     return "bf16" if cpu_supports_bf16() else "fp32"
 
 
@@ -142,6 +150,8 @@ class ClipEncoder:
             torch.set_num_threads(threads or os.cpu_count() or 1)
         clip = CLIPModel.from_pretrained(model_dir, dtype=torch.float32)
         clip.eval()
+        if precision == "auto" and self.precision == "int8" and not self._check_int8(clip):
+            self.precision = _cpu_fallback()
         self.spec = read_preprocess_spec(model_dir)
         self.dim = int(clip.config.projection_dim or 0)
         self.model = model
@@ -169,6 +179,26 @@ class ClipEncoder:
             self.device,
             self.precision,
         )
+
+    @staticmethod
+    def _check_int8(clip: CLIPModel) -> bool:
+        """Whether int8 dynamic quantisation keeps this model's image vectors within
+        cosine ``MIN_COSINE`` of fp32, on a fixed batch of smooth random images."""
+        generator = torch.Generator().manual_seed(0)
+        size = clip.config.vision_config.image_size
+        coarse = torch.rand(8, 3, 8, 8, generator=generator) * 4 - 2
+        pixels = torch.nn.functional.interpolate(coarse, size=(size, size), mode="bilinear")
+        pixels = pixels + 0.3 * torch.randn(pixels.shape, generator=generator)
+        with torch.inference_mode():
+            exact = clip.get_image_features(pixel_values=pixels)
+            quantised = torch.ao.quantization.quantize_dynamic(
+                torch.nn.Sequential(clip.vision_model), {torch.nn.Linear}, dtype=torch.qint8
+            )[0]
+            approx = clip.visual_projection(quantised(pixel_values=pixels).pooler_output)
+        exact = exact if isinstance(exact, torch.Tensor) else exact.pooler_output
+        cosine = float(torch.nn.functional.cosine_similarity(exact, approx).min())
+        log.info("int8 check: min cosine %.5f to fp32 (needs %.3f)", cosine, MIN_COSINE)
+        return cosine >= MIN_COSINE
 
     @property
     def info(self) -> EncoderInfo:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 
 from catalens.embedder.service import EmbedderConfig, EmbedderService
@@ -51,6 +52,7 @@ def build_service(
         batch_size=settings.batch_size,
         batch_wait_s=settings.batch_wait_ms / 1000,
         fetch_concurrency=settings.fetch_concurrency,
+        decode_workers=settings.decode_workers or max(1, (os.cpu_count() or 1) // 2),
         max_in_flight=settings.max_in_flight,
     )
 

@@ -65,6 +65,9 @@ class EmbedderConfig:
     batch_size: int = 32
     batch_wait_s: float = 0.025
     fetch_concurrency: int = 16
+    # Decoding is CPU work that competes with inference for the same cores; more
+    # decoders than needed only preempt the model's threads.
+    decode_workers: int = 1
     max_in_flight: int = 256
     shutdown_timeout_s: float = 30.0
     revoke_timeout_s: float = 10.0
@@ -91,6 +94,7 @@ class EmbedderService:
         self._waiting: dict[bytes | None, deque[Record]] = {}
         self._preparing = 0
         self._preparing_lock = threading.Lock()
+        self._decoding = threading.BoundedSemaphore(config.decode_workers)
         self._pool = ThreadPoolExecutor(config.fetch_concurrency, thread_name_prefix="prepare")
         self._batcher: Batcher[Prepared] = Batcher(
             config.batch_size,
@@ -216,12 +220,13 @@ class EmbedderService:
             assert event.image is not None
             data = self._images.read(event.image)
             thumbnail = None
-            if event.image.data is not None:  # nothing else to show it by
-                pixels, thumbnail = preprocess_with_thumbnail(
-                    data, self.config.spec, self.config.limits
-                )
-            else:
-                pixels = preprocess(data, self.config.spec, self.config.limits)
+            with self._decoding:
+                if event.image.data is not None:  # nothing else to show it by
+                    pixels, thumbnail = preprocess_with_thumbnail(
+                        data, self.config.spec, self.config.limits
+                    )
+                else:
+                    pixels = preprocess(data, self.config.spec, self.config.limits)
         except ImageError as exc:
             error = EventError(
                 exc.reason, exc.message, product_id=event.product_id, event_id=event.event_id

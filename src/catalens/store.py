@@ -356,6 +356,20 @@ class VectorStore:
             for r in rows
         ]
 
+    def flush_and_index(self, timeout_s: float = 600) -> None:
+        """Seal what was written and wait until the vector index covers all of it
+        (benchmarks: growing segments are searched without the index)."""
+        import time
+
+        self._call("flush", "flush", self.collection)
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            info = self._call("describe_index", "describe_index", self.collection, "vector")
+            if int(info.get("pending_index_rows", 0)) == 0 and info.get("state") != "InProgress":
+                return
+            time.sleep(1)
+        raise TransientError(f"index of {self.collection} not built in {timeout_s}s")
+
     def count(self) -> int:
         rows = self._call(
             "query",

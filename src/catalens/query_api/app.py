@@ -14,7 +14,7 @@ from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 
 from catalens import __version__
-from catalens.encoder import ClipEncoder
+from catalens.encoder import ClipEncoder, choose_device, cpu_supports_bf16
 from catalens.query_api import errors
 from catalens.query_api.deps import Services
 from catalens.query_api.metrics import Metrics
@@ -29,11 +29,12 @@ STATIC = Path(__file__).parent / "static"
 
 
 def build_services(settings: ApiSettings, metrics: Metrics) -> Services:
+    # int8 is an image-tower trade, checked at load on images; queries keep bf16/fp32.
+    precision = settings.precision
+    if precision == "auto" and choose_device(settings.device) == "cpu":
+        precision = "bf16" if cpu_supports_bf16() else "fp32"
     encoder = ClipEncoder(
-        settings.model,
-        towers=("text", "image"),
-        device=settings.device,
-        precision=settings.precision,
+        settings.model, towers=("text", "image"), device=settings.device, precision=precision
     )
     token = settings.milvus_token.get_secret_value() if settings.milvus_token else None
     store = VectorStore(settings.milvus_uri, token, alias=settings.collection)

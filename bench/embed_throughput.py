@@ -198,6 +198,15 @@ def catalens_through_kafka(hf_dir: Path, paths: list[Path]) -> float:
         "embedder", [sys.executable, "-m", "catalens", "embedder"], work / "embedder.log", env=env
     ).start()
     try:
+        from catalens.kafka import ensure_topics
+        from catalens.settings import CatalensSettings
+
+        settings = CatalensSettings(kafka_bootstrap=bootstrap)
+        # Subscribing to a topic that does not exist yet only sees it at the next
+        # metadata refresh (minutes), so create the topics first.
+        ensure_topics(
+            settings, [settings.input_topic, settings.embeddings_topic, settings.dlq_topic]
+        )
         producer = Producer({"bootstrap.servers": bootstrap, "message.max.bytes": 16_000_000})
         consumer = Consumer(
             {

@@ -185,7 +185,7 @@ class ClipEncoder:
         """Whether int8 dynamic quantisation keeps this model's image vectors within
         cosine ``MIN_COSINE`` of fp32, on a fixed batch of smooth random images."""
         generator = torch.Generator().manual_seed(0)
-        size = clip.config.vision_config.image_size
+        size = int(getattr(clip.config.vision_config, "image_size", 224))
         coarse = torch.rand(8, 3, 8, 8, generator=generator) * 4 - 2
         pixels = torch.nn.functional.interpolate(coarse, size=(size, size), mode="bilinear")
         pixels = pixels + 0.3 * torch.randn(pixels.shape, generator=generator)

@@ -147,10 +147,10 @@ class Source:
                 "max.poll.interval.ms": settings.kafka_max_poll_interval_ms,
                 "partition.assignment.strategy": "cooperative-sticky",
                 "enable.partition.eof": False,
-            # Events with inline images reach megabytes; with the default 1 MB per
-            # partition and fetch, every round trip would bring about one event.
-            "max.partition.fetch.bytes": 16 * 1024 * 1024,
-            "fetch.max.bytes": 64 * 1024 * 1024,
+                # Events with inline images reach megabytes; with the default 1 MB per
+                # partition and fetch, every round trip would bring about one event.
+                "max.partition.fetch.bytes": 16 * 1024 * 1024,
+                "fetch.max.bytes": 64 * 1024 * 1024,
             }
             | dict(extra or {})
         )

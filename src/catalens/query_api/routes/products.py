@@ -11,16 +11,7 @@ from fastapi.responses import FileResponse, RedirectResponse, Response
 
 from catalens.query_api.deps import Services, ServicesDep
 from catalens.query_api.errors import NotFound
-from catalens.query_api.routes.search import (
-    Category,
-    K,
-    Offset,
-    Price,
-    Result,
-    SearchResponse,
-    filters,
-    run_search,
-)
+from catalens.query_api.routes.search import Options, Result, SearchResponse, run_search
 from catalens.store import Row, quote
 
 router = APIRouter(prefix="/products", tags=["products"])
@@ -49,22 +40,13 @@ def product(services: ServicesDep, product_id: ProductId) -> Result:
 
 
 @router.get("/{product_id}/similar", response_model=SearchResponse)
-def similar(
-    services: ServicesDep,
-    product_id: ProductId,
-    k: K = 10,
-    offset: Offset = 0,
-    category: Category = None,
-    price_min: Price = None,
-    price_max: Price = None,
-) -> SearchResponse:
+def similar(services: ServicesDep, product_id: ProductId, options: Options) -> SearchResponse:
     """Products closest to this one's stored vector (nothing is re-encoded)."""
     started = time.perf_counter()
     row = _row(services, product_id, with_vector=True)
-    expr = filters(category, price_min, price_max).expression()
-    not_itself = f"product_id != {quote(product_id)}"
-    expr = f"{not_itself} and ({expr})" if expr else not_itself
-    return run_search(services, row.vector, k=k, offset=offset, expr=expr, started=started)
+    return run_search(
+        services, row.vector, options, started=started, also=f"product_id != {quote(product_id)}"
+    )
 
 
 @router.get(

@@ -1,9 +1,10 @@
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import APIRouter, File, Query, UploadFile
+from fastapi import APIRouter, Depends, File, Query, UploadFile
 from pydantic import BaseModel, Field
 
 from catalens.images import ImageError, ImageLimits, preprocess
@@ -40,11 +41,28 @@ Category = Annotated[list[str] | None, Query(max_length=100, description="only t
 Price = Annotated[float | None, Query(allow_inf_nan=False)]
 
 
-def filters(
-    category: list[str] | None, price_min: float | None, price_max: float | None
-) -> Filters:
+@dataclass(frozen=True)
+class SearchOptions:
+    """Paging and filters shared by every search route."""
+
+    k: int
+    offset: int
+    expr: str
+
+
+def search_options(
+    k: K = 10,
+    offset: Offset = 0,
+    category: Category = None,
+    price_min: Price = None,
+    price_max: Price = None,
+) -> SearchOptions:
     ranges = {"price": (price_min, price_max)} if (price_min, price_max) != (None, None) else {}
-    return Filters(categories=category or (), ranges=ranges)
+    expr = Filters(categories=category or (), ranges=ranges).expression()
+    return SearchOptions(k=k, offset=offset, expr=expr)
+
+
+Options = Annotated[SearchOptions, Depends(search_options)]
 
 
 def results(hits: list[Hit]) -> list[Result]:
@@ -61,11 +79,18 @@ def results(hits: list[Hit]) -> list[Result]:
 
 
 def run_search(
-    services: Services, vector: Vector, *, k: int, offset: int, expr: str, started: float
+    services: Services,
+    vector: Vector,
+    options: SearchOptions,
+    *,
+    started: float,
+    also: str = "",
 ) -> SearchResponse:
+    """Search with ``options`` (and the extra condition ``also``), timed for metrics."""
+    expr = " and ".join(f"({e})" for e in (also, options.expr) if e)
     search_started = time.perf_counter()
     hits = services.store.search(
-        [vector], k=k, offset=offset, expr=expr, ef=services.settings.search_ef
+        [vector], k=options.k, offset=options.offset, expr=expr, ef=services.settings.search_ef
     )[0]
     services.metrics.search.observe(time.perf_counter() - search_started)
     return SearchResponse(
@@ -79,37 +104,27 @@ def search(
     q: Annotated[
         str, Query(min_length=1, max_length=MAX_QUERY_CHARS, description="the text to search for")
     ],
-    k: K = 10,
-    offset: Offset = 0,
-    category: Category = None,
-    price_min: Price = None,
-    price_max: Price = None,
+    options: Options,
 ) -> SearchResponse:
     """Products whose image best matches the text, by descending cosine similarity."""
     started = time.perf_counter()
     if not q.strip():
         raise BadRequest("q must contain a non-blank word")
-    expr = filters(category, price_min, price_max).expression()
     vector, cached = services.texts(q)
     services.metrics.cache.labels("hit" if cached else "miss").inc()
     if not cached:
         services.metrics.encode.labels("text").observe(time.perf_counter() - started)
-    return run_search(services, vector, k=k, offset=offset, expr=expr, started=started)
+    return run_search(services, vector, options, started=started)
 
 
 @router.post("/search/image", response_model=SearchResponse)
 def search_by_image(
     services: ServicesDep,
     image: Annotated[UploadFile, File(description="a JPEG, PNG, WebP, ... image")],
-    k: K = 10,
-    offset: Offset = 0,
-    category: Category = None,
-    price_min: Price = None,
-    price_max: Price = None,
+    options: Options,
 ) -> SearchResponse:
     """Products that look like the uploaded image (same limits as the embedder)."""
     started = time.perf_counter()
-    expr = filters(category, price_min, price_max).expression()
     limits = ImageLimits(services.settings.max_upload_bytes, services.settings.max_image_pixels)
     data = image.file.read(limits.max_bytes + 1)
     try:
@@ -118,4 +133,4 @@ def search_by_image(
         raise BadRequest(f"{exc.reason.value}: {exc.message}") from None
     vector = services.encoder.encode_images([pixels])[0]
     services.metrics.encode.labels("image").observe(time.perf_counter() - started)
-    return run_search(services, vector, k=k, offset=offset, expr=expr, started=started)
+    return run_search(services, vector, options, started=started)

@@ -9,7 +9,6 @@ done only after its effect is durable downstream, and only marked offsets are co
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -298,17 +297,3 @@ class Publisher:
 
     def pending(self) -> int:
         return len(self._producer)
-
-
-def wait_for_broker(settings: CatalensSettings, timeout_s: float) -> None:
-    """Block until the broker answers metadata requests (for launchers and tests)."""
-    deadline = time.monotonic() + timeout_s
-    admin = AdminClient(client_config(settings))
-    while True:
-        try:
-            admin.list_topics(timeout=2)
-            return
-        except KafkaException:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.2)

@@ -44,13 +44,9 @@ class OffsetTracker:
                 done.discard(finished)
                 self._next[tp] = pending[0] if pending else finished + 1
 
-    def committable(self) -> dict[Partition, int]:
-        """The offsets to commit now: everything before them is durable downstream."""
-        with self._lock:
-            return dict(self._next)
-
     def take_committable(self) -> dict[Partition, int]:
-        """Like :meth:`committable`, but each offset is returned only once."""
+        """The offsets to commit now (everything before them is durable downstream),
+        each returned once."""
         with self._lock:
             ready, self._next = self._next, {}
             return ready

@@ -370,17 +370,6 @@ class VectorStore:
             time.sleep(1)
         raise TransientError(f"index of {self.collection} not built in {timeout_s}s")
 
-    def count(self) -> int:
-        rows = self._call(
-            "query",
-            "query",
-            self.collection,
-            filter="",
-            output_fields=["count(*)"],
-            consistency_level="Strong",
-        )
-        return int(rows[0]["count(*)"])
-
     def ping(self) -> None:
         self._call("list_collections", "list_collections")
 

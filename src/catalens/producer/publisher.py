@@ -34,7 +34,7 @@ class EventPublisher:
         if outcome[0] is not None:
             raise outcome[0]
 
-    def delete(self, product_id: str, *, tombstone: bool = True) -> None:
+    def delete(self, product_id: str) -> None:
         """Publish a tombstone for ``product_id`` (deletes whatever version is indexed)."""
         errors: list[DeliveryError] = []
         self._publisher.produce(

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import queue
 import threading
-import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
@@ -12,7 +11,6 @@ from concurrent.futures import Future
 import numpy as np
 
 from catalens.schemas.embedding import Vector
-from catalens.store import Hit, VectorStore
 
 MAX_QUERY_CHARS = 1000
 
@@ -103,11 +101,3 @@ class TextVectors:
                 if len(self._cache) > self._capacity:
                     self._cache.popitem(last=False)
         return vector, False
-
-
-def timed_search(
-    store: VectorStore, vector: Vector, *, k: int, offset: int, expr: str, ef: int
-) -> tuple[list[Hit], float]:
-    started = time.perf_counter()
-    hits = store.search([vector], k=k, offset=offset, expr=expr, ef=ef)[0]
-    return hits, (time.perf_counter() - started) * 1000

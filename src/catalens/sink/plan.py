@@ -62,10 +62,6 @@ class Plan:
     floors: list[tuple[str, int]] = field(default_factory=list)
     stale: int = 0
 
-    @property
-    def empty(self) -> bool:
-        return not (self.upserts or self.deletes or self.floors)
-
 
 def plan_writes(changes: Mapping[str, Change], stored: Mapping[str, Stored]) -> Plan:
     """The writes that bring the index to the newest known state of each product."""

@@ -49,9 +49,10 @@ format: $(STAMP) ## apply ruff's fixes and formatting
 	$(VENV)/bin/ruff check --fix src tests bench
 	$(VENV)/bin/ruff format src tests bench
 
-bench: $(STAMP) ## embedding throughput and query latency benchmarks (minutes)
+bench: $(STAMP) ## embedding throughput, query latency and freshness benchmarks (minutes)
 	$(PY) bench/embed_throughput.py
 	$(PY) bench/query_latency.py
+	$(PY) bench/freshness.py
 
 clean: ## remove .venv and local state
 	rm -rf $(VENV) .catalens

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import base64
+import json
+import sys
+from pathlib import Path
 
 import httpx
 import pytest
@@ -100,3 +103,74 @@ def test_query_api_rejects_bad_queries_with_json_errors(stack: Stack) -> None:
     wait_for(
         lambda: httpx.get(f"{stack.api}/readyz", timeout=5).status_code == 200, 30, "readiness"
     )
+
+
+def test_services_configured_only_by_the_design_variables_index_events_from_another_client(
+    broker: str, milvus: str, tiny_model: Path, tmp_path: Path
+) -> None:
+    """Black box: the three services with only the CATALENS_* variables of DESIGN.md, fed
+    by kafka-python (a pure-Python client, independent of librdkafka), seen only through
+    the query API."""
+    from kafka import KafkaProducer
+
+    from catalens.localstack import Child, free_port
+    from catalens.store import VectorStore
+
+    port = free_port()
+    env = {
+        "CATALENS_KAFKA_BOOTSTRAP": broker,
+        "CATALENS_MILVUS_URI": milvus,
+        "CATALENS_MODEL": str(tiny_model),
+        "CATALENS_API_PORT": str(port),
+    }
+    # Defaults everywhere else: the default topics and the default collection alias.
+    leftover = VectorStore(milvus, alias="catalens_products")
+    leftover.drop_all()
+    leftover.close()
+    children = [
+        Child(
+            role, [sys.executable, "-m", "catalens", role], tmp_path / f"{role}.log", env=env
+        ).start()
+        for role in ("embedder", "sink", "api")
+    ]
+    try:
+        producer = KafkaProducer(bootstrap_servers=broker, acks="all")
+        for index in range(5):
+            body = event(
+                f"bb-{index}",
+                1 + index,
+                category="Dress",
+                image={"data": base64.b64encode(jpeg_bytes(seed=60 + index)).decode()},
+            )
+            producer.send(
+                "catalens.product-images",
+                key=f"bb-{index}".encode(),
+                value=json.dumps(body).encode(),
+            ).get(timeout=60)
+        producer.send("catalens.product-images", key=b"bb-0", value=None).get(timeout=60)
+        producer.flush()
+        producer.close()
+
+        def searchable() -> list[dict[str, object]] | None:
+            try:
+                response = httpx.get(
+                    f"http://127.0.0.1:{port}/search", params={"q": "dress", "k": 10}, timeout=10
+                )
+            except httpx.HTTPError:
+                return None
+            results = response.json().get("results", []) if response.status_code == 200 else []
+            return (
+                results
+                if {r["product_id"] for r in results} == {f"bb-{i}" for i in range(1, 5)}
+                else None
+            )
+
+        results = wait_for(searchable, 120, "kafka-python's events to be searchable")
+        assert [r["score"] for r in results] == sorted((r["score"] for r in results), reverse=True)
+        assert all(r["attributes"] == {"category": "Dress"} for r in results)
+        assert {r["product_id"]: r["version"] for r in results} == {
+            f"bb-{i}": 1 + i for i in range(1, 5)
+        }
+    finally:
+        for child in children:
+            child.stop()

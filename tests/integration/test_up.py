@@ -1,0 +1,86 @@
+"""`catalens up` (the README's run command), pointed at the session's broker and Milvus
+through the CATALENS_* variables, with the tiny model."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import httpx
+import pytest
+
+from catalens.localstack import descendants, free_port
+from tests.integration.stack import wait_for
+
+pytestmark = pytest.mark.integration
+
+
+def test_up_serves_the_sample_catalog_and_stops_everything_on_ctrl_c(
+    broker: str, milvus: str, tiny_model: Path, tmp_path: Path
+) -> None:
+    port = free_port()
+    env = os.environ | {
+        "CATALENS_KAFKA_BOOTSTRAP": broker,
+        "CATALENS_MILVUS_URI": milvus,
+        "CATALENS_MODEL": str(tiny_model),
+        "CATALENS_COLLECTION": f"up{uuid.uuid4().hex[:8]}",
+        "CATALENS_API_PORT": str(port),
+    }
+    output = tmp_path / "up.out"
+    with output.open("wb") as sink:
+        up = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "catalens",
+                "up",
+                "--data-dir",
+                str(tmp_path / "state"),
+                "--sample-size",
+                "8",
+            ],
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,
+        )
+    try:
+        wait_for(
+            lambda: "Catalens is up" in output.read_text() or up.poll() is not None,
+            240,
+            "catalens up to report the sample catalog searchable",
+        )
+        assert up.poll() is None, output.read_text()[-3000:]
+        assert f"http://127.0.0.1:{port}/search" in output.read_text()
+        results = httpx.get(
+            f"http://127.0.0.1:{port}/search", params={"q": "black dress", "k": 20}, timeout=10
+        ).json()["results"]
+        assert len(results) == 8
+        assert all({"name", "category", "colour", "price"} <= set(r["attributes"]) for r in results)
+        image = httpx.get(
+            f"http://127.0.0.1:{port}/products/{results[0]['product_id']}/image", timeout=10
+        )
+        assert image.status_code == 200 and image.headers["content-type"] == "image/jpeg"
+        children = descendants(up.pid)
+        assert len(children) >= 3  # embedder, sink, api
+
+        up.send_signal(signal.SIGINT)
+        assert up.wait(60) == 0
+        assert not [
+            pid for pid in children if Path(f"/proc/{pid}").exists() and "(Z)" not in _state(pid)
+        ]
+    finally:
+        if up.poll() is None:
+            os.killpg(up.pid, signal.SIGKILL)
+
+
+def _state(pid: int) -> str:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return "(Z)"
+    return "(Z)" if stat.rsplit(")", 1)[1].split()[0] == "Z" else "(R)"

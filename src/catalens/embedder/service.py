@@ -91,7 +91,7 @@ class EmbedderService:
         self._stop = stop
         self._tracker = OffsetTracker()
         self._outcomes: queue.Queue[tuple[Record, Output] | BaseException] = queue.Queue()
-        self._waiting: dict[bytes | None, deque[Record]] = {}
+        self._waiting: dict[object, deque[Record]] = {}
         self._preparing = 0
         self._preparing_lock = threading.Lock()
         self._decoding = threading.BoundedSemaphore(config.decode_workers)
@@ -146,11 +146,11 @@ class EmbedderService:
 
     def _admit(self, record: Record) -> None:
         self._tracker.start(record.tp, record.offset)
-        waiting = self._waiting.get(record.key)
+        waiting = self._waiting.get(_gate(record))
         if waiting is not None:  # an earlier record of this product is still in flight
             waiting.append(record)
             return
-        self._waiting[record.key] = deque()
+        self._waiting[_gate(record)] = deque()
         self._begin(record)
 
     def _begin(self, record: Record) -> None:
@@ -200,11 +200,11 @@ class EmbedderService:
         else:
             self.embedded += 1
         self._tracker.finish(record.tp, record.offset)
-        waiting = self._waiting.get(record.key)
+        waiting = self._waiting.get(_gate(record))
         if waiting:
             self._begin(waiting.popleft())
         else:
-            self._waiting.pop(record.key, None)
+            self._waiting.pop(_gate(record), None)
 
     def _backpressure(self) -> None:
         in_flight = self._tracker.in_flight()
@@ -297,3 +297,9 @@ class EmbedderService:
         log.info(
             "embedder stopped: embedded %d, dead-lettered %d", self.embedded, self.dead_lettered
         )
+
+
+def _gate(record: Record) -> object:
+    """Records of one product pass one at a time; a record without a key (a product id
+    only in its value) cannot be ordered against others and waits for nobody."""
+    return record.key if record.key is not None else (record.tp, record.offset)

@@ -1,0 +1,98 @@
+"""The embedder loop with an in-memory broker (the broker is outside the thing under test;
+the real one is in tests/integration)."""
+
+from __future__ import annotations
+
+import base64
+import json
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from catalens.embedder.main import build_service
+from catalens.kafka import Record
+from catalens.memory import MemoryPublisher, MemorySource
+from catalens.schemas import DeadLetter, EmbeddingRecord
+from catalens.settings import EmbedderSettings
+from tests.conftest import jpeg_bytes
+
+TOPIC = "catalens.product-images"
+
+
+def event(pid: str, version: int, **extra: Any) -> bytes:
+    body = {
+        "schema_version": 1,
+        "event_id": f"e-{pid}-{version}",
+        "op": "upsert",
+        "product_id": pid,
+        "version": version,
+        "occurred_at": "2026-11-24T10:00:00Z",
+        "image": {"data": base64.b64encode(jpeg_bytes(seed=version)).decode()},
+    } | extra
+    return json.dumps(body).encode()
+
+
+def run(tiny_model: Path, records: list[Record]) -> tuple[MemorySource, MemoryPublisher]:
+    settings = EmbedderSettings(model=str(tiny_model))
+    source, publisher = MemorySource(records), MemoryPublisher()
+    stop = threading.Event()
+    service, _ = build_service(settings, stop, source=source, publisher=publisher)
+    runner = threading.Thread(target=service.run)
+    runner.start()
+    deadline = time.monotonic() + 60
+    while len(publisher.records) < len(records) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.3)  # let the last acknowledgements be served and offsets stored
+    stop.set()
+    runner.join(30)
+    assert not runner.is_alive()
+    return source, publisher
+
+
+@pytest.fixture
+def records() -> list[Record]:
+    raw = [
+        (b"a", event("a", 1)),
+        (b"bad", b"{nope"),
+        (b"b", event("b", 2, op="delete", image=None)),
+        (b"a", None),  # tombstone right behind a's upsert
+        (None, event("c", 3)),
+        (b"d", event("d", 4, image={"data": base64.b64encode(b"not an image").decode()})),
+    ]
+    return [Record(TOPIC, 0, offset, key, value, [], 0) for offset, (key, value) in enumerate(raw)]
+
+
+def test_every_input_yields_exactly_one_output_and_offsets_follow_them(
+    tiny_model: Path, records: list[Record]
+) -> None:
+    source, publisher = run(tiny_model, records)
+    topics = [topic for topic, _, _ in publisher.records]
+    assert len(publisher.records) == len(records)
+    assert topics.count("catalens.product-images.dlq") == 2
+    assert source.committed == {(TOPIC, 0): len(records)}
+    letters = [
+        DeadLetter.model_validate_json(v)
+        for t, _, v in publisher.records
+        if t.endswith(".dlq") and v
+    ]
+    assert sorted(letter.reason.value for letter in letters) == ["invalid_json", "not_an_image"]
+    embeddings = [
+        EmbeddingRecord.model_validate_json(v)
+        for t, _, v in publisher.records
+        if t == "catalens.product-embeddings" and v
+    ]
+    by_id = {e.product_id: e for e in embeddings}
+    assert by_id["c"].unpack().shape == (16,)
+    assert by_id["c"].image is not None and by_id["c"].image.startswith("data:image/jpeg")
+    assert by_id["b"].vector is None and by_id["b"].op.value == "delete"
+
+
+def test_records_of_one_product_leave_in_the_order_they_came(
+    tiny_model: Path, records: list[Record]
+) -> None:
+    _, publisher = run(tiny_model, records)
+    of_a = [value for _, key, value in publisher.records if key == b"a"]
+    assert len(of_a) == 2 and of_a[0] is not None and of_a[1] is None  # upsert, then tombstone

@@ -57,6 +57,8 @@ class MemoryPublisher:
         self._lock = threading.Lock()
         self._on_record = on_record
         self.records: list[tuple[str, bytes | None, bytes | None]] = []
+        # While True, the broker "does not answer": no delivery is acknowledged.
+        self.hold = False
 
     def produce(
         self,
@@ -76,17 +78,18 @@ class MemoryPublisher:
 
     def poll(self, timeout_s: float = 0) -> int:
         served = 0
-        while True:
+        while not self.hold:
             with self._lock:
                 if not self._pending:
                     return served
                 callback = self._pending.popleft()
             callback(None)
             served += 1
+        return served
 
     def flush(self, timeout_s: float) -> int:
         self.poll()
-        return 0
+        return len(self._pending)
 
     def pending(self) -> int:
         return len(self._pending)

@@ -96,3 +96,34 @@ def test_records_of_one_product_leave_in_the_order_they_came(
     _, publisher = run(tiny_model, records)
     of_a = [value for _, key, value in publisher.records if key == b"a"]
     assert len(of_a) == 2 and of_a[0] is not None and of_a[1] is None  # upsert, then tombstone
+
+
+def test_no_offset_is_committed_before_its_output_is_acknowledged(
+    tiny_model: Path, records: list[Record]
+) -> None:
+    settings = EmbedderSettings(model=str(tiny_model))
+    source, publisher = MemorySource(records), MemoryPublisher()
+    publisher.hold = True  # the broker takes the records but acknowledges none yet
+    stop = threading.Event()
+    service, _ = build_service(settings, stop, source=source, publisher=publisher)
+    runner = threading.Thread(target=service.run)
+    runner.start()
+    try:
+        # Everything but a's tombstone goes out; the tombstone waits for a's upsert
+        # to be acknowledged, so that it can never overtake it.
+        deadline = time.monotonic() + 60
+        while len(publisher.records) < len(records) - 1 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.5)
+        assert len(publisher.records) == len(records) - 1
+        assert (b"a", None) not in [(key, value) for _, key, value in publisher.records]
+        assert source.committed == {}
+        publisher.hold = False
+        deadline = time.monotonic() + 10
+        while source.committed != {(TOPIC, 0): len(records)} and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert source.committed == {(TOPIC, 0): len(records)}
+    finally:
+        publisher.hold = False
+        stop.set()
+        runner.join(30)

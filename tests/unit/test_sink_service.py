@@ -1,0 +1,100 @@
+"""The sink loop with an in-memory broker and an in-memory store that can fail
+(Milvus is outside the thing under test; the real one is in tests/integration)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from datetime import UTC, datetime
+
+import numpy as np
+
+from catalens.kafka import Record
+from catalens.memory import MemoryPublisher, MemorySource
+from catalens.retry import Backoff, TransientError
+from catalens.schemas import EmbeddingRecord, Op
+from catalens.sink.service import SinkConfig, SinkService
+from catalens.store import Row, Stored
+
+TOPIC = "catalens.product-embeddings"
+
+
+class FlakyStore:
+    """Holds rows in memory; its first ``failures`` writes fail as if Milvus were away."""
+
+    alias = "products"
+
+    def __init__(self, failures: int) -> None:
+        self.failures = failures
+        self.rows: dict[str, Row] = {}
+        self.floors: dict[str, int] = {}
+        self.has_collection = False
+
+    def open_collection(self, model: str) -> bool:
+        return self.has_collection
+
+    def ensure_collection(self, model: str, dim: int, **_: int) -> str:
+        self.has_collection = True
+        return "products__m"
+
+    def stored_versions(self, ids: list[str]) -> dict[str, Stored]:
+        return {
+            p: Stored(self.rows[p].version, self.floors.get(p), self.rows[p].source_offset)
+            if p in self.rows
+            else Stored(None, self.floors.get(p))
+            for p in ids
+        }
+
+    def write(
+        self, *, upserts: list[Row], deletes: list[str], floors: list[tuple[str, int]]
+    ) -> None:
+        if self.failures:
+            self.failures -= 1
+            raise TransientError("Milvus is away")
+        self.floors.update(floors)
+        for pid in deletes:
+            self.rows.pop(pid, None)
+        self.rows.update((row.product_id, row) for row in upserts)
+
+
+def record(offset: int, pid: str, version: int) -> Record:
+    value = EmbeddingRecord(
+        op=Op.UPSERT,
+        product_id=pid,
+        version=version,
+        event_id="e",
+        occurred_at=datetime.now(UTC),
+        model="m",
+        dim=4,
+        vector=EmbeddingRecord.pack(np.ones(4, dtype=np.float32)),
+    )
+    return Record(TOPIC, 0, offset, pid.encode(), value.to_json(), [], 0)
+
+
+def test_offsets_are_committed_only_after_the_write_and_a_failing_write_is_retried() -> None:
+    source = MemorySource([record(0, "a", 1), record(1, "b", 1), record(2, "a", 2)])
+    store = FlakyStore(failures=3)
+    stop = threading.Event()
+    service = SinkService(
+        SinkConfig(model="m", dlq_topic="dlq", batch_wait_s=0.05, backoff=Backoff(0.05, 0.1)),
+        source=source,
+        publisher=MemoryPublisher(),  # type: ignore[arg-type]
+        store=store,
+        stop=stop,
+    )  # type: ignore[arg-type]
+    runner = threading.Thread(target=service.run)
+    runner.start()
+    try:
+        deadline = time.monotonic() + 10
+        while store.failures and time.monotonic() < deadline:
+            assert source.committed == {}  # nothing is committed while the write fails
+            assert source.paused or store.failures == 3
+            time.sleep(0.01)
+        while not source.committed and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert source.committed == {(TOPIC, 0): 3}
+        assert {p: r.version for p, r in store.rows.items()} == {"a": 2, "b": 1}
+        assert not source.paused and service.ready.is_set()
+    finally:
+        stop.set()
+        runner.join(10)

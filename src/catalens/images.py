@@ -94,10 +94,10 @@ def preprocess_with_thumbnail(
     data: bytes, spec: PreprocessSpec, limits: ImageLimits, side: int = 160
 ) -> tuple[Pixels, str]:
     """Like :func:`preprocess`, plus a JPEG thumbnail (longest side ``side``) as a data URI,
-    made from the already decoded pixels."""
+    made from the already resized image (shortest side ``spec.size``), not decoded again."""
     pixels, image = _preprocess(data, spec, limits)
     small = image.copy()
-    small.thumbnail((side, side), Image.Resampling.BILINEAR)
+    small.thumbnail((side, side), Image.Resampling.BILINEAR, reducing_gap=None)
     buffer = io.BytesIO()
     small.save(buffer, format="JPEG", quality=75)
     return pixels, "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode()
@@ -116,7 +116,7 @@ def _preprocess(
         resized = _resize_shortest(image, spec.size)
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
         raise ImageError(Reason.CORRUPT_IMAGE, f"corrupt or truncated image: {exc}") from None
-    return _center_crop(np.asarray(resized, dtype=np.uint8), spec.crop), image
+    return _center_crop(np.asarray(resized, dtype=np.uint8), spec.crop), resized
 
 
 def _resize_shortest(image: Image.Image, size: int) -> Image.Image:

@@ -83,7 +83,13 @@ class EmbedderSettings(CatalensSettings):
 
     device: Literal["auto", "cpu", "cuda"] = "auto"
     precision: Literal["auto", "fp32", "bf16", "fp16", "int8"] = "auto"
-    torch_threads: int = Field(default=0, ge=0, description="0 = all cores")
+    # auto: OpenVINO for the image tower on CPUs (when installed), PyTorch on CUDA.
+    runtime: Literal["auto", "torch", "openvino"] = "auto"
+    inference_threads: int = Field(default=0, ge=0, description="0 = all cores")
+    # Where quantised models are kept between restarts.
+    cache_dir: Path = Field(default_factory=lambda: Path.home() / ".cache" / "catalens")
+    # A folder of the catalog's own images to calibrate int8 on (default: generated ones).
+    calibration_images: Path | None = None
 
     @field_validator("image_roots", "allowed_networks", mode="before")
     @classmethod

@@ -84,6 +84,8 @@ class Stack:
             "CATALENS_KAFKA_BOOTSTRAP": self.bootstrap,
             "CATALENS_MILVUS_URI": self.milvus_uri,
             "CATALENS_MODEL": str(self.model),
+            # Quantised once per test session, beside the session's model.
+            "CATALENS_CACHE_DIR": str(self.model.parent / "model-cache"),
             "CATALENS_COLLECTION": self.collection,
             "CATALENS_INPUT_TOPIC": self.input_topic,
             "CATALENS_EMBEDDINGS_TOPIC": self.embeddings_topic,

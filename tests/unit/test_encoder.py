@@ -11,8 +11,14 @@ import torch
 from PIL import Image
 from transformers import CLIPModel, CLIPProcessor
 
-from catalens.encoder import ClipEncoder, ModelNotFound, resolve_model_dir
-from catalens.images import ImageLimits, preprocess
+from catalens.encoder import (
+    MIN_COSINE,
+    ClipEncoder,
+    ModelNotFound,
+    cpu_supports_bf16,
+    resolve_model_dir,
+)
+from catalens.images import ImageLimits, PreprocessSpec, preprocess
 from tests.conftest import jpeg_bytes
 
 
@@ -43,17 +49,77 @@ def test_image_vectors_match_the_hugging_face_pipeline(
     assert (ours * theirs).sum(axis=1).min() > 0.999
 
 
-@pytest.mark.parametrize("precision", ["bf16", "int8"])
-def test_reduced_precisions_stay_close_to_fp32(tiny_model: Path, precision: str) -> None:
-    pixels = [
-        preprocess(
-            jpeg_bytes(seed=s), __import__("catalens.images").images.PreprocessSpec(), ImageLimits()
-        )
-        for s in range(3)
-    ]
-    exact = ClipEncoder(str(tiny_model), towers=("image",), precision="fp32").encode_images(pixels)
-    fast = ClipEncoder(str(tiny_model), towers=("image",), precision=precision)  # type: ignore[arg-type]
-    assert (exact * fast.encode_images(pixels)).sum(axis=1).min() > 0.99
+def crops(seeds: range) -> list[np.ndarray]:
+    return [preprocess(jpeg_bytes(seed=s), PreprocessSpec(), ImageLimits()) for s in seeds]
+
+
+@pytest.mark.parametrize(
+    ("runtime", "precision"),
+    [
+        ("torch", "bf16"),
+        ("torch", "int8"),
+        ("openvino", "fp32"),
+        ("openvino", "bf16"),
+        ("openvino", "int8"),
+    ],
+)
+def test_every_runtime_and_precision_stays_close_to_fp32(
+    tiny_model: Path, runtime: str, precision: str
+) -> None:
+    pixels = crops(range(6))
+    exact = ClipEncoder(str(tiny_model), towers=("image",), precision="fp32", runtime="torch")
+    fast = ClipEncoder(
+        str(tiny_model),
+        towers=("image",),
+        precision=precision,  # type: ignore[arg-type]
+        runtime=runtime,  # type: ignore[arg-type]
+    )
+    assert (fast.info.runtime, fast.info.precision) == (runtime, precision)
+    cosines = (exact.encode_images(pixels) * fast.encode_images(pixels)).sum(axis=1)
+    assert cosines.min() > (0.99999 if precision == "fp32" else 0.999)
+    if precision != "fp32":  # the load-time check measured it on its own images
+        assert fast.info.check_cosine is not None and fast.info.check_cosine > 0.99
+
+
+def test_auto_on_a_cpu_is_openvino_int8_within_the_cosine_bound(tiny_model: Path) -> None:
+    encoder = ClipEncoder(str(tiny_model), towers=("image",))
+    assert (encoder.info.runtime, encoder.info.precision) == ("openvino", "int8")
+    assert encoder.info.check_cosine is not None and encoder.info.check_cosine >= MIN_COSINE
+
+
+@pytest.mark.parametrize("runtime", ["torch", "openvino"])
+def test_auto_falls_back_when_int8_fails_the_check(
+    tiny_model: Path, runtime: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("catalens.encoder.MIN_COSINE", 1.0001)  # no int8 model can pass
+    encoder = ClipEncoder(str(tiny_model), towers=("image",), runtime=runtime)  # type: ignore[arg-type]
+    assert encoder.info.precision == ("bf16" if cpu_supports_bf16() else "fp32")
+    exact = ClipEncoder(str(tiny_model), towers=("image",), precision="fp32", runtime="torch")
+    pixels = crops(range(3))
+    assert (exact.encode_images(pixels) * encoder.encode_images(pixels)).sum(axis=1).min() > 0.999
+
+
+def test_the_quantised_model_is_cached_and_not_quantised_again(
+    tiny_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first = ClipEncoder(str(tiny_model), towers=("image",), cache_dir=tmp_path)
+    assert len(list(tmp_path.glob("openvino/*/image-int8.xml"))) == 1
+    pixels = crops(range(4))
+    expected = first.encode_images(pixels)
+
+    def no_calibration(*_args: object, **_kwargs: object) -> None:
+        raise AssertionError("calibrated again although the model was cached")
+
+    monkeypatch.setattr("catalens.encoder._calibration_crops", no_calibration)
+    second = ClipEncoder(str(tiny_model), towers=("image",), cache_dir=tmp_path)
+    np.testing.assert_allclose(second.encode_images(pixels), expected, atol=1e-6)
+
+
+def test_openvino_refuses_cuda_and_fp16(tiny_model: Path) -> None:
+    with pytest.raises(ValueError, match="CPUs"):
+        ClipEncoder(str(tiny_model), towers=("image",), device="cuda", runtime="openvino")
+    with pytest.raises(ValueError, match="fp16"):
+        ClipEncoder(str(tiny_model), towers=("image",), precision="fp16", runtime="openvino")
 
 
 def test_text_vectors_equal_the_padded_to_77_reference(

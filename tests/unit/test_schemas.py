@@ -105,3 +105,11 @@ def test_embedding_records_round_trip_the_vector_exactly() -> None:
     again = EmbeddingRecord.model_validate_json(record.to_json())
     assert np.array_equal(again.unpack(), vector)
     assert len(record.to_json()) < 3000  # compact: base64 float32, not a JSON list
+
+
+def test_the_fast_path_and_the_diagnosing_path_agree_on_valid_events() -> None:
+    from catalens.schemas.event import _parse_failing
+
+    for body in (DESIGN_EXAMPLE, {**DESIGN_EXAMPLE, "schema_version": 1.0, "extra": [1, 2]}):
+        raw = json.dumps(body).encode()
+        assert parse_event(None, raw) == _parse_failing(None, raw)

@@ -30,7 +30,10 @@ def build_service(
         towers=("image",),
         device=settings.device,
         precision=settings.precision,
-        threads=settings.torch_threads,
+        threads=settings.inference_threads,
+        runtime=settings.runtime,
+        cache_dir=settings.cache_dir,
+        calibration_images=settings.calibration_images,
     )
     images = ImageSource(
         SourcePolicy(
@@ -52,7 +55,7 @@ def build_service(
         batch_size=settings.batch_size,
         batch_wait_s=settings.batch_wait_ms / 1000,
         fetch_concurrency=settings.fetch_concurrency,
-        decode_workers=settings.decode_workers or max(1, (os.cpu_count() or 1) // 2),
+        decode_workers=settings.decode_workers or 2 * (os.cpu_count() or 1),
         max_in_flight=settings.max_in_flight,
     )
 

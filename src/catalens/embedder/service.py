@@ -65,9 +65,9 @@ class EmbedderConfig:
     batch_size: int = 32
     batch_wait_s: float = 0.025
     fetch_concurrency: int = 16
-    # Decoding is CPU work that competes with inference for the same cores; more
-    # decoders than needed only preempt the model's threads.
-    decode_workers: int = 1
+    # Decoding shares the cores with inference; on 2 cores 4 decoders did best (they
+    # finish a burst sooner and keep the batches full; docs/embedding-speed.md).
+    decode_workers: int = 4
     max_in_flight: int = 256
     shutdown_timeout_s: float = 30.0
     revoke_timeout_s: float = 10.0

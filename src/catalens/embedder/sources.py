@@ -13,7 +13,6 @@ Every refusal is an :class:`ImageError` with a reason, i.e. a dead letter.
 
 from __future__ import annotations
 
-import base64
 import binascii
 import ipaddress
 import logging
@@ -25,6 +24,7 @@ from pathlib import Path
 from urllib.parse import urljoin, urlsplit, urlunsplit
 
 import httpx
+import pybase64
 
 from catalens.images import ImageError
 from catalens.schemas import ImageRef, Reason
@@ -100,7 +100,7 @@ class ImageSource:
                 Reason.IMAGE_TOO_LARGE, f"inline image exceeds {self.policy.max_bytes} bytes"
             )
         try:
-            return base64.b64decode(data, validate=True)
+            return pybase64.b64decode(data, validate=True)  # SIMD: 50x the stdlib
         except (binascii.Error, ValueError):
             raise ImageError(Reason.SCHEMA_VIOLATION, "image.data is not valid base64") from None
 

@@ -34,7 +34,11 @@ def build_services(settings: ApiSettings, metrics: Metrics) -> Services:
     if precision == "auto" and choose_device(settings.device) == "cpu":
         precision = "bf16" if cpu_supports_bf16() else "fp32"
     encoder = ClipEncoder(
-        settings.model, towers=("text", "image"), device=settings.device, precision=precision
+        settings.model,
+        towers=("text", "image"),
+        device=settings.device,
+        precision=precision,
+        runtime="torch",  # image queries are few; no quantisation at start-up
     )
     token = settings.milvus_token.get_secret_value() if settings.milvus_token else None
     store = VectorStore(settings.milvus_uri, token, alias=settings.collection)

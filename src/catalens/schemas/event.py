@@ -128,6 +128,16 @@ def parse_event(key: bytes | None, value: bytes) -> ProductImageEvent:
     The key must be the product id (when present) so that all events of a product
     share a partition and keep their order.
     """
+    try:  # the common case: one pass of pydantic's own JSON parser, no Python objects
+        event = ProductImageEvent.model_validate_json(value)
+    except ValidationError:
+        return _parse_failing(key, value)  # the slow path that says precisely why
+    _check_key(key, event)
+    return event
+
+
+def _parse_failing(key: bytes | None, value: bytes) -> ProductImageEvent:
+    """Parse in steps (JSON, schema version, fields) to name the first thing wrong."""
     try:
         raw: Any = json.loads(value)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -150,6 +160,11 @@ def parse_event(key: bytes | None, value: bytes) -> ProductImageEvent:
         raise EventError(
             Reason.SCHEMA_VIOLATION, _describe(exc), product_id=product_id, event_id=event_id
         ) from None
+    _check_key(key, event)
+    return event
+
+
+def _check_key(key: bytes | None, event: ProductImageEvent) -> None:
     if key is not None and key != event.key:
         raise EventError(
             Reason.KEY_MISMATCH,
@@ -157,4 +172,3 @@ def parse_event(key: bytes | None, value: bytes) -> ProductImageEvent:
             product_id=event.product_id,
             event_id=event.event_id,
         )
-    return event

@@ -259,15 +259,7 @@ class ClipEncoder:
 
         if self.precision == "fp32":
             return features
-        self.check_cosine = _min_cosine(features(check[0]), check[1])
-        if self.check_cosine < MIN_COSINE and requested == "auto":
-            log.warning(
-                "int8 gave min cosine %.5f (< %.3f) on the check images; using %s",
-                self.check_cosine,
-                MIN_COSINE,
-                _cpu_fallback(),
-            )
-            self.precision = _cpu_fallback()
+        if self._rejected(_min_cosine(features(check[0]), check[1]), requested):
             return self._torch_image(clip, requested=self.precision, check=check)  # type: ignore[arg-type]
         return features
 
@@ -299,15 +291,7 @@ class ClipEncoder:
         )
         if self.precision == "fp32":
             return tower
-        self.check_cosine = _min_cosine(tower(check[0]), check[1])
-        if self.check_cosine < MIN_COSINE and requested == "auto" and self.precision == "int8":
-            log.warning(
-                "int8 gave min cosine %.5f (< %.3f) on the check images; using %s",
-                self.check_cosine,
-                MIN_COSINE,
-                _cpu_fallback(),
-            )
-            self.precision = _cpu_fallback()
+        if self._rejected(_min_cosine(tower(check[0]), check[1]), requested):
             return self._openvino_image(
                 clip,
                 model_dir,
@@ -317,14 +301,30 @@ class ClipEncoder:
                 calibration_images=calibration_images,
                 check=check,
             )
-        if self.check_cosine < MIN_COSINE:
-            log.warning(
-                "%s gives min cosine %.5f to fp32 on the check images (bound %.3f)",
-                self.precision,
-                self.check_cosine,
-                MIN_COSINE,
-            )
         return tower
+
+    def _rejected(self, cosine: float, requested: Precision) -> bool:
+        """Record the check's result; under ``auto`` an int8 tower below the bound is
+        rejected and ``self.precision`` becomes the CPU's safer choice."""
+        self.check_cosine = cosine
+        if cosine >= MIN_COSINE:
+            return False
+        if requested == "auto" and self.precision == "int8":
+            log.warning(
+                "int8 gave min cosine %.5f (< %.3f) on the check images; using %s",
+                cosine,
+                MIN_COSINE,
+                _cpu_fallback(),
+            )
+            self.precision = _cpu_fallback()
+            return True
+        log.warning(
+            "%s gives min cosine %.5f to fp32 on the check images (bound %.3f)",
+            self.precision,
+            cosine,
+            MIN_COSINE,
+        )
+        return False
 
     @property
     def info(self) -> EncoderInfo:
@@ -392,23 +392,29 @@ class _ImageModule(torch.nn.Module):
         return self.projection(self.vision(pixel_values=pixel_values).pooler_output)  # type: ignore[no-any-return]
 
 
+def _operator_images(
+    spec: PreprocessSpec, folder: Path | None
+) -> tuple[list[Pixels], list[Pixels]]:
+    """The operator's images split into (to calibrate on, held out for the check)."""
+    if folder is None:
+        return [], []
+    own = calibration.from_folder(folder, spec, CALIBRATION_IMAGES + CHECK_IMAGES)
+    share = min(CALIBRATION_IMAGES, len(own) * 2 // 3)
+    return own[:share], own[share:]
+
+
 def _check_crops(spec: PreprocessSpec, folder: Path | None) -> npt.NDArray[np.uint8]:
     """Held-out images: generated from another seed than the calibration images, plus the
     operator's images that calibration does not use."""
-    own = calibration.from_folder(folder, spec, CALIBRATION_IMAGES + CHECK_IMAGES) if folder else []
-    held_out = own[_calibration_share(len(own)) :]
+    held_out = _operator_images(spec, folder)[1]
     return np.stack(held_out + calibration.generated(CHECK_IMAGES, seed=2, spec=spec))
 
 
 def _calibration_crops(spec: PreprocessSpec, folder: Path | None) -> npt.NDArray[np.uint8]:
-    own = calibration.from_folder(folder, spec, CALIBRATION_IMAGES + CHECK_IMAGES) if folder else []
-    fitted = own[: _calibration_share(len(own))]
+    """Only called when no quantised model is cached."""
+    fitted = _operator_images(spec, folder)[0]
     extra = calibration.generated(max(0, CALIBRATION_IMAGES - len(fitted)), seed=1, spec=spec)
     return np.stack(fitted + extra)
-
-
-def _calibration_share(count: int) -> int:
-    return min(CALIBRATION_IMAGES, count * 2 // 3)
 
 
 def _cache_key(model_dir: Path, spec: PreprocessSpec, folder: Path | None) -> str:

@@ -94,10 +94,11 @@ def preprocess_with_thumbnail(
     data: bytes, spec: PreprocessSpec, limits: ImageLimits, side: int = 160
 ) -> tuple[Pixels, str]:
     """Like :func:`preprocess`, plus a JPEG thumbnail (longest side ``side``) as a data URI,
-    made from the already resized image (shortest side ``spec.size``), not decoded again."""
-    pixels, image = _preprocess(data, spec, limits)
-    small = image.copy()
-    small.thumbnail((side, side), Image.Resampling.BILINEAR, reducing_gap=None)
+    made from the already decoded (draft-sized) image, not decoded again."""
+    pixels, decoded = _preprocess(data, spec, limits)
+    small = decoded.copy()
+    # reducing_gap=1: a cheap integer box reduction first, then bilinear to the size.
+    small.thumbnail((side, side), Image.Resampling.BILINEAR, reducing_gap=1.0)
     buffer = io.BytesIO()
     small.save(buffer, format="JPEG", quality=75)
     return pixels, "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode()
@@ -106,28 +107,42 @@ def preprocess_with_thumbnail(
 def _preprocess(
     data: bytes, spec: PreprocessSpec, limits: ImageLimits
 ) -> tuple[Pixels, Image.Image]:
+    """The crop, and the decoded RGB image it was taken from."""
     image = open_checked(data, limits)
     width, height = image.size
     scale = spec.size / min(width, height)
     try:
         if image.format == "JPEG" and scale < 0.5:
             image.draft("RGB", (math.ceil(width * scale), math.ceil(height * scale)))
-        image = image.convert("RGB")
-        resized = _resize_shortest(image, spec.size)
+        image.load()
+        if image.mode != "RGB":
+            image = image.convert("RGB")
+        crop = _resized_crop(image, spec)
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
         raise ImageError(Reason.CORRUPT_IMAGE, f"corrupt or truncated image: {exc}") from None
-    return _center_crop(np.asarray(resized, dtype=np.uint8), spec.crop), resized
+    return crop, image
 
 
-def _resize_shortest(image: Image.Image, size: int) -> Image.Image:
-    # The same output size rule as transformers' CLIP image processor.
+def _resized_crop(image: Image.Image, spec: PreprocessSpec) -> Pixels:
+    """Resize the shortest side to ``spec.size`` (bicubic), then centre-crop ``spec.crop``.
+
+    Only the part that survives the crop is resampled (Pillow's ``box``): the same
+    filter at the same positions, up to rounding (at most 2 levels of 255), for about
+    two thirds of the work on a portrait product photo."""
     width, height = image.size
+    # The same output size rule as transformers' CLIP image processor.
     short, long = (width, height) if width <= height else (height, width)
-    new_short, new_long = size, int(size * long / short)
+    new_short, new_long = spec.size, int(spec.size * long / short)
     new_w, new_h = (new_short, new_long) if width <= height else (new_long, new_short)
-    if (new_w, new_h) == image.size:
-        return image
-    return image.resize((new_w, new_h), Image.Resampling.BICUBIC)
+    crop_w, crop_h = min(spec.crop, new_w), min(spec.crop, new_h)
+    left, top = (new_w - crop_w) // 2, (new_h - crop_h) // 2
+    sx, sy = width / new_w, height / new_h
+    box = (left * sx, top * sy, (left + crop_w) * sx, (top + crop_h) * sy)
+    if (new_w, new_h) == (width, height):
+        resized = image.crop((left, top, left + crop_w, top + crop_h))
+    else:
+        resized = image.resize((crop_w, crop_h), Image.Resampling.BICUBIC, box=box)
+    return _center_crop(np.asarray(resized, dtype=np.uint8), spec.crop)
 
 
 def _center_crop(pixels: Pixels, crop: int) -> Pixels:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import io
 
 import numpy as np
@@ -9,7 +10,13 @@ import pytest
 from PIL import Image
 from transformers import CLIPImageProcessorPil
 
-from catalens.images import ImageError, ImageLimits, PreprocessSpec, preprocess
+from catalens.images import (
+    ImageError,
+    ImageLimits,
+    PreprocessSpec,
+    preprocess,
+    preprocess_with_thumbnail,
+)
 from catalens.schemas import Reason
 from tests.conftest import jpeg_bytes
 
@@ -44,12 +51,65 @@ def test_preprocessing_matches_clip_processor(width: int, height: int) -> None:
     assert cosine(ours, reference_pixels(data)) > 0.999
 
 
+@pytest.mark.parametrize(
+    ("width", "height", "spec"),
+    [
+        (300, 1000, SPEC),  # portrait: rows cropped
+        (1000, 300, SPEC),  # landscape: columns cropped
+        (224, 400, SPEC),  # already the right width: a plain crop
+        (100, 150, SPEC),  # upscaled
+        (640, 480, PreprocessSpec(size=200, crop=224)),  # crop larger than the resize: padded
+    ],
+)
+def test_only_the_cropped_part_is_resampled_with_the_same_filter(
+    width: int, height: int, spec: PreprocessSpec
+) -> None:
+    """The crop equals resizing the whole image and cropping it afterwards."""
+    data = png_rgb(width, height, seed=width + height)
+    image = Image.open(io.BytesIO(data)).convert("RGB")
+    scale = spec.size / min(width, height)
+    new_w, new_h = (
+        (spec.size, int(height * scale)) if width <= height else (int(width * scale), spec.size)
+    )
+    whole = np.asarray(image.resize((new_w, new_h), Image.Resampling.BICUBIC))
+    if (new_w, new_h) == (width, height):
+        whole = np.asarray(image)
+    padded = np.zeros((max(new_h, spec.crop), max(new_w, spec.crop), 3), dtype=np.uint8)
+    top, left = (padded.shape[0] - new_h) // 2, (padded.shape[1] - new_w) // 2
+    padded[top : top + new_h, left : left + new_w] = whole
+    top, left = (padded.shape[0] - spec.crop) // 2, (padded.shape[1] - spec.crop) // 2
+    expected = padded[top : top + spec.crop, left : left + spec.crop]
+    ours = preprocess(data, spec, LIMITS)
+    assert ours.shape == expected.shape
+    assert np.abs(ours.astype(int) - expected.astype(int)).max() <= 2
+
+
+def test_the_thumbnail_shows_the_whole_image_at_160_pixels() -> None:
+    data = jpeg_bytes(1166, 1750, seed=3)
+    pixels, uri = preprocess_with_thumbnail(data, SPEC, LIMITS)
+    assert np.array_equal(pixels, preprocess(data, SPEC, LIMITS))
+    prefix = "data:image/jpeg;base64,"
+    assert uri.startswith(prefix)
+    thumbnail = Image.open(io.BytesIO(base64.b64decode(uri[len(prefix) :])))
+    assert thumbnail.format == "JPEG"
+    assert thumbnail.size == (107, 160)  # the whole 1166x1750 frame, not the crop
+
+
 def test_non_jpeg_formats_and_modes_are_converted() -> None:
     image = Image.new("RGBA", (500, 300), (10, 200, 30, 128))
     buffer = io.BytesIO()
     image.save(buffer, format="PNG")
     pixels = preprocess(buffer.getvalue(), SPEC, LIMITS)
     assert pixels.shape == (224, 224, 3) and pixels.dtype == np.uint8
+
+
+def png_rgb(width: int, height: int, seed: int) -> bytes:
+    """A lossless image, so that the comparison sees resampling only."""
+    rng = np.random.default_rng(seed)
+    buffer = io.BytesIO()
+    pixels = rng.integers(0, 256, size=(height, width, 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(buffer, format="PNG")
+    return buffer.getvalue()
 
 
 def png(width: int, height: int) -> bytes:

@@ -130,7 +130,7 @@ def _quantise(model: Any, calibration: npt.NDArray[np.float32]) -> Any:
         model,
         nncf.Dataset(batches),
         model_type=nncf.ModelType.TRANSFORMER,
-        subset_size=len(calibration),
+        subset_size=len(batches),  # NNCF counts dataset items, here batches of 8
         # Moves activation outliers into the weights before quantising (SmoothQuant).
         advanced_parameters=AdvancedQuantizationParameters(
             smooth_quant_alphas=AdvancedSmoothQuantParameters(matmul=0.5)

@@ -306,14 +306,12 @@ def settle() -> None:
     the development VM, hundreds of MB left free inside this process made the kernel's
     page faults about twice as dear for the broker and the embedder (Tansu used 1.1-1.5
     instead of 0.6 CPU seconds for the same events)."""
-    import ctypes
-    import ctypes.util
     import gc
 
+    from catalens.allocator import give_back_freed_memory
+
     gc.collect()
-    libc = ctypes.util.find_library("c")
-    if sys.platform == "linux" and libc:
-        ctypes.CDLL(libc).malloc_trim(0)  # glibc: free heap pages back to the kernel
+    give_back_freed_memory()
 
 
 def main() -> None:

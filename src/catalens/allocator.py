@@ -39,17 +39,22 @@ _OPERATOR_VARIABLES = (
 )
 
 
+def _libc() -> ctypes.CDLL | None:
+    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+        return None
+    path = ctypes.util.find_library("c")
+    return ctypes.CDLL(path) if path else None
+
+
 def keep_freed_memory() -> bool:
     """Tune glibc's allocator as described above. Returns whether it was changed."""
     if any(name in os.environ for name in _OPERATOR_VARIABLES):
         log.info("allocator: the operator's MALLOC_*/GLIBC_TUNABLES settings stay as they are")
         return False
-    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+    libc = _libc()
+    if libc is None:
         return False
-    path = ctypes.util.find_library("c")
-    if path is None:
-        return False
-    mallopt = ctypes.CDLL(path).mallopt
+    mallopt = libc.mallopt
     mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
     mallopt.restype = ctypes.c_int
     settings = (
@@ -61,3 +66,10 @@ def keep_freed_memory() -> bool:
     if not all(applied):
         log.warning("allocator: glibc refused some mallopt settings; its defaults stay there")
     return all(applied)
+
+
+def give_back_freed_memory() -> None:
+    """Return the free parts of the heaps to the kernel now (``malloc_trim``)."""
+    libc = _libc()
+    if libc is not None:
+        libc.malloc_trim(0)

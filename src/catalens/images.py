@@ -96,11 +96,11 @@ def preprocess_with_thumbnail(
     """Like :func:`preprocess`, plus a JPEG thumbnail (longest side ``side``) as a data URI,
     made from the already decoded (draft-sized) image, not decoded again."""
     pixels, decoded = _preprocess(data, spec, limits)
-    small = decoded.copy()
-    # reducing_gap=1: a cheap integer box reduction first, then bilinear to the size.
-    small.thumbnail((side, side), Image.Resampling.BILINEAR, reducing_gap=1.0)
+    # In place (the decoded image is not needed any more). reducing_gap=1: a cheap
+    # integer box reduction first, then bilinear to the size.
+    decoded.thumbnail((side, side), Image.Resampling.BILINEAR, reducing_gap=1.0)
     buffer = io.BytesIO()
-    small.save(buffer, format="JPEG", quality=75)
+    decoded.save(buffer, format="JPEG", quality=75)
     return pixels, "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode()
 
 
@@ -136,21 +136,22 @@ def _resized_crop(image: Image.Image, spec: PreprocessSpec) -> Pixels:
     new_w, new_h = (new_short, new_long) if width <= height else (new_long, new_short)
     crop_w, crop_h = min(spec.crop, new_w), min(spec.crop, new_h)
     left, top = (new_w - crop_w) // 2, (new_h - crop_h) // 2
-    sx, sy = width / new_w, height / new_h
-    box = (left * sx, top * sy, (left + crop_w) * sx, (top + crop_h) * sy)
     if (new_w, new_h) == (width, height):
         resized = image.crop((left, top, left + crop_w, top + crop_h))
     else:
+        sx, sy = width / new_w, height / new_h
+        box = (left * sx, top * sy, (left + crop_w) * sx, (top + crop_h) * sy)
         resized = image.resize((crop_w, crop_h), Image.Resampling.BICUBIC, box=box)
-    return _center_crop(np.asarray(resized, dtype=np.uint8), spec.crop)
+    return _pad_to_square(np.asarray(resized, dtype=np.uint8), spec.crop)
 
 
-def _center_crop(pixels: Pixels, crop: int) -> Pixels:
+def _pad_to_square(pixels: Pixels, side: int) -> Pixels:
+    """Centre ``pixels`` (at most ``side`` each way) on a black ``side``x``side`` canvas,
+    as CLIP's centre crop does when the resized image is smaller than the crop."""
     height, width = pixels.shape[:2]
-    if height < crop or width < crop:
-        padded = np.zeros((max(height, crop), max(width, crop), 3), dtype=np.uint8)
-        top, left = (padded.shape[0] - height) // 2, (padded.shape[1] - width) // 2
-        padded[top : top + height, left : left + width] = pixels
-        pixels, height, width = padded, padded.shape[0], padded.shape[1]
-    top, left = (height - crop) // 2, (width - crop) // 2
-    return np.ascontiguousarray(pixels[top : top + crop, left : left + crop])
+    if (height, width) == (side, side):
+        return np.ascontiguousarray(pixels)
+    padded = np.zeros((side, side, 3), dtype=np.uint8)
+    top, left = (side - height) // 2, (side - width) // 2
+    padded[top : top + height, left : left + width] = pixels
+    return padded

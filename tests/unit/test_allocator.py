@@ -19,14 +19,16 @@ pytestmark = pytest.mark.skipif(
 # second burst takes. Run in a child so this test process keeps its own allocator.
 _BURSTS = """
 import resource, sys
-from catalens.allocator import keep_freed_memory
-tuned = keep_freed_memory() if sys.argv[1] == "tuned" else False
+from catalens.allocator import give_back_freed_memory, keep_freed_memory
+tuned = keep_freed_memory() if sys.argv[1] != "default" else False
 def burst():
     held = [bytearray(1 << 20) for _ in range(100)]
     for block in held:
         block[::4096] = b"x" * len(block[::4096])
     del held
 burst()
+if sys.argv[1] == "tuned-then-trimmed":
+    give_back_freed_memory()
 before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 burst()
 print(tuned, resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
@@ -52,3 +54,10 @@ def test_freed_blocks_are_reused_by_the_next_burst() -> None:
 def test_the_operators_own_settings_win(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MALLOC_TRIM_THRESHOLD_", "131072")
     assert keep_freed_memory() is False
+
+
+def test_freed_memory_can_be_handed_back_on_demand() -> None:
+    """Benchmarks hand it back between phases: the next burst faults its pages in again."""
+    tuned, faults = second_burst_faults("tuned-then-trimmed")
+    assert tuned
+    assert faults > 10_000

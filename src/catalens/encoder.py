@@ -249,13 +249,13 @@ class ClipEncoder:
             vision = torch.ao.quantization.quantize_dynamic(
                 torch.nn.Sequential(vision), {torch.nn.Linear}, dtype=torch.qint8
             )[0]
-        vision, projection = vision.to(self.device), projection.to(self.device)
+        tower = _ImageModule(vision, projection).to(self.device)
 
         def features(crops: npt.NDArray[np.uint8]) -> torch.Tensor:
             batch = torch.from_numpy(crops).to(self.device, non_blocking=True)
             with torch.inference_mode(), self._autocast():
                 x = batch.permute(0, 3, 1, 2).float() * self._scale + self._shift
-                return projection(vision(pixel_values=x).pooler_output)  # type: ignore[no-any-return]
+                return tower(x)  # type: ignore[no-any-return]
 
         if self.precision == "fp32":
             return features
@@ -279,7 +279,7 @@ class ClipEncoder:
         if self.precision == "bf16" and not cpu_supports_bf16():
             log.warning("this CPU has no native bf16; OpenVINO will compute in fp32")
         tower = openvino_tower.load_image_tower(
-            _ImageModule(clip),
+            _ImageModule(clip.vision_model, clip.visual_projection),
             size=self.spec.crop,
             mean=self.spec.mean,
             std=self.spec.std,
@@ -381,15 +381,49 @@ class ClipEncoder:
 
 
 class _ImageModule(torch.nn.Module):
-    """Pixel values (normalised, NCHW) → projected image features, for conversion."""
+    """Normalised NCHW pixel values → projected image features.
 
-    def __init__(self, clip: CLIPModel) -> None:
+    Hugging Face's CLIP vision forward, except that the last block computes the class
+    token only. The image vector is the class token's final state, and nothing else of
+    that block reaches it: its queries, output projection and MLP run for 1 token instead
+    of 50 (keys and values still for all). For ViT-B/32 that skips about 7 % of the work
+    for the same vector."""
+
+    def __init__(self, vision: torch.nn.Module, projection: torch.nn.Module) -> None:
         super().__init__()
-        self.vision = clip.vision_model
-        self.projection = clip.visual_projection
+        self.vision = vision
+        self.projection = projection
 
     def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        return self.projection(self.vision(pixel_values=pixel_values).pooler_output)  # type: ignore[no-any-return]
+        vision: Any = self.vision  # Hugging Face's attributes are not typed
+        hidden = vision.pre_layrnorm(vision.embeddings(pixel_values))
+        *blocks, last = vision.encoder.layers
+        for block in blocks:
+            hidden = _block(block, hidden, queries=hidden.shape[1])
+        cls = _block(last, hidden, queries=1)[:, 0]
+        return self.projection(vision.post_layernorm(cls))  # type: ignore[no-any-return]
+
+
+def _block(layer: Any, hidden: torch.Tensor, *, queries: int) -> torch.Tensor:
+    """One CLIP encoder layer (pre-norm attention, then pre-norm MLP) for the first
+    ``queries`` tokens of ``hidden``, attending over all of them. Layer norms and the MLP
+    work token by token, so a prefix of tokens gives a prefix of the full layer's output."""
+    attention = layer.self_attn
+    split = (int(attention.num_heads), int(attention.head_dim))
+
+    def heads(x: torch.Tensor) -> torch.Tensor:  # (B, T, H·D) → (B, H, T, D)
+        split_heads: torch.Tensor = x.unflatten(-1, split)
+        return split_heads.transpose(1, 2)
+
+    normed = layer.layer_norm1(hidden)
+    attended = torch.nn.functional.scaled_dot_product_attention(
+        heads(attention.q_proj(normed[:, :queries])),
+        heads(attention.k_proj(normed)),
+        heads(attention.v_proj(normed)),
+        scale=attention.scale,
+    )
+    out = hidden[:, :queries] + attention.out_proj(attended.transpose(1, 2).flatten(2))
+    return out + layer.mlp(layer.layer_norm2(out))  # type: ignore[no-any-return]
 
 
 def _operator_images(
@@ -422,7 +456,7 @@ def _cache_key(model_dir: Path, spec: PreprocessSpec, folder: Path | None) -> st
     weights = [f"{p.name}:{p.stat().st_size}:{p.stat().st_mtime_ns}" for p in files]
     return "\n".join(
         [
-            "image-tower-v1 smoothquant-0.5",
+            "image-tower-v2 class-token-last-block smoothquant-0.5",
             str(model_dir.resolve()),
             *weights,
             repr(spec),

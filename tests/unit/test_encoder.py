@@ -15,6 +15,7 @@ from catalens.encoder import (
     MIN_COSINE,
     ClipEncoder,
     ModelNotFound,
+    _ImageModule,
     cpu_supports_bf16,
     resolve_model_dir,
 )
@@ -47,6 +48,34 @@ def test_image_vectors_match_the_hugging_face_pipeline(
     assert ours.shape == theirs.shape == (4, encoder.dim)
     np.testing.assert_allclose(np.linalg.norm(ours, axis=1), 1.0, rtol=1e-5)
     assert (ours * theirs).sum(axis=1).min() > 0.999
+
+
+def test_the_last_block_runs_for_the_class_token_only_and_gives_the_same_vector(
+    reference: tuple[CLIPModel, CLIPProcessor],
+) -> None:
+    model, _ = reference
+    tower = _ImageModule(model.vision_model, model.visual_projection)
+    size = model.config.vision_config.image_size
+    pixels = torch.randn(3, 3, size, size, generator=torch.Generator().manual_seed(0))
+    tokens: list[int] = []  # how many tokens each layer's MLP saw
+    hooks = [
+        layer.mlp.register_forward_hook(lambda _m, args, _out: tokens.append(args[0].shape[1]))
+        for layer in model.vision_model.encoder.layers
+    ]
+    try:
+        with torch.no_grad():
+            ours = tower(pixels)
+            tokens_ours = tokens[:]
+            tokens.clear()
+            theirs = model.get_image_features(pixel_values=pixels)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    theirs = theirs if isinstance(theirs, torch.Tensor) else theirs.pooler_output
+    torch.testing.assert_close(ours, theirs, rtol=1e-4, atol=1e-5)
+    patches = (size // model.config.vision_config.patch_size) ** 2
+    assert tokens == [patches + 1] * len(tokens_ours)
+    assert tokens_ours == [patches + 1] * (len(tokens) - 1) + [1]
 
 
 def crops(seeds: range) -> list[np.ndarray]:

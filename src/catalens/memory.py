@@ -25,7 +25,8 @@ class MemorySource:
         with self._lock:
             self._queue.extend(records)
 
-    def poll(self, max_records: int, timeout_s: float) -> list[Record]:
+    def poll(self, max_records: int, timeout_s: float, *, fill_s: float = 0.0) -> list[Record]:
+        # Whatever is queued is already "fetched": there is nothing to wait for (fill_s).
         with self._lock:
             if self.paused or not self._queue:
                 taken: list[Record] = []

@@ -102,7 +102,9 @@ class SinkSettings(CatalensSettings):
 
     sink_group: str = "catalens-sink"
     sink_batch_size: int = Field(default=1000, ge=1)
-    sink_batch_wait_ms: int = Field(default=200, ge=0)
+    # After a record arrives, how long to wait for more to write with it. 0: write what
+    # has arrived; under load records queue up during each write, so batches grow anyway.
+    sink_batch_wait_ms: int = Field(default=0, ge=0)
     hnsw_m: int = Field(default=16, ge=4, le=64)
     hnsw_ef_construction: int = Field(default=200, ge=8)
 

@@ -32,7 +32,7 @@ class SinkConfig:
     model: str
     dlq_topic: str
     batch_size: int = 1000
-    batch_wait_s: float = 0.2
+    batch_wait_s: float = 0.0
     hnsw_m: int = 16
     ef_construction: int = 200
     backoff: Backoff = field(default_factory=Backoff)
@@ -68,7 +68,9 @@ class SinkService:
         last_report = time.monotonic()
         try:
             while not self._stop.is_set():
-                records = self._source.poll(self.config.batch_size, self.config.batch_wait_s)
+                records = self._source.poll(
+                    self.config.batch_size, 0.5, fill_s=self.config.batch_wait_s
+                )
                 self.healthy_at = time.monotonic()
                 if records:
                     self.process(records)

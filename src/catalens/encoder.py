@@ -399,15 +399,16 @@ class _ImageModule(torch.nn.Module):
         hidden = vision.pre_layrnorm(vision.embeddings(pixel_values))
         *blocks, last = vision.encoder.layers
         for block in blocks:
-            hidden = _block(block, hidden, queries=hidden.shape[1])
+            hidden = _block(block, hidden)
         cls = _block(last, hidden, queries=1)[:, 0]
         return self.projection(vision.post_layernorm(cls))  # type: ignore[no-any-return]
 
 
-def _block(layer: Any, hidden: torch.Tensor, *, queries: int) -> torch.Tensor:
+def _block(layer: Any, hidden: torch.Tensor, *, queries: int | None = None) -> torch.Tensor:
     """One CLIP encoder layer (pre-norm attention, then pre-norm MLP) for the first
-    ``queries`` tokens of ``hidden``, attending over all of them. Layer norms and the MLP
-    work token by token, so a prefix of tokens gives a prefix of the full layer's output."""
+    ``queries`` tokens of ``hidden`` (default: all), attending over all of them. Layer
+    norms and the MLP work token by token, so a prefix of tokens gives a prefix of the
+    full layer's output."""
     attention = layer.self_attn
     split = (int(attention.num_heads), int(attention.head_dim))
 
@@ -416,13 +417,17 @@ def _block(layer: Any, hidden: torch.Tensor, *, queries: int) -> torch.Tensor:
         return split_heads.transpose(1, 2)
 
     normed = layer.layer_norm1(hidden)
+    if queries is not None:
+        hidden, asking = hidden[:, :queries], normed[:, :queries]
+    else:
+        asking = normed
     attended = torch.nn.functional.scaled_dot_product_attention(
-        heads(attention.q_proj(normed[:, :queries])),
+        heads(attention.q_proj(asking)),
         heads(attention.k_proj(normed)),
         heads(attention.v_proj(normed)),
         scale=attention.scale,
     )
-    out = hidden[:, :queries] + attention.out_proj(attended.transpose(1, 2).flatten(2))
+    out = hidden + attention.out_proj(attended.transpose(1, 2).flatten(2))
     return out + layer.mlp(layer.layer_norm2(out))  # type: ignore[no-any-return]
 
 

@@ -49,8 +49,9 @@ format: $(STAMP) ## apply ruff's fixes and formatting
 	$(VENV)/bin/ruff check --fix src tests bench
 	$(VENV)/bin/ruff format src tests bench
 
-bench: $(STAMP) ## embedding throughput, query latency and freshness benchmarks (minutes)
+bench: $(STAMP) ## embedding throughput and latency, query latency and freshness benchmarks (minutes)
 	$(PY) bench/embed_throughput.py
+	$(PY) bench/embed_latency.py
 	$(PY) bench/query_latency.py
 	$(PY) bench/freshness.py
 

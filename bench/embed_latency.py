@@ -1,0 +1,126 @@
+"""Light traffic: how long one event takes through ``catalens embedder``.
+
+Runs Tansu and ``catalens embedder`` (its defaults, the random ViT-B/32 of
+``embed_throughput.py``) as processes, warms up, then publishes one small inline-image
+event at a time, each 0.6–1.2 s after the previous one's embedding, and times the produce
+call to the embedding record read back. The baseline, measured in the same run, is the
+encoder's own time for one image (decode, preprocess, one batch of one), the floor of
+what any pipeline could reach.
+
+    python bench/embed_latency.py [--events 20]
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import random
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from embed_throughput import inline_event, model_dirs
+
+
+def small_jpeg(seed: int) -> bytes:
+    pixels = np.random.default_rng(seed).integers(0, 255, size=(300, 200, 3), dtype=np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="JPEG")
+    return buffer.getvalue()
+
+
+def encoder_alone(hf_dir: Path, data: bytes, repeats: int) -> float:
+    """Median seconds for one image: decode and preprocess, then a batch of one."""
+    from catalens.encoder import ClipEncoder
+    from catalens.images import ImageLimits, preprocess
+
+    encoder = ClipEncoder(str(hf_dir), towers=("image",))
+    times = []
+    for _ in range(repeats + 1):
+        started = time.perf_counter()
+        encoder.encode_images([preprocess(data, encoder.spec, ImageLimits())])
+        times.append(time.perf_counter() - started)
+    return statistics.median(times[1:])
+
+
+def through_the_embedder(hf_dir: Path, data: bytes, events: int) -> list[float]:
+    from confluent_kafka import Consumer, Producer
+
+    from catalens.kafka import ensure_topics
+    from catalens.localstack import Child, free_port, start_broker
+    from catalens.settings import CatalensSettings
+
+    work = Path(tempfile.mkdtemp(prefix="catalens-latency-"))
+    port = free_port()
+    broker = start_broker(port, work / "broker.log")
+    bootstrap = f"127.0.0.1:{port}"
+    env = {"CATALENS_KAFKA_BOOTSTRAP": bootstrap, "CATALENS_MODEL": str(hf_dir)}
+    embedder = Child(
+        "embedder", [sys.executable, "-m", "catalens", "embedder"], work / "embedder.log", env=env
+    ).start()
+    try:
+        settings = CatalensSettings(kafka_bootstrap=bootstrap)
+        ensure_topics(
+            settings, [settings.input_topic, settings.embeddings_topic, settings.dlq_topic]
+        )
+        producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 0})
+        consumer = Consumer(
+            {
+                "bootstrap.servers": bootstrap,
+                "group.id": "latency",
+                "auto.offset.reset": "earliest",
+                "session.timeout.ms": 6000,
+                "fetch.wait.max.ms": 10,  # this client's own wait is not what is measured
+            }
+        )
+        consumer.subscribe([settings.embeddings_topic])
+
+        def one(product_id: str, timeout_s: float) -> float:
+            started = time.perf_counter()
+            producer.produce(
+                settings.input_topic, key=product_id.encode(), value=inline_event(product_id, data)
+            )
+            producer.flush(10)
+            deadline = time.monotonic() + timeout_s
+            while time.monotonic() < deadline:
+                message = consumer.poll(0.05)
+                if message is not None and message.error() is None:
+                    return time.perf_counter() - started
+                if not embedder.running:
+                    raise RuntimeError(f"embedder died; see {embedder.log_file}")
+            raise TimeoutError(f"no embedding for {product_id}")
+
+        one("warm", 300)  # start-up, group join, first inference
+        latencies = []
+        for index in range(events):
+            time.sleep(random.uniform(0.6, 1.2))
+            latencies.append(one(f"p{index}", 30))
+        consumer.close()
+        return latencies
+    finally:
+        embedder.stop()
+        broker.kill()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=20)
+    args = parser.parse_args()
+    hf_dir, _ = model_dirs()
+    data = small_jpeg(0)
+    latencies = sorted(through_the_embedder(hf_dir, data, args.events))
+    floor = encoder_alone(hf_dir, data, repeats=args.events)
+    p50 = statistics.median(latencies)
+    print(f"one event at a time through the embedder ({args.events} events): ", end="")
+    print(f"p50 {p50 * 1000:.0f} ms, max {latencies[-1] * 1000:.0f} ms")
+    print(f"the encoder alone, one image: {floor * 1000:.0f} ms; ", end="")
+    print(f"the embedder's p50 is {p50 / floor:.1f}x that")
+
+
+if __name__ == "__main__":
+    main()

@@ -13,25 +13,13 @@ what any pipeline could reach.
 from __future__ import annotations
 
 import argparse
-import io
 import random
 import statistics
-import sys
-import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-from PIL import Image
-
-from embed_throughput import inline_event, model_dirs
-
-
-def small_jpeg(seed: int) -> bytes:
-    pixels = np.random.default_rng(seed).integers(0, 255, size=(300, 200, 3), dtype=np.uint8)
-    buffer = io.BytesIO()
-    Image.fromarray(pixels).save(buffer, format="JPEG")
-    return buffer.getvalue()
+from embed_throughput import inline_event, model_dirs, running_embedder
+from freshness import jpeg
 
 
 def encoder_alone(hf_dir: Path, data: bytes, repeats: int) -> float:
@@ -51,23 +39,8 @@ def encoder_alone(hf_dir: Path, data: bytes, repeats: int) -> float:
 def through_the_embedder(hf_dir: Path, data: bytes, events: int) -> list[float]:
     from confluent_kafka import Consumer, Producer
 
-    from catalens.kafka import ensure_topics
-    from catalens.localstack import Child, free_port, start_broker
-    from catalens.settings import CatalensSettings
-
-    work = Path(tempfile.mkdtemp(prefix="catalens-latency-"))
-    port = free_port()
-    broker = start_broker(port, work / "broker.log")
-    bootstrap = f"127.0.0.1:{port}"
-    env = {"CATALENS_KAFKA_BOOTSTRAP": bootstrap, "CATALENS_MODEL": str(hf_dir)}
-    embedder = Child(
-        "embedder", [sys.executable, "-m", "catalens", "embedder"], work / "embedder.log", env=env
-    ).start()
-    try:
-        settings = CatalensSettings(kafka_bootstrap=bootstrap)
-        ensure_topics(
-            settings, [settings.input_topic, settings.embeddings_topic, settings.dlq_topic]
-        )
+    with running_embedder(hf_dir) as (settings, _broker, embedder):
+        bootstrap = settings.kafka_bootstrap
         producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 0})
         consumer = Consumer(
             {
@@ -102,9 +75,6 @@ def through_the_embedder(hf_dir: Path, data: bytes, events: int) -> list[float]:
             latencies.append(one(f"p{index}", 30))
         consumer.close()
         return latencies
-    finally:
-        embedder.stop()
-        broker.kill()
 
 
 def main() -> None:
@@ -112,7 +82,7 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=20)
     args = parser.parse_args()
     hf_dir, _ = model_dirs()
-    data = small_jpeg(0)
+    data = jpeg(0)
     latencies = sorted(through_the_embedder(hf_dir, data, args.events))
     floor = encoder_alone(hf_dir, data, repeats=args.events)
     p50 = statistics.median(latencies)

@@ -29,10 +29,17 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image
+
+if TYPE_CHECKING:
+    from catalens.localstack import Child
+    from catalens.settings import CatalensSettings
 
 ROOT = Path(__file__).resolve().parents[1]
 CACHE = ROOT / ".catalens" / "bench"
@@ -210,12 +217,13 @@ def cpu_seconds(process: object) -> float | None:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def catalens_through_kafka(hf_dir: Path, paths: list[Path]) -> tuple[float, float | None]:
-    """``catalens embedder`` as a process with its defaults, through a real broker.
-    Returns images/s and the embedder's CPU seconds while timed (None off Linux)."""
-    from confluent_kafka import Consumer, Producer
-
+@contextmanager
+def running_embedder(hf_dir: Path) -> Iterator[tuple[CatalensSettings, Child, Child]]:
+    """Tansu and ``catalens embedder`` (its defaults, model ``hf_dir``) as processes, the
+    topics created; yields (settings, broker, embedder), and stops both afterwards."""
+    from catalens.kafka import ensure_topics
     from catalens.localstack import Child, free_port, start_broker
+    from catalens.settings import CatalensSettings
 
     work = Path(tempfile.mkdtemp(prefix="catalens-bench-"))
     port = free_port()
@@ -226,15 +234,25 @@ def catalens_through_kafka(hf_dir: Path, paths: list[Path]) -> tuple[float, floa
         "embedder", [sys.executable, "-m", "catalens", "embedder"], work / "embedder.log", env=env
     ).start()
     try:
-        from catalens.kafka import ensure_topics
-        from catalens.settings import CatalensSettings
-
         settings = CatalensSettings(kafka_bootstrap=bootstrap)
         # Subscribing to a topic that does not exist yet only sees it at the next
         # metadata refresh (minutes), so create the topics first.
         ensure_topics(
             settings, [settings.input_topic, settings.embeddings_topic, settings.dlq_topic]
         )
+        yield settings, broker, embedder
+    finally:
+        embedder.stop()
+        broker.kill()
+
+
+def catalens_through_kafka(hf_dir: Path, paths: list[Path]) -> tuple[float, float | None]:
+    """``catalens embedder`` as a process with its defaults, through a real broker.
+    Returns images/s and the embedder's CPU seconds while timed (None off Linux)."""
+    from confluent_kafka import Consumer, Producer
+
+    with running_embedder(hf_dir) as (settings, broker, embedder):
+        bootstrap = settings.kafka_bootstrap
         producer = Producer({"bootstrap.servers": bootstrap, "message.max.bytes": 16_000_000})
         consumer = Consumer(
             {
@@ -300,9 +318,6 @@ def catalens_through_kafka(hf_dir: Path, paths: list[Path]) -> tuple[float, floa
                 f"wall {finished - started:.2f} ({os.cpu_count()} cores shared)"
             )
         return len(paths) / (finished - started), embedder_cpu
-    finally:
-        embedder.stop()
-        broker.kill()
 
 
 def settle() -> None:

@@ -190,16 +190,9 @@ class Source:
         only what is already fetched). librdkafka's batch consume alone would hold even a
         lone record until the batch is full or the whole timeout has passed.
         """
-        messages = self._consume(max_records, 0)
-        if not messages:
-            try:
-                first = self._consumer.poll(timeout_s)
-            except KafkaException as exc:
-                raise TransientError(f"consume failed: {exc}") from exc
-            if first is None:
-                return []
-            messages = [first]
-        if len(messages) < max_records:
+        # A batch of one is full as soon as a record arrives.
+        messages = self._consume(max_records, 0) or self._consume(1, timeout_s)
+        if messages and len(messages) < max_records:
             messages += self._consume(max_records - len(messages), fill_s)
         records = []
         for message in messages:

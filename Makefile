@@ -51,6 +51,7 @@ format: $(STAMP) ## apply ruff's fixes and formatting
 
 bench: $(STAMP) ## embedding throughput and latency, query latency and freshness benchmarks (minutes)
 	$(PY) bench/embed_throughput.py
+	$(PY) bench/embed_throughput.py --catalog products
 	$(PY) bench/embed_latency.py
 	$(PY) bench/query_latency.py
 	$(PY) bench/freshness.py

@@ -34,7 +34,7 @@ _SIZE = (320, 480)  # width, height: portrait, like catalog photos
 def generated(count: int, seed: int, spec: PreprocessSpec) -> list[Pixels]:
     """``count`` preprocessed crops of generated photo-like images, deterministic in ``seed``."""
     rng = np.random.default_rng(seed)
-    styles = (_studio, _colour_field, _texture, _dark_scene)
+    styles = (product_shot, _colour_field, _texture, _dark_scene)
     crops = []
     for index in range(count):
         image = styles[index % len(styles)](rng)
@@ -81,10 +81,10 @@ def _noise(image: Image.Image, rng: np.random.Generator, sigma: float) -> Image.
     return Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8))
 
 
-def _studio(rng: np.random.Generator) -> Image.Image:
-    """A product on a plain light background with a soft shadow."""
-    width, height = _SIZE
-    image = Image.new("RGB", _SIZE, _colour(rng, 215, 256))
+def product_shot(rng: np.random.Generator, size: tuple[int, int] = _SIZE) -> Image.Image:
+    """A product on a plain light background with a soft shadow, ``size`` (width, height)."""
+    width, height = size
+    image = Image.new("RGB", size, _colour(rng, 215, 256))
     draw = ImageDraw.Draw(image)
     cx, cy = width * rng.uniform(0.4, 0.6), height * rng.uniform(0.4, 0.6)
     w, h = width * rng.uniform(0.3, 0.7), height * rng.uniform(0.3, 0.7)

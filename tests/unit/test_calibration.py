@@ -24,6 +24,18 @@ def test_generated_images_are_deterministic_crops_in_several_styles() -> None:
     assert max(means) - min(means) > 60
 
 
+def test_a_product_shot_is_a_product_on_a_light_background_of_the_size_asked() -> None:
+    shot = calibration.product_shot(np.random.default_rng(4), size=(300, 450))
+    again = calibration.product_shot(np.random.default_rng(4), size=(300, 450))
+    pixels = np.asarray(shot, dtype=np.float32)
+    assert shot.size == (300, 450) and shot.mode == "RGB"
+    assert np.array_equal(pixels, np.asarray(again, dtype=np.float32))
+    border = np.concatenate([pixels[:10].reshape(-1, 3), pixels[-10:].reshape(-1, 3)])
+    assert border.mean() > 200  # the background
+    centre = pixels[200:250, 130:170].reshape(-1, 3)
+    assert np.abs(centre.mean(axis=0) - border.mean(axis=0)).max() > 5  # the product
+
+
 def test_the_operators_folder_is_read_in_order_and_bad_files_are_skipped(tmp_path: Path) -> None:
     for index in range(3):
         (tmp_path / f"{index}.jpg").write_bytes(jpeg_bytes(seed=index))

@@ -102,7 +102,8 @@ def model_dirs() -> tuple[Path, Path]:
 
 
 def normalise(vectors: np.ndarray) -> np.ndarray:
-    return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+    unit: np.ndarray = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+    return unit
 
 
 def article_loop(st_dir: Path, paths: list[Path], batch: int = 32) -> tuple[float, np.ndarray]:

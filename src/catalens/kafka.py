@@ -3,7 +3,9 @@
 Delivery is at-least-once: consumers never auto-store offsets; a role marks a record
 done only after its effect is durable downstream, and only marked offsets are committed
 (periodically, and on close). Roles see plain :class:`Record` values and the small
-:class:`Source` / :class:`Publisher` wrappers below, never librdkafka objects.
+:class:`Source` / :class:`Publisher` wrappers below, never librdkafka objects; they are
+typed against :class:`RecordSource` / :class:`RecordPublisher`, which the in-memory
+stand-ins (``catalens.memory``) also satisfy.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from confluent_kafka import (
     Consumer,
@@ -112,6 +114,45 @@ def _record(message: Message) -> Record:
         headers=[(k, v if isinstance(v, bytes) else (v or "").encode()) for k, v in headers],
         timestamp_ms=message.timestamp()[1],
     )
+
+
+class RecordSource(Protocol):
+    """What a role consumes from: :class:`Source`, or an in-memory stand-in."""
+
+    @property
+    def paused(self) -> bool: ...
+
+    def poll(self, max_records: int, timeout_s: float, *, fill_s: float = 0.0) -> list[Record]: ...
+
+    def mark_done(self, offsets: Mapping[Partition, int]) -> None: ...
+
+    def commit_now(self) -> None: ...
+
+    def pause(self) -> None: ...
+
+    def resume(self) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class RecordPublisher(Protocol):
+    """What a role produces to: :class:`Publisher`, or an in-memory stand-in."""
+
+    def produce(
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes | None,
+        *,
+        headers: Headers | None = None,
+        on_delivery: Callable[[DeliveryError | None], None] | None = None,
+    ) -> None: ...
+
+    def poll(self, timeout_s: float = 0) -> int: ...
+
+    def flush(self, timeout_s: float) -> int: ...
+
+    def pending(self) -> int: ...
 
 
 class Source:

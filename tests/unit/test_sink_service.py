@@ -78,7 +78,7 @@ def test_offsets_are_committed_only_after_the_write_and_a_failing_write_is_retri
     service = SinkService(
         SinkConfig(model="m", dlq_topic="dlq", batch_wait_s=0.05, backoff=Backoff(0.05, 0.1)),
         source=source,
-        publisher=MemoryPublisher(),  # type: ignore[arg-type]
+        publisher=MemoryPublisher(),
         store=store,
         stop=stop,
     )  # type: ignore[arg-type]

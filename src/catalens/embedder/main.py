@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Callable
 
 from catalens.allocator import keep_freed_memory
 from catalens.embedder.service import EmbedderConfig, EmbedderService
@@ -12,7 +13,14 @@ from catalens.embedder.steps import Topics
 from catalens.encoder import ClipEncoder
 from catalens.health import serve_health
 from catalens.images import ImageLimits
-from catalens.kafka import Publisher, Source, ensure_topics
+from catalens.kafka import (
+    Partition,
+    Publisher,
+    RecordPublisher,
+    RecordSource,
+    Source,
+    ensure_topics,
+)
 from catalens.retry import Backoff, retry_transient
 from catalens.settings import EmbedderSettings
 
@@ -21,8 +29,8 @@ def build_service(
     settings: EmbedderSettings,
     stop: threading.Event,
     *,
-    source: Source | None = None,
-    publisher: Publisher | None = None,
+    source: RecordSource | None = None,
+    publisher: RecordPublisher | None = None,
 ) -> tuple[EmbedderService, ClipEncoder]:
     """The embedder service with its encoder and image source. ``source``/``publisher``
     default to Kafka; benchmarks pass in-memory ones to measure the pipeline alone."""
@@ -61,7 +69,7 @@ def build_service(
         max_in_flight=settings.max_in_flight,
     )
 
-    def make_source(on_revoke):  # type: ignore[no-untyped-def]
+    def make_source(on_revoke: Callable[[list[Partition]], None]) -> RecordSource:
         if source is not None:
             return source
         return Source(

@@ -37,7 +37,7 @@ from catalens.images import (
     preprocess,
     preprocess_with_thumbnail,
 )
-from catalens.kafka import DeliveryError, Partition, Publisher, Record, Source
+from catalens.kafka import DeliveryError, Partition, Record, RecordPublisher, RecordSource
 from catalens.offsets import OffsetTracker
 from catalens.schemas import EventError, ProductImageEvent
 from catalens.schemas.embedding import Vector
@@ -78,8 +78,8 @@ class EmbedderService:
         self,
         config: EmbedderConfig,
         *,
-        make_source: Callable[[Callable[[list[Partition]], None]], Source],
-        publisher: Publisher,
+        make_source: Callable[[Callable[[list[Partition]], None]], RecordSource],
+        publisher: RecordPublisher,
         images: ImageSource,
         encode: Callable[[list[Pixels]], list[Vector]],
         stop: threading.Event,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterable
 
-from catalens.kafka import DeliveryError, Publisher
+from catalens.kafka import DeliveryError, RecordPublisher
 from catalens.schemas import ProductImageEvent
 
 
@@ -13,7 +13,7 @@ class EventPublisher:
     """``publish`` returns once the broker acknowledged the event (acks=all) or raises
     :class:`DeliveryError`. ``publish_many`` pipelines many events and confirms all."""
 
-    def __init__(self, publisher: Publisher, topic: str) -> None:
+    def __init__(self, publisher: RecordPublisher, topic: str) -> None:
         self._publisher = publisher
         self._topic = topic
 

@@ -17,7 +17,7 @@ from typing import TypeVar
 
 from pydantic import ValidationError
 
-from catalens.kafka import DeliveryError, Publisher, Record, Source
+from catalens.kafka import DeliveryError, Record, RecordPublisher, RecordSource
 from catalens.retry import Backoff, TransientError, retry_transient
 from catalens.schemas import DeadLetter, EmbeddingRecord, Op, Reason
 from catalens.sink.plan import Change, Item, Plan, collapse, plan_writes
@@ -43,8 +43,8 @@ class SinkService:
         self,
         config: SinkConfig,
         *,
-        source: Source,
-        publisher: Publisher,
+        source: RecordSource,
+        publisher: RecordPublisher,
         store: VectorStore,
         stop: threading.Event,
     ) -> None:

@@ -40,6 +40,8 @@ import numpy as np
 from PIL import Image
 
 if TYPE_CHECKING:
+    from confluent_kafka import Consumer
+
     from catalens.localstack import Child
     from catalens.settings import CatalensSettings
 
@@ -261,23 +263,33 @@ def running_embedder(hf_dir: Path) -> Iterator[tuple[CatalensSettings, Child, Ch
         broker.kill()
 
 
+def embeddings_reader(settings: CatalensSettings, group: str, **extra: object) -> Consumer:
+    """A consumer of the embedding topic from its start (``extra``: librdkafka settings)."""
+    from confluent_kafka import Consumer
+
+    consumer = Consumer(
+        {
+            "bootstrap.servers": settings.kafka_bootstrap,
+            "group.id": group,
+            "auto.offset.reset": "earliest",
+            "session.timeout.ms": 6000,
+            **extra,
+        }
+    )
+    consumer.subscribe([settings.embeddings_topic])
+    return consumer
+
+
 def catalens_through_kafka(hf_dir: Path, paths: list[Path]) -> tuple[float, float | None]:
     """``catalens embedder`` as a process with its defaults, through a real broker.
     Returns images/s and the embedder's CPU seconds while timed (None off Linux)."""
-    from confluent_kafka import Consumer, Producer
+    from confluent_kafka import Producer
 
     with running_embedder(hf_dir) as (settings, broker, embedder):
-        bootstrap = settings.kafka_bootstrap
-        producer = Producer({"bootstrap.servers": bootstrap, "message.max.bytes": 16_000_000})
-        consumer = Consumer(
-            {
-                "bootstrap.servers": bootstrap,
-                "group.id": "bench",
-                "auto.offset.reset": "earliest",
-                "session.timeout.ms": 6000,
-            }
+        producer = Producer(
+            {"bootstrap.servers": settings.kafka_bootstrap, "message.max.bytes": 16_000_000}
         )
-        consumer.subscribe(["catalens.product-embeddings"])
+        consumer = embeddings_reader(settings, "bench")
 
         def wait_records(count: int, timeout_s: float) -> float:
             """When the last of ``count`` records was produced (its timestamp, wall
@@ -299,7 +311,7 @@ def catalens_through_kafka(hf_dir: Path, paths: list[Path]) -> tuple[float, floa
         while True:  # the topic appears when the embedder has started
             try:
                 producer.produce(
-                    "catalens.product-images", key=b"warm", value=inline_event("warm", blob)
+                    settings.input_topic, key=b"warm", value=inline_event("warm", blob)
                 )
                 break
             except Exception:
@@ -315,7 +327,7 @@ def catalens_through_kafka(hf_dir: Path, paths: list[Path]) -> tuple[float, floa
         own_before = time.process_time()
         started = time.time()  # the records' timestamps are wall-clock milliseconds
         for pid, value in events:
-            producer.produce("catalens.product-images", key=pid.encode(), value=value)
+            producer.produce(settings.input_topic, key=pid.encode(), value=value)
             producer.poll(0)
         producer.flush(60)
         finished = wait_records(len(paths), 1800)

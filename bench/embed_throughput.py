@@ -152,7 +152,7 @@ def catalens_in_process(hf_dir: Path, paths: list[Path]) -> tuple[float, np.ndar
     images/s, the vectors, the encoder's mode and the CPU seconds used while timed."""
     from catalens.embedder.main import build_service
     from catalens.kafka import Record
-    from catalens.memory import MemoryPublisher, MemorySource
+    from catalens.kafka.memory import MemoryPublisher, MemorySource
     from catalens.settings import EmbedderSettings
 
     settings = EmbedderSettings(model=str(hf_dir))
@@ -238,7 +238,7 @@ def cpu_seconds(process: object) -> float | None:
 def running_embedder(hf_dir: Path) -> Iterator[tuple[CatalensSettings, Child, Child]]:
     """Tansu and ``catalens embedder`` (its defaults, model ``hf_dir``) as processes, the
     topics created; yields (settings, broker, embedder), and stops both afterwards."""
-    from catalens.kafka import ensure_topics
+    from catalens.kafka.client import ensure_topics
     from catalens.localstack import Child, free_port, start_broker
     from catalens.settings import CatalensSettings
 

@@ -39,7 +39,7 @@ def main() -> None:
     args = parser.parse_args()
     from confluent_kafka import Producer
 
-    from catalens.kafka import ensure_topics
+    from catalens.kafka.client import ensure_topics
     from catalens.localstack import Child, free_port, start_broker, start_milvus, wait_for_port
     from catalens.modelkit import build_random_clip
     from catalens.settings import CatalensSettings

@@ -118,7 +118,7 @@ def cmd_api(args: argparse.Namespace) -> int:
 def cmd_publish(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from catalens.kafka import Publisher, ensure_topics
+    from catalens.kafka.client import Publisher, ensure_topics
     from catalens.producer.catalog import CatalogError, read_csv, read_jsonl
     from catalens.producer.publisher import EventPublisher
     from catalens.retry import Backoff, retry_transient

@@ -15,7 +15,7 @@ import uuid
 
 from pydantic import ValidationError
 
-from catalens.kafka import Publisher, Source
+from catalens.kafka.client import Publisher, Source
 from catalens.schemas import DeadLetter
 from catalens.settings import CatalensSettings
 

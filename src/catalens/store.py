@@ -10,11 +10,9 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
 import logging
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -26,9 +24,9 @@ from pymilvus.exceptions import (
     PrimaryKeyException,
 )
 
+from catalens.records import Hit, Row, Stored, quote
 from catalens.retry import TransientError
 from catalens.schemas.embedding import Vector
-from catalens.schemas.event import AttributeValue
 
 log = logging.getLogger(__name__)
 
@@ -38,45 +36,6 @@ MAX_IMAGE_LENGTH = 65535  # a URL, a path, or a small data-URI thumbnail
 # Milvus answers an `in [...]` filter over this many primary keys quickly.
 QUERY_CHUNK = 500
 _TOMBSTONE_DIM = 2
-
-
-@dataclass(frozen=True, slots=True)
-class Row:
-    """One live product in the index."""
-
-    product_id: str
-    version: int
-    vector: Vector
-    attributes: dict[str, AttributeValue] = field(default_factory=dict)
-    image: str | None = None
-    updated_at_ms: int = 0
-    # Offset of the embedding record that wrote the row. All records of a product share
-    # one partition, so offsets order them; a redelivered tombstone only removes rows
-    # written before it.
-    source_offset: int = -1
-
-
-@dataclass(frozen=True, slots=True)
-class Hit:
-    product_id: str
-    score: float
-    version: int
-    attributes: dict[str, AttributeValue]
-    image: str | None
-
-
-@dataclass(frozen=True, slots=True)
-class Stored:
-    """What the index knows of a product: its live version and its delete floor."""
-
-    live: int | None = None
-    deleted_upto: int | None = None
-    live_offset: int = -1
-
-
-def quote(text: str) -> str:
-    """A Milvus expression string literal for ``text``: no input can break out of it."""
-    return json.dumps(text, ensure_ascii=False)
 
 
 def slug(model: str) -> str:

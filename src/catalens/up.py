@@ -128,7 +128,7 @@ def _port_free(port: int) -> bool:
 
 
 def _publish(csv_path: Path, env: dict[str, str]) -> int:
-    from catalens.kafka import Publisher, ensure_topics
+    from catalens.kafka.client import Publisher, ensure_topics
     from catalens.producer.catalog import read_csv
     from catalens.producer.publisher import EventPublisher
     from catalens.schemas import ProductImageEvent

@@ -9,7 +9,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from catalens.kafka import Publisher, Record, Source, ensure_topics
+from catalens.kafka.client import Publisher, Source, ensure_topics
+from catalens.records import Record
 from catalens.settings import CatalensSettings
 
 pytestmark = pytest.mark.integration

@@ -14,7 +14,7 @@ import pytest
 
 from catalens.embedder.main import build_service
 from catalens.kafka import Record
-from catalens.memory import MemoryPublisher, MemorySource
+from catalens.kafka.memory import MemoryPublisher, MemorySource
 from catalens.schemas import DeadLetter, EmbeddingRecord
 from catalens.settings import EmbedderSettings
 from tests.conftest import jpeg_bytes

@@ -8,9 +8,9 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from catalens.records import Stored
 from catalens.schemas import EmbeddingRecord, Op
 from catalens.sink.plan import collapse, plan_writes
-from catalens.store import Stored
 
 WHEN = datetime(2026, 11, 24, tzinfo=UTC)
 

@@ -10,11 +10,11 @@ from datetime import UTC, datetime
 import numpy as np
 
 from catalens.kafka import Record
-from catalens.memory import MemoryPublisher, MemorySource
+from catalens.kafka.memory import MemoryPublisher, MemorySource
+from catalens.records import Row, Stored
 from catalens.retry import Backoff, TransientError
 from catalens.schemas import EmbeddingRecord, Op
 from catalens.sink.service import SinkConfig, SinkService
-from catalens.store import Row, Stored
 
 TOPIC = "catalens.product-embeddings"
 

@@ -13,14 +13,8 @@ from catalens.embedder.steps import Topics
 from catalens.encoder import ClipEncoder
 from catalens.health import serve_health
 from catalens.images import ImageLimits
-from catalens.kafka import (
-    Partition,
-    Publisher,
-    RecordPublisher,
-    RecordSource,
-    Source,
-    ensure_topics,
-)
+from catalens.kafka import Partition, RecordPublisher, RecordSource
+from catalens.kafka.client import Publisher, Source, ensure_topics
 from catalens.retry import Backoff, retry_transient
 from catalens.settings import EmbedderSettings
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 
 from catalens.health import serve_health
-from catalens.kafka import Publisher, Source, ensure_topics
+from catalens.kafka.client import Publisher, Source, ensure_topics
 from catalens.retry import Backoff, retry_transient
 from catalens.settings import SinkSettings
 from catalens.sink.service import SinkConfig, SinkService

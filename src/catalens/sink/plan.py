@@ -12,8 +12,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
+from catalens.records import Row, Stored
 from catalens.schemas import EmbeddingRecord, Op
-from catalens.store import Row, Stored
 
 Item = tuple[str, EmbeddingRecord | None, int]  # product id, record or tombstone, offset
 

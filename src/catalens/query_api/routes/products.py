@@ -12,7 +12,7 @@ from fastapi.responses import FileResponse, RedirectResponse, Response
 from catalens.query_api.deps import Services, ServicesDep
 from catalens.query_api.errors import NotFound
 from catalens.query_api.routes.search import Options, Result, SearchResponse, run_search
-from catalens.store import Row, quote
+from catalens.records import Row, quote
 
 router = APIRouter(prefix="/products", tags=["products"])
 

@@ -1,4 +1,4 @@
-"""In-memory stand-ins for :class:`catalens.kafka.Source` and :class:`~catalens.kafka.Publisher`.
+"""In-memory stand-ins for :class:`catalens.kafka.client.Source` and ``Publisher``.
 
 They let the service loops run without a broker — in benchmarks (to separate Kafka's
 cost from the pipeline's) and in tests of the loops' own logic. Delivery is immediate

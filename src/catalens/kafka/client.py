@@ -1,19 +1,14 @@
-"""Kafka plumbing: the only module that imports confluent_kafka.
+"""Kafka over confluent-kafka: the only module that imports it.
 
-Delivery is at-least-once: consumers never auto-store offsets; a role marks a record
-done only after its effect is durable downstream, and only marked offsets are committed
-(periodically, and on close). Roles see plain :class:`Record` values and the small
-:class:`Source` / :class:`Publisher` wrappers below, never librdkafka objects; they are
-typed against :class:`RecordSource` / :class:`RecordPublisher`, which the in-memory
-stand-ins (``catalens.memory``) also satisfy.
+:class:`Source` and :class:`Publisher` implement the protocols of :mod:`catalens.kafka`;
+roles see plain :class:`~catalens.records.Record` values, never librdkafka objects.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 from confluent_kafka import (
     Consumer,
@@ -25,38 +20,12 @@ from confluent_kafka import (
 )
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
+from catalens.kafka import DeliveryError
+from catalens.records import Headers, Partition, Record
 from catalens.retry import TransientError
 from catalens.settings import CatalensSettings
 
 log = logging.getLogger(__name__)
-
-Partition = tuple[str, int]
-Headers = list[tuple[str, bytes]]
-
-
-@dataclass(frozen=True, slots=True)
-class Record:
-    """One consumed record, detached from librdkafka."""
-
-    topic: str
-    partition: int
-    offset: int
-    key: bytes | None
-    value: bytes | None
-    headers: Headers
-    timestamp_ms: int
-
-    @property
-    def tp(self) -> Partition:
-        return (self.topic, self.partition)
-
-
-class DeliveryError(Exception):
-    """A produced record was not acknowledged. ``fatal`` means the producer is unusable."""
-
-    def __init__(self, message: str, *, fatal: bool) -> None:
-        super().__init__(message)
-        self.fatal = fatal
 
 
 def client_config(settings: CatalensSettings) -> dict[str, Any]:
@@ -114,45 +83,6 @@ def _record(message: Message) -> Record:
         headers=[(k, v if isinstance(v, bytes) else (v or "").encode()) for k, v in headers],
         timestamp_ms=message.timestamp()[1],
     )
-
-
-class RecordSource(Protocol):
-    """What a role consumes from: :class:`Source`, or an in-memory stand-in."""
-
-    @property
-    def paused(self) -> bool: ...
-
-    def poll(self, max_records: int, timeout_s: float, *, fill_s: float = 0.0) -> list[Record]: ...
-
-    def mark_done(self, offsets: Mapping[Partition, int]) -> None: ...
-
-    def commit_now(self) -> None: ...
-
-    def pause(self) -> None: ...
-
-    def resume(self) -> None: ...
-
-    def close(self) -> None: ...
-
-
-class RecordPublisher(Protocol):
-    """What a role produces to: :class:`Publisher`, or an in-memory stand-in."""
-
-    def produce(
-        self,
-        topic: str,
-        key: bytes | None,
-        value: bytes | None,
-        *,
-        headers: Headers | None = None,
-        on_delivery: Callable[[DeliveryError | None], None] | None = None,
-    ) -> None: ...
-
-    def poll(self, timeout_s: float = 0) -> int: ...
-
-    def flush(self, timeout_s: float) -> int: ...
-
-    def pending(self) -> int: ...
 
 
 class Source:

@@ -1,0 +1,72 @@
+"""The broker seam: what the roles consume from and produce to.
+
+Delivery is at-least-once: consumers never auto-store offsets; a role marks a record done
+only after its effect is durable downstream, and only marked offsets are committed
+(periodically, and on close). Roles are typed against :class:`RecordSource` and
+:class:`RecordPublisher`; ``catalens.kafka.client`` implements them over confluent-kafka
+and ``catalens.kafka.memory`` in memory, and one contract test suite runs against both.
+This module imports no client library, so a role's pure steps can import it freely.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Protocol
+
+from catalens.records import Headers, Partition, Record
+
+__all__ = [
+    "DeliveryError",
+    "Headers",
+    "Partition",
+    "Record",
+    "RecordPublisher",
+    "RecordSource",
+]
+
+
+class DeliveryError(Exception):
+    """A produced record was not acknowledged. ``fatal`` means the producer is unusable."""
+
+    def __init__(self, message: str, *, fatal: bool) -> None:
+        super().__init__(message)
+        self.fatal = fatal
+
+
+class RecordSource(Protocol):
+    """What a role consumes from: :class:`Source`, or an in-memory stand-in."""
+
+    @property
+    def paused(self) -> bool: ...
+
+    def poll(self, max_records: int, timeout_s: float, *, fill_s: float = 0.0) -> list[Record]: ...
+
+    def mark_done(self, offsets: Mapping[Partition, int]) -> None: ...
+
+    def commit_now(self) -> None: ...
+
+    def pause(self) -> None: ...
+
+    def resume(self) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class RecordPublisher(Protocol):
+    """What a role produces to: :class:`Publisher`, or an in-memory stand-in."""
+
+    def produce(
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes | None,
+        *,
+        headers: Headers | None = None,
+        on_delivery: Callable[[DeliveryError | None], None] | None = None,
+    ) -> None: ...
+
+    def poll(self, timeout_s: float = 0) -> int: ...
+
+    def flush(self, timeout_s: float) -> int: ...
+
+    def pending(self) -> int: ...

@@ -58,11 +58,15 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def fill(uri: str, model: str, vectors: np.ndarray, labels: np.ndarray) -> None:
-    from catalens.store import Row, VectorStore
+    from catalens.records import Plan, Row
+    from catalens.store.admin import IndexAdmin
+    from catalens.store.client import Milvus
+    from catalens.store.writer import MilvusWriter
 
-    store = VectorStore(uri, alias=ALIAS, timeout_s=120)
-    store.drop_all()
-    store.ensure_collection(model, DIM)
+    milvus = Milvus(uri, timeout_s=120)
+    admin = IndexAdmin(milvus, ALIAS)
+    admin.drop_all()
+    writer = MilvusWriter(milvus, alias=ALIAS, model=model)
     batch = 2000
     started = time.perf_counter()
     for start in range(0, len(vectors), batch):
@@ -76,10 +80,11 @@ def fill(uri: str, model: str, vectors: np.ndarray, labels: np.ndarray) -> None:
             )
             for i in range(start, min(start + batch, len(vectors)))
         ]
-        store.write(upserts=rows, deletes=[], floors=[])
+        writer.apply(Plan(upserts=rows))
     print(f"filled {len(vectors)} products in {time.perf_counter() - started:.1f}s")
-    store.flush_and_index()
-    store.close()
+    assert writer.collection is not None
+    admin.flush_and_index(writer.collection)
+    milvus.close()
     # Right after a bulk load Milvus compacts the sealed segments and indexes the
     # results, on the same two cores; measure the steady state, not the load's wake.
     time.sleep(SETTLE_S)
@@ -92,7 +97,8 @@ def main() -> None:
     args = parser.parse_args()
 
     from catalens.localstack import Child, free_port, start_milvus, wait_for_port
-    from catalens.store import VectorStore
+    from catalens.store.client import Milvus
+    from catalens.store.reader import MilvusReader
     from embed_throughput import model_dirs
 
     work = Path(tempfile.mkdtemp(prefix="catalens-query-bench-"))
@@ -110,8 +116,7 @@ def main() -> None:
         queries, _ = clustered(args.queries, clusters=max(10, args.products // 500), seed=1)
         queries = queries[: args.queries]
 
-        store = VectorStore(uri, alias=ALIAS, timeout_s=60)
-        store.use()
+        store = MilvusReader(Milvus(uri, timeout_s=60), ALIAS)
         raw: list[float] = []
         found: list[list[str]] = []
         for vector in queries:

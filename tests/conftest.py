@@ -1,14 +1,22 @@
-"""Fixtures shared by unit and integration tests."""
+"""Fixtures shared by every test: a tiny CLIP, and the real broker (Tansu) and the real
+Milvus standalone server, started once per session when a test asks for them.
+
+Set ``CATALENS_TEST_KAFKA_BOOTSTRAP`` / ``CATALENS_TEST_MILVUS_URI`` to run against an
+existing Kafka / Milvus instead of starting them.
+"""
 
 from __future__ import annotations
 
 import io
+import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
+from catalens.localstack import Child, free_port, start_broker, start_milvus
 from catalens.modelkit import build_random_clip
 
 
@@ -29,3 +37,54 @@ def jpeg_bytes(width: int = 320, height: int = 480, seed: int = 0, quality: int 
     buffer = io.BytesIO()
     image.save(buffer, format="JPEG", quality=quality)
     return buffer.getvalue()
+
+
+class MilvusServer:
+    """The session's Milvus; tests may restart it (same data, same port)."""
+
+    def __init__(self, data: Path, logs: Path) -> None:
+        self.data = data
+        self.logs = logs
+        self.port = free_port()
+        self.child: Child | None = None
+
+    @property
+    def uri(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        self.child = start_milvus(self.data, self.port, self.logs / "milvus.log")
+
+    def kill(self) -> None:
+        assert self.child is not None
+        self.child.kill()
+        self.child.stop(timeout_s=5)  # reap the process group
+
+
+@pytest.fixture(scope="session")
+def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    if external := os.environ.get("CATALENS_TEST_KAFKA_BOOTSTRAP"):
+        yield external
+        return
+    port = free_port()
+    child = start_broker(port, tmp_path_factory.mktemp("broker") / "broker.log")
+    yield f"127.0.0.1:{port}"
+    child.kill()  # memory only: nothing to flush
+
+
+@pytest.fixture(scope="session")
+def milvus_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MilvusServer | None]:
+    if os.environ.get("CATALENS_TEST_MILVUS_URI"):
+        yield None
+        return
+    base = tmp_path_factory.mktemp("milvus")
+    server = MilvusServer(base / "data", base)
+    server.start()
+    yield server
+    if server.child is not None:
+        server.child.stop(timeout_s=10)
+
+
+@pytest.fixture(scope="session")
+def milvus(milvus_server: MilvusServer | None) -> str:
+    return os.environ.get("CATALENS_TEST_MILVUS_URI") or milvus_server.uri  # type: ignore[union-attr]

@@ -17,6 +17,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from catalens.retry import Stopped
 from catalens.settings import (
     ApiSettings,
     CatalensSettings,
@@ -253,7 +254,13 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     func: Callable[[argparse.Namespace], int] = args.func
-    return func(args)
+    try:
+        return func(args)
+    except Stopped as stopped:
+        # Asked to stop while a dependency was away: nothing was left half-done (offsets
+        # only follow durable effects), so this is a clean exit.
+        log.info("stopped while waiting for: %s", stopped)
+        return 0
 
 
 if __name__ == "__main__":

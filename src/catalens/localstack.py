@@ -178,7 +178,7 @@ def start_milvus(data_dir: Path, port: int, log_file: Path, timeout_s: float = 1
     import sys
 
     from catalens.retry import TransientError
-    from catalens.store import VectorStore
+    from catalens.store.client import Milvus
 
     data_dir.mkdir(parents=True, exist_ok=True)
     argv = [
@@ -196,9 +196,9 @@ def start_milvus(data_dir: Path, port: int, log_file: Path, timeout_s: float = 1
         if not child.running:
             raise RuntimeError(f"Milvus exited at start; see {log_file}")
         try:
-            store = VectorStore(f"http://127.0.0.1:{port}", alias="catalens_probe", timeout_s=2)
-            store.ping()
-            store.close()
+            milvus = Milvus(f"http://127.0.0.1:{port}", timeout_s=2)
+            milvus.list_collections()
+            milvus.close()
             return child
         except TransientError:
             if time.monotonic() > deadline:

@@ -14,6 +14,8 @@ from catalens.schemas.embedding import Vector
 from catalens.schemas.event import AttributeValue
 
 Partition = tuple[str, int]
+# The input position of a record that does not carry one (written by an older embedder).
+UNKNOWN_OFFSET = -1
 Headers = list[tuple[str, bytes]]
 
 
@@ -44,10 +46,11 @@ class Row:
     attributes: dict[str, AttributeValue] = field(default_factory=dict)
     image: str | None = None
     updated_at_ms: int = 0
-    # Offset of the embedding record that wrote the row. All records of a product share
-    # one partition, so offsets order them; a redelivered tombstone only removes rows
-    # written before it.
-    source_offset: int = -1
+    # Position in the input topic of the event the row was made from (UNKNOWN_OFFSET when
+    # not known). All events of a product share one input partition, so this orders them,
+    # and it stays the same however often the embedder re-emits the event or the sink
+    # re-reads it: a tombstone removes only rows made from events before it.
+    input_offset: int = UNKNOWN_OFFSET
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,7 +68,18 @@ class Stored:
 
     live: int | None = None
     deleted_upto: int | None = None
-    live_offset: int = -1
+    input_offset: int = UNKNOWN_OFFSET  # of the live row (see Row.input_offset)
+
+
+@dataclass(slots=True)
+class Plan:
+    """The writes that bring a set of products to their newest known state. A store
+    applies them in this order: floors, then deletes, then upserts (see catalens.store)."""
+
+    upserts: list[Row] = field(default_factory=list)
+    deletes: list[str] = field(default_factory=list)
+    floors: list[tuple[str, int]] = field(default_factory=list)
+    stale: int = 0  # upserts dropped as older than what the index holds
 
 
 def quote(text: str) -> str:

@@ -1,12 +1,8 @@
-"""Session fixtures: the real broker (Tansu) and the real Milvus standalone server.
-
-Set ``CATALENS_TEST_KAFKA_BOOTSTRAP`` / ``CATALENS_TEST_MILVUS_URI`` to run against an
-existing Kafka / Milvus instead of starting them.
-"""
+"""Fixtures of the integration tests: an image server and a whole deployment (the broker
+and Milvus come from tests/conftest.py)."""
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from collections.abc import Iterator
@@ -16,61 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from catalens.localstack import Child, free_port, start_broker, start_milvus
 from tests.integration.stack import Stack
 
 pytestmark = pytest.mark.integration
-
-
-class MilvusServer:
-    """The session's Milvus; tests may restart it (same data, same port)."""
-
-    def __init__(self, data: Path, logs: Path) -> None:
-        self.data = data
-        self.logs = logs
-        self.port = free_port()
-        self.child: Child | None = None
-
-    @property
-    def uri(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self) -> None:
-        self.child = start_milvus(self.data, self.port, self.logs / "milvus.log")
-
-    def kill(self) -> None:
-        assert self.child is not None
-        self.child.kill()
-        self.child.stop(timeout_s=5)  # reap the process group
-
-
-@pytest.fixture(scope="session")
-def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    if external := os.environ.get("CATALENS_TEST_KAFKA_BOOTSTRAP"):
-        yield external
-        return
-    port = free_port()
-    child = start_broker(port, tmp_path_factory.mktemp("broker") / "broker.log")
-    yield f"127.0.0.1:{port}"
-    child.kill()  # memory only: nothing to flush
-
-
-@pytest.fixture(scope="session")
-def milvus_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MilvusServer | None]:
-    if os.environ.get("CATALENS_TEST_MILVUS_URI"):
-        yield None
-        return
-    base = tmp_path_factory.mktemp("milvus")
-    server = MilvusServer(base / "data", base)
-    server.start()
-    yield server
-    if server.child is not None:
-        server.child.stop(timeout_s=10)
-
-
-@pytest.fixture(scope="session")
-def milvus(milvus_server: MilvusServer | None) -> str:
-    return os.environ.get("CATALENS_TEST_MILVUS_URI") or milvus_server.uri  # type: ignore[union-attr]
 
 
 class ImageServer:

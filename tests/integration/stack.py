@@ -18,8 +18,10 @@ import httpx
 from confluent_kafka import Consumer, Producer
 
 from catalens.localstack import Child, free_port
+from catalens.records import Row
 from catalens.schemas import DeadLetter
-from catalens.store import Row, VectorStore
+from catalens.store.client import Milvus
+from catalens.store.reader import MilvusReader
 
 T = TypeVar("T")
 Value = bytes | dict[str, Any] | None
@@ -212,8 +214,7 @@ class Stack:
         return {r["product_id"]: r["version"] for r in self.search(k=1000)}
 
     def rows(self, product_ids: list[str]) -> list[Row]:
-        store = VectorStore(self.milvus_uri, alias=self.collection)
-        store.use()
+        store = MilvusReader(Milvus(self.milvus_uri), self.collection)
         try:
             return store.get(product_ids)
         finally:

@@ -114,7 +114,8 @@ def test_services_configured_only_by_the_design_variables_index_events_from_anot
     from kafka import KafkaProducer
 
     from catalens.localstack import Child, free_port
-    from catalens.store import VectorStore
+    from catalens.store.admin import IndexAdmin
+    from catalens.store.client import Milvus
 
     port = free_port()
     env = {
@@ -124,8 +125,8 @@ def test_services_configured_only_by_the_design_variables_index_events_from_anot
         "CATALENS_API_PORT": str(port),
     }
     # Defaults everywhere else: the default topics and the default collection alias.
-    leftover = VectorStore(milvus, alias="catalens_products")
-    leftover.drop_all()
+    leftover = Milvus(milvus)
+    IndexAdmin(leftover, "catalens_products").drop_all()
     leftover.close()
     children = [
         Child(

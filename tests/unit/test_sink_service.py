@@ -11,50 +11,27 @@ import numpy as np
 
 from catalens.kafka import Record
 from catalens.kafka.memory import MemoryPublisher, MemorySource
-from catalens.records import Row, Stored
+from catalens.records import Plan
 from catalens.retry import Backoff, TransientError
 from catalens.schemas import EmbeddingRecord, Op
 from catalens.sink.service import SinkConfig, SinkService
+from catalens.store.memory import MemoryIndex
 
 TOPIC = "catalens.product-embeddings"
 
 
-class FlakyStore:
-    """Holds rows in memory; its first ``failures`` writes fail as if Milvus were away."""
-
-    alias = "products"
+class FlakyStore(MemoryIndex):
+    """The in-memory index whose first ``failures`` writes fail as if Milvus were away."""
 
     def __init__(self, failures: int) -> None:
+        super().__init__()
         self.failures = failures
-        self.rows: dict[str, Row] = {}
-        self.floors: dict[str, int] = {}
-        self.has_collection = False
 
-    def open_collection(self, model: str) -> bool:
-        return self.has_collection
-
-    def ensure_collection(self, model: str, dim: int, **_: int) -> str:
-        self.has_collection = True
-        return "products__m"
-
-    def stored_versions(self, ids: list[str]) -> dict[str, Stored]:
-        return {
-            p: Stored(self.rows[p].version, self.floors.get(p), self.rows[p].source_offset)
-            if p in self.rows
-            else Stored(None, self.floors.get(p))
-            for p in ids
-        }
-
-    def write(
-        self, *, upserts: list[Row], deletes: list[str], floors: list[tuple[str, int]]
-    ) -> None:
+    def apply(self, plan: Plan) -> None:
         if self.failures:
             self.failures -= 1
             raise TransientError("Milvus is away")
-        self.floors.update(floors)
-        for pid in deletes:
-            self.rows.pop(pid, None)
-        self.rows.update((row.product_id, row) for row in upserts)
+        super().apply(plan)
 
 
 def record(offset: int, pid: str, version: int) -> Record:

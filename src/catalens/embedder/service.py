@@ -256,6 +256,7 @@ class EmbedderService:
                     (
                         item.record,
                         embedded(
+                            item.record,
                             item.event,
                             vector,
                             self.config.topics,

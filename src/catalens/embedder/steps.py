@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from catalens.kafka import Record
 from catalens.schemas import DeadLetter, EmbeddingRecord, EventError, Op, ProductImageEvent, Reason
-from catalens.schemas.embedding import Vector
+from catalens.schemas.embedding import INPUT_OFFSET_HEADER, Vector
 from catalens.schemas.event import parse_event
 
 
@@ -43,15 +43,21 @@ def decide(record: Record, topics: Topics, model: str, dim: int) -> Decision:
             return dead_letter(
                 record, EventError(Reason.SCHEMA_VIOLATION, "tombstone without a key"), topics
             )
-        # A tombstone deletes the product; it travels on as a tombstone.
-        return Output(topics.embeddings, record.key, None, [])
+        # A tombstone deletes the product; it travels on as a tombstone, with the
+        # position that orders it among the product's records.
+        return Output(topics.embeddings, record.key, None, [input_position(record.offset)])
     try:
         event = parse_event(record.key, record.value)
     except EventError as error:
         return dead_letter(record, error, topics)
     if event.op is Op.DELETE:
-        return Output(topics.embeddings, event.key, embedding_record(event, None, model, 0), [])
+        value = embedding_record(event, None, model, 0, input_offset=record.offset)
+        return Output(topics.embeddings, event.key, value, [input_position(record.offset)])
     return NeedsImage(event)
+
+
+def input_position(offset: int) -> tuple[str, bytes]:
+    return (INPUT_OFFSET_HEADER, str(offset).encode("ascii"))
 
 
 def embedding_record(
@@ -60,8 +66,11 @@ def embedding_record(
     model: str,
     dim: int,
     thumbnail: str | None = None,
+    *,
+    input_offset: int,
 ) -> bytes:
-    """``thumbnail`` stands in for inline images, which have no reference to show."""
+    """``thumbnail`` stands in for inline images, which have no reference to show;
+    ``input_offset`` is the source event's offset in the input topic."""
     image = event.image.display() if event.image is not None else None
     return EmbeddingRecord(
         op=event.op,
@@ -74,21 +83,27 @@ def embedding_record(
         vector=None if vector is None else EmbeddingRecord.pack(vector),
         attributes=event.attributes,
         image=image or thumbnail,
+        input_offset=input_offset,
     ).to_json()
 
 
 def embedded(
+    record: Record,
     event: ProductImageEvent,
     vector: Vector,
     topics: Topics,
     model: str,
     thumbnail: str | None = None,
 ) -> Output:
+    """The embedding of ``event``, read from the input ``record``."""
+    value = embedding_record(
+        event, vector, model, int(vector.shape[0]), thumbnail, input_offset=record.offset
+    )
     return Output(
         topics.embeddings,
         event.key,
-        embedding_record(event, vector, model, int(vector.shape[0]), thumbnail),
-        [("catalens-model", model.encode())],
+        value,
+        [("catalens-model", model.encode()), input_position(record.offset)],
     )
 
 

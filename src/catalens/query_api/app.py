@@ -22,7 +22,8 @@ from catalens.query_api.routes import health, products, search
 from catalens.query_api.search import TextBatcher, TextVectors
 from catalens.retry import TransientError
 from catalens.settings import ApiSettings
-from catalens.store import VectorStore
+from catalens.store.client import Milvus
+from catalens.store.reader import MilvusReader
 
 log = logging.getLogger(__name__)
 STATIC = Path(__file__).parent / "static"
@@ -41,8 +42,7 @@ def build_services(settings: ApiSettings, metrics: Metrics) -> Services:
         runtime="torch",  # image queries are few; no quantisation at start-up
     )
     token = settings.milvus_token.get_secret_value() if settings.milvus_token else None
-    store = VectorStore(settings.milvus_uri, token, alias=settings.collection)
-    store.use()
+    store = MilvusReader(Milvus(settings.milvus_uri, token), settings.collection)
     batcher = TextBatcher(encoder.encode_texts)
     return Services(
         settings=settings,

@@ -11,14 +11,14 @@ from catalens.encoder import ClipEncoder
 from catalens.query_api.metrics import Metrics
 from catalens.query_api.search import TextBatcher, TextVectors
 from catalens.settings import ApiSettings
-from catalens.store import VectorStore
+from catalens.store import IndexReader
 
 
 @dataclass
 class Services:
     settings: ApiSettings
     encoder: ClipEncoder
-    store: VectorStore
+    store: IndexReader
     texts: TextVectors
     batcher: TextBatcher
     metrics: Metrics

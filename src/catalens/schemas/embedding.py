@@ -15,9 +15,14 @@ from catalens.schemas.event import MAX_VERSION, AttributeValue, Op, ProductId
 Vector = npt.NDArray[np.float32]
 
 
+# A tombstone has no value to carry its source position, so it travels in this header.
+INPUT_OFFSET_HEADER = "catalens-input-offset"
+
+
 class EmbeddingRecord(BaseModel):
     """An upsert carries an L2-normalised float32 vector (little-endian bytes, base64);
-    a delete carries none. A Kafka tombstone on this topic deletes the product too."""
+    a delete carries none. A Kafka tombstone on this topic deletes the product too; its
+    input position is in the ``catalens-input-offset`` header (decimal ASCII)."""
 
     model_config = ConfigDict(frozen=True)
 
@@ -33,6 +38,12 @@ class EmbeddingRecord(BaseModel):
     vector: str | None = Field(default=None, description="float32 little-endian, base64")
     attributes: dict[str, AttributeValue] = Field(default_factory=dict)
     image: str | None = Field(default=None, description="a displayable image reference")
+    input_offset: int | None = Field(
+        default=None,
+        ge=0,
+        description="offset of the source event in the input topic: orders a product's "
+        "records however often they are re-emitted (absent from older embedders)",
+    )
 
     @model_validator(mode="after")
     def _vector_matches_op(self) -> Self:

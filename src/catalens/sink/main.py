@@ -9,7 +9,8 @@ from catalens.kafka.client import Publisher, Source, ensure_topics
 from catalens.retry import Backoff, retry_transient
 from catalens.settings import SinkSettings
 from catalens.sink.service import SinkConfig, SinkService
-from catalens.store import VectorStore
+from catalens.store.client import Milvus
+from catalens.store.writer import MilvusWriter
 
 
 def run(settings: SinkSettings, stop: threading.Event) -> None:
@@ -19,11 +20,12 @@ def run(settings: SinkSettings, stop: threading.Event) -> None:
         lambda: ensure_topics(settings, topics), what="create topics", backoff=backoff, stop=stop
     )
     token = settings.milvus_token.get_secret_value() if settings.milvus_token else None
-    store = retry_transient(
-        lambda: VectorStore(settings.milvus_uri, token, alias=settings.collection),
-        what="connect to Milvus",
-        backoff=backoff,
-        stop=stop,
+    store = MilvusWriter(
+        Milvus(settings.milvus_uri, token),
+        alias=settings.collection,
+        model=settings.model,
+        hnsw_m=settings.hnsw_m,
+        ef_construction=settings.hnsw_ef_construction,
     )
     service = SinkService(
         SinkConfig(
@@ -31,8 +33,6 @@ def run(settings: SinkSettings, stop: threading.Event) -> None:
             dlq_topic=settings.dlq_topic,
             batch_size=settings.sink_batch_size,
             batch_wait_s=settings.sink_batch_wait_ms / 1000,
-            hnsw_m=settings.hnsw_m,
-            ef_construction=settings.hnsw_ef_construction,
             backoff=backoff,
         ),
         source=Source(settings, group_id=settings.sink_group, topics=[settings.embeddings_topic]),

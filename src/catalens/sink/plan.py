@@ -1,21 +1,36 @@
-"""Collapse a batch per product and decide its writes against the stored versions (pure).
+"""Collapse a batch per product and decide its writes against the stored state (pure).
 
 The rule, per product: the highest version wins, and a delete at version v removes every
 version ≤ v and leaves v as the product's delete floor. A tombstone (no version) removes
-what the index holds at that point of the stream — a row written by an earlier record —
-and leaves that row's version as the floor. Applying a plan is idempotent, and applying
-any suffix of the stream again (redelivery after a crash) changes nothing.
+what the index holds at that point of the stream — a row made from an earlier event —
+and leaves that row's version as the floor.
+
+"Earlier" is decided by the *input position*: the offset, in the input topic, of the
+event a record was made from (all events of a product share one input partition). It is
+the same however often the embedder re-emits an event after a restart and however often
+a sink re-reads the embedding topic, so:
+
+* a record whose input position is not past the last one folded for its product is a
+  re-emission of something already folded, and changes nothing;
+* a tombstone removes only a stored row made from an event before it.
+
+Hence applying a plan is idempotent, and re-applying any suffix of the embedding topic,
+from any consumer group, leaves the index as it was (``tests/contract/test_store.py``
+proves it against the in-memory store and against Milvus).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-from catalens.records import Row, Stored
+from catalens.records import UNKNOWN_OFFSET, Plan, Row, Stored
 from catalens.schemas import EmbeddingRecord, Op
 
-Item = tuple[str, EmbeddingRecord | None, int]  # product id, record or tombstone, offset
+# product id, record (None: a tombstone), input position (UNKNOWN_OFFSET: not carried)
+Item = tuple[str, EmbeddingRecord | None, int]
+
+__all__ = ["Change", "Item", "Plan", "collapse", "plan_writes", "to_row"]
 
 
 @dataclass(slots=True)
@@ -24,16 +39,23 @@ class Change:
 
     product_id: str
     upsert: EmbeddingRecord | None = None
-    upsert_offset: int = -1
+    upsert_offset: int = UNKNOWN_OFFSET
     floor: int | None = None  # highest delete version seen (or implied by a tombstone)
-    wipe_offset: int | None = None  # last tombstone: removes stored rows written before it
+    wipe_offset: int | None = None  # last tombstone: removes stored rows made before it
+    last_offset: int = UNKNOWN_OFFSET  # the furthest input position folded so far
 
     def apply(self, record: EmbeddingRecord | None, offset: int) -> None:
+        if offset != UNKNOWN_OFFSET:
+            if offset <= self.last_offset:
+                return  # a re-emission of an event already folded
+            self.last_offset = offset
         if record is None:
             if self.upsert is not None:
                 self._raise_floor(self.upsert.version)
             self.upsert = None
-            self.wipe_offset = offset
+            # A tombstone without a position removes whatever is stored (the rule of
+            # records from older embedders, which carried none).
+            self.wipe_offset = _MAX_OFFSET if offset == UNKNOWN_OFFSET else offset
         elif record.op is Op.DELETE:
             self._raise_floor(record.version)
             if self.upsert is not None and self.upsert.version <= record.version:
@@ -47,20 +69,15 @@ class Change:
         self.floor = version if self.floor is None else max(self.floor, version)
 
 
+_MAX_OFFSET = 2**63 - 1
+
+
 def collapse(items: Iterable[Item]) -> dict[str, Change]:
-    """Fold ``(product_id, record-or-tombstone, offset)`` in stream order, per product."""
+    """Fold ``(product_id, record-or-tombstone, input position)`` in stream order."""
     changes: dict[str, Change] = {}
     for product_id, record, offset in items:
         changes.setdefault(product_id, Change(product_id)).apply(record, offset)
     return changes
-
-
-@dataclass
-class Plan:
-    upserts: list[Row] = field(default_factory=list)
-    deletes: list[str] = field(default_factory=list)
-    floors: list[tuple[str, int]] = field(default_factory=list)
-    stale: int = 0
 
 
 def plan_writes(changes: Mapping[str, Change], stored: Mapping[str, Stored]) -> Plan:
@@ -71,7 +88,7 @@ def plan_writes(changes: Mapping[str, Change], stored: Mapping[str, Stored]) -> 
         wiped = (
             change.wipe_offset is not None
             and now.live is not None
-            and now.live_offset < change.wipe_offset
+            and now.input_offset < change.wipe_offset
         )
         candidates = [change.floor, now.deleted_upto, now.live if wiped else None]
         floor = max((v for v in candidates if v is not None), default=None)
@@ -100,5 +117,5 @@ def to_row(record: EmbeddingRecord, offset: int) -> Row:
         attributes=dict(record.attributes),
         image=record.image,
         updated_at_ms=int(record.occurred_at.timestamp() * 1000),
-        source_offset=offset,
+        input_offset=offset,
     )

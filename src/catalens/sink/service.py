@@ -18,10 +18,12 @@ from typing import TypeVar
 from pydantic import ValidationError
 
 from catalens.kafka import DeliveryError, Record, RecordPublisher, RecordSource
-from catalens.retry import Backoff, TransientError, retry_transient
+from catalens.records import UNKNOWN_OFFSET
+from catalens.retry import Backoff, Stopped, TransientError, retry_transient
 from catalens.schemas import DeadLetter, EmbeddingRecord, Op, Reason
+from catalens.schemas.embedding import INPUT_OFFSET_HEADER
 from catalens.sink.plan import Change, Item, Plan, collapse, plan_writes
-from catalens.store import VectorStore
+from catalens.store import IndexWriter
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -33,8 +35,6 @@ class SinkConfig:
     dlq_topic: str
     batch_size: int = 1000
     batch_wait_s: float = 0.0
-    hnsw_m: int = 16
-    ef_construction: int = 200
     backoff: Backoff = field(default_factory=Backoff)
 
 
@@ -45,7 +45,7 @@ class SinkService:
         *,
         source: RecordSource,
         publisher: RecordPublisher,
-        store: VectorStore,
+        store: IndexWriter,
         stop: threading.Event,
     ) -> None:
         self.config = config
@@ -61,31 +61,37 @@ class SinkService:
         self.dead_lettered = 0
 
     def run(self) -> None:
-        """Serve until ``stop`` is set; the batch in hand is finished (or left uncommitted)."""
-        self._retry(lambda: self._store.open_collection(self.config.model), "open collection")
-        self.ready.set()
-        log.info("sink serving into %s (model %s)", self._store.alias, self.config.model)
-        last_report = time.monotonic()
+        """Serve until ``stop`` is set; the batch in hand is finished, or left uncommitted
+        when the stop comes while Milvus is away (the next owner replays it)."""
         try:
-            while not self._stop.is_set():
-                records = self._source.poll(
-                    self.config.batch_size, 0.5, fill_s=self.config.batch_wait_s
-                )
-                self.healthy_at = time.monotonic()
-                if records:
-                    self.process(records)
-                if time.monotonic() - last_report > 10:
-                    last_report = time.monotonic()
-                    log.info(
-                        "written %d, deleted %d, stale %d, dead-lettered %d",
-                        self.written,
-                        self.deleted,
-                        self.stale,
-                        self.dead_lettered,
-                    )
+            self._retry(self._store.open, "open the index")
+            self.ready.set()
+            log.info("sink serving (model %s)", self.config.model)
+            self._serve()
+        except Stopped as stopped:
+            log.info("stopped while waiting for: %s", stopped)
         finally:
             self._source.close()
             log.info("sink stopped")
+
+    def _serve(self) -> None:
+        last_report = time.monotonic()
+        while not self._stop.is_set():
+            records = self._source.poll(
+                self.config.batch_size, 0.5, fill_s=self.config.batch_wait_s
+            )
+            self.healthy_at = time.monotonic()
+            if records:
+                self.process(records)
+            if time.monotonic() - last_report > 10:
+                last_report = time.monotonic()
+                log.info(
+                    "written %d, deleted %d, stale %d, dead-lettered %d",
+                    self.written,
+                    self.deleted,
+                    self.stale,
+                    self.dead_lettered,
+                )
 
     def process(self, records: list[Record]) -> None:
         """Apply one batch to Milvus, then mark its offsets done."""
@@ -96,7 +102,7 @@ class SinkService:
             if isinstance(decoded, DeadLetter):
                 letters.append((record, decoded))
             else:
-                items.append((*decoded, record.offset))
+                items.append(decoded)
         changes = collapse(items)
         if changes:
             plan: Plan = self._retry(lambda: self._apply(changes), "write batch")
@@ -113,25 +119,20 @@ class SinkService:
         self._source.mark_done(offsets)
 
     def _apply(self, changes: dict[str, Change]) -> Plan:
-        first = next((c.upsert for c in changes.values() if c.upsert is not None), None)
-        if first is not None and not self._store.has_collection:
-            self._store.ensure_collection(
-                self.config.model,
-                first.dim,
-                hnsw_m=self.config.hnsw_m,
-                ef_construction=self.config.ef_construction,
-            )
-        stored = self._store.stored_versions(list(changes))
-        plan = plan_writes(changes, stored)
-        self._store.write(upserts=plan.upserts, deletes=plan.deletes, floors=plan.floors)
+        plan = plan_writes(changes, self._store.stored(list(changes)))
+        self._store.apply(plan)
         return plan
 
-    def _decode(self, record: Record) -> tuple[str, EmbeddingRecord | None] | DeadLetter:
+    def _decode(self, record: Record) -> Item | DeadLetter:
+        """The record as (product id, embedding or None for a tombstone, input position)."""
         key = record.key.decode("utf-8", "replace") if record.key else None
         if record.value is None:
-            if key:
-                return key, None
-            return self._letter(record, "tombstone without a key")
+            if not key:
+                return self._letter(record, "tombstone without a key")
+            position = _header_offset(record)
+            if position is None:
+                return self._letter(record, f"bad {INPUT_OFFSET_HEADER} header")
+            return key, None, position
         try:
             embedding = EmbeddingRecord.model_validate_json(record.value)
         except ValidationError as exc:
@@ -141,7 +142,8 @@ class SinkService:
                 record,
                 f"vector of model {embedding.model!r}, this index holds {self.config.model!r}",
             )
-        return embedding.product_id, embedding
+        position = UNKNOWN_OFFSET if embedding.input_offset is None else embedding.input_offset
+        return embedding.product_id, embedding, position
 
     @staticmethod
     def _letter(record: Record, message: str) -> DeadLetter:
@@ -209,3 +211,15 @@ class SinkService:
             if leftover:  # cannot happen while paused; never drop a record if it does
                 raise RuntimeError("records arrived while the sink was paused")
             self.healthy_at = time.monotonic()
+
+
+def _header_offset(record: Record) -> int | None:
+    """The tombstone's input position: UNKNOWN_OFFSET without the header, None if bad."""
+    values = [v for k, v in record.headers if k == INPUT_OFFSET_HEADER]
+    if not values:
+        return UNKNOWN_OFFSET
+    try:
+        position = int(values[-1].decode("ascii"))
+    except (UnicodeDecodeError, ValueError):
+        return None
+    return position if position >= 0 else None

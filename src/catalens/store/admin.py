@@ -1,0 +1,160 @@
+"""The layout of an index in Milvus, and its administration.
+
+One collection per model, ``<alias>__<model slug>_<digest>`` (a *generation*), served to
+the query side through the alias; beside them ``<alias>__tombstones``, the delete floor
+of each deleted product, shared by every generation of the alias so that a delete holds
+in all of them and a late, older upsert resurrects a product in none.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+import time
+
+from pymilvus import DataType, MilvusClient
+
+from catalens.retry import TransientError
+from catalens.store.client import Milvus
+
+log = logging.getLogger(__name__)
+
+MAX_ID_LENGTH = 256
+MAX_TEXT_LENGTH = 4096
+MAX_IMAGE_LENGTH = 65535  # a URL, a path, or a small data-URI thumbnail
+TOMBSTONE_DIM = 2  # Milvus needs a vector field in every collection
+# The field that orders a product's records (see catalens.records.Row.input_offset). A
+# collection without it was written under the older rule and cannot be trusted to replay.
+ORDER_FIELD = "input_offset"
+
+
+class IncompatibleIndex(RuntimeError):
+    """A collection exists under the expected name but does not have the expected layout:
+    an operator must rebuild it (a rebuild is a replay); retrying cannot help."""
+
+
+def slug(model: str) -> str:
+    """A collection-name-safe rendering of a model id or path."""
+    tail = model.rstrip("/").split("/")[-1]
+    return re.sub(r"[^A-Za-z0-9_]", "_", tail).strip("_")[:80] or "model"
+
+
+def collection_name(alias: str, model: str) -> str:
+    digest = hashlib.sha1(model.encode()).hexdigest()[:8]
+    return f"{alias}__{slug(model)}_{digest}"
+
+
+def tombstones_name(alias: str) -> str:
+    return f"{alias}__tombstones"
+
+
+class IndexAdmin:
+    """Creates, opens, lists and drops the collections of one alias. Idempotent: replicas
+    may race through any of these calls."""
+
+    def __init__(self, milvus: Milvus, alias: str) -> None:
+        self.milvus = milvus
+        self.alias = alias
+
+    @property
+    def tombstones(self) -> str:
+        return tombstones_name(self.alias)
+
+    def ensure_tombstones(self) -> str:
+        name = self.tombstones
+        if not self.milvus.has_collection(name):
+            schema = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False)
+            schema.add_field(
+                "product_id", DataType.VARCHAR, is_primary=True, max_length=MAX_ID_LENGTH
+            )
+            schema.add_field("version", DataType.INT64)
+            schema.add_field("marker", DataType.FLOAT_VECTOR, dim=TOMBSTONE_DIM)
+            index = MilvusClient.prepare_index_params()
+            index.add_index("marker", index_type="FLAT", metric_type="L2")
+            self.milvus.create_collection(name, schema, index, consistency="Strong")
+        self.milvus.load(name)
+        return name
+
+    def open_generation(self, model: str) -> str | None:
+        """Load the existing collection of ``model``; None when there is none yet."""
+        name = collection_name(self.alias, model)
+        if not self.milvus.has_collection(name):
+            return None
+        self._check_layout(name)
+        self.milvus.load(name)
+        return name
+
+    def ensure_generation(
+        self, model: str, dim: int, *, hnsw_m: int = 16, ef_construction: int = 200
+    ) -> str:
+        """Create (if missing) and load the collection of ``model``; point the alias at it
+        when the alias does not exist yet. Returns the collection's name."""
+        name = collection_name(self.alias, model)
+        if self.milvus.has_collection(name):
+            self._check_layout(name)
+        else:
+            schema = MilvusClient.create_schema(
+                auto_id=False,
+                enable_dynamic_field=False,
+                description=f"Catalens products, model {model}"[:250],
+            )
+            schema.add_field(
+                "product_id", DataType.VARCHAR, is_primary=True, max_length=MAX_ID_LENGTH
+            )
+            schema.add_field("version", DataType.INT64)
+            schema.add_field("category", DataType.VARCHAR, max_length=MAX_TEXT_LENGTH)
+            schema.add_field("image", DataType.VARCHAR, max_length=MAX_IMAGE_LENGTH)
+            schema.add_field("updated_at_ms", DataType.INT64)
+            schema.add_field(ORDER_FIELD, DataType.INT64)
+            schema.add_field("attributes", DataType.JSON)
+            schema.add_field("vector", DataType.FLOAT_VECTOR, dim=dim)
+            index = MilvusClient.prepare_index_params()
+            # Vectors are L2-normalised, so inner product is cosine similarity.
+            index.add_index(
+                "vector",
+                index_type="HNSW",
+                metric_type="IP",
+                params={"M": hnsw_m, "efConstruction": ef_construction},
+            )
+            self.milvus.create_collection(name, schema, index, consistency="Bounded")
+            log.info("created collection %s (dim %d)", name, dim)
+        self.milvus.load(name)
+        if self.alias not in self.milvus.alias_names():
+            try:
+                self.milvus.create_alias(name, self.alias)
+                log.info("alias %s -> %s", self.alias, name)
+            except TransientError as exc:  # a replica won the race, or Milvus is away
+                if self.alias not in self.milvus.alias_names():
+                    raise
+                log.info("alias %s created by another replica (%s)", self.alias, exc)
+        return name
+
+    def _check_layout(self, name: str) -> None:
+        fields = {f["name"] for f in self.milvus.describe_collection(name).get("fields", [])}
+        if ORDER_FIELD not in fields:
+            raise IncompatibleIndex(
+                f"collection {name} has no {ORDER_FIELD!r} field: it was written by an older "
+                "Catalens whose replays were not safe; rebuild it by replaying the input topic "
+                "into a new alias (CATALENS_COLLECTION) or drop it"
+            )
+
+    def drop_all(self) -> None:
+        """Drop the alias and every collection behind it (tests, reindexing from scratch)."""
+        if self.alias in self.milvus.alias_names():
+            self.milvus.drop_alias(self.alias)
+        for name in self.milvus.list_collections():
+            if name.startswith(f"{self.alias}__"):
+                self.milvus.drop_collection(name)
+
+    def flush_and_index(self, name: str, timeout_s: float = 600) -> None:
+        """Seal what was written and wait until the vector index covers all of it
+        (benchmarks: growing segments are searched without the index)."""
+        self.milvus.flush(name)
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            info = self.milvus.describe_index(name, "vector")
+            if int(info.get("pending_index_rows", 0)) == 0 and info.get("state") != "InProgress":
+                return
+            time.sleep(1)
+        raise TransientError(f"index of {name} not built in {timeout_s}s")

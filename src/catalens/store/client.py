@@ -1,0 +1,217 @@
+"""Milvus behind typed calls and one rule for what is transient: the only module of the
+store that talks to pymilvus's client.
+
+Every call either returns, raises :class:`TransientError` (Milvus is away or busy: retry
+later), or raises the original exception (a malformed request is a bug and must crash).
+After a transient failure the client is dropped and rebuilt on the next call, and every
+collection this client had loaded is loaded again: a channel to a restarted server does
+not always heal by itself, and a restarted Milvus does not always reload what it served.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
+import grpc
+from pymilvus import CollectionSchema, MilvusClient, MilvusException
+from pymilvus.exceptions import (
+    DataNotMatchException,
+    DataTypeNotSupportException,
+    ParamError,
+    PrimaryKeyException,
+)
+from pymilvus.milvus_client.index import IndexParams
+
+from catalens.retry import TransientError
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+# Requests that can never succeed as sent: programming errors, not outages.
+_BUGS = (ParamError, DataNotMatchException, DataTypeNotSupportException, PrimaryKeyException)
+# What an unreachable, restarting or overloaded server raises: pymilvus' own errors (it
+# wraps most server statuses), gRPC failures that escape it, and socket-level errors.
+_OUTAGES = (MilvusException, grpc.RpcError, ConnectionError, TimeoutError)
+
+
+def is_transient(exc: BaseException) -> bool:
+    """The one rule: an outage heals with time; a malformed request never does."""
+    return isinstance(exc, _OUTAGES) and not isinstance(exc, _BUGS)
+
+
+class Milvus:
+    """A resilient :class:`MilvusClient`: typed calls, one transient rule, reconnects."""
+
+    def __init__(self, uri: str, token: str | None = None, *, timeout_s: float = 10) -> None:
+        self.uri = uri
+        self._token = token or ""
+        self._timeout = timeout_s
+        self._client: MilvusClient | None = None
+        self._loaded: set[str] = set()
+        self._reload = False
+
+    # -- the one place where calls are made -----------------------------------------------
+
+    def _run(self, what: str, call: Callable[[MilvusClient], T]) -> T:
+        try:
+            client = self._connected()
+            return call(client)
+        except Exception as exc:
+            if not is_transient(exc):
+                raise
+            self._reset()
+            raise TransientError(f"Milvus {what} failed: {exc}") from exc
+
+    def _connected(self) -> MilvusClient:
+        if self._client is None:
+            self._client = MilvusClient(uri=self.uri, token=self._token, timeout=self._timeout)
+        if self._reload:
+            for name in sorted(self._loaded):
+                log.info("loading %s again", name)
+                self._client.load_collection(name, timeout=self._timeout)
+            self._reload = False
+        return self._client
+
+    def _reset(self) -> None:
+        client, self._client = self._client, None
+        self._reload = bool(self._loaded)
+        if client is not None:
+            with contextlib.suppress(Exception):
+                client.close()
+
+    def close(self) -> None:
+        self._reset()
+
+    # -- collections and aliases ----------------------------------------------------------
+
+    def list_collections(self) -> list[str]:
+        return list(
+            self._run("list collections", lambda c: c.list_collections(timeout=self._timeout))
+        )
+
+    def has_collection(self, name: str) -> bool:
+        return bool(
+            self._run("has collection", lambda c: c.has_collection(name, timeout=self._timeout))
+        )
+
+    def describe_collection(self, name: str) -> dict[str, Any]:
+        return dict(
+            self._run(
+                "describe collection", lambda c: c.describe_collection(name, timeout=self._timeout)
+            )
+        )
+
+    def create_collection(
+        self, name: str, schema: CollectionSchema, index: IndexParams, *, consistency: str
+    ) -> None:
+        self._run(
+            "create collection",
+            lambda c: c.create_collection(
+                name,
+                schema=schema,
+                index_params=index,
+                consistency_level=consistency,
+                timeout=self._timeout,
+            ),
+        )
+
+    def load(self, name: str) -> None:
+        self._run("load collection", lambda c: c.load_collection(name, timeout=self._timeout))
+        self._loaded.add(name)
+
+    def drop_collection(self, name: str) -> None:
+        self._loaded.discard(name)
+        self._run("drop collection", lambda c: c.drop_collection(name, timeout=self._timeout))
+
+    def alias_names(self) -> list[str]:
+        return _alias_names(
+            self._run("list aliases", lambda c: c.list_aliases(timeout=self._timeout))
+        )
+
+    def alias_target(self, alias: str) -> str | None:
+        """The collection ``alias`` points at; None when there is no such alias."""
+        if alias not in self.alias_names():
+            return None
+        described = self._run(
+            "describe alias", lambda c: c.describe_alias(alias, timeout=self._timeout)
+        )
+        return str(described["collection_name"])
+
+    def create_alias(self, collection: str, alias: str) -> None:
+        self._run(
+            "create alias", lambda c: c.create_alias(collection, alias, timeout=self._timeout)
+        )
+
+    def alter_alias(self, collection: str, alias: str) -> None:
+        self._run("alter alias", lambda c: c.alter_alias(collection, alias, timeout=self._timeout))
+
+    def drop_alias(self, alias: str) -> None:
+        self._run("drop alias", lambda c: c.drop_alias(alias, timeout=self._timeout))
+
+    # -- rows -----------------------------------------------------------------------------
+
+    def query(
+        self, name: str, expr: str, fields: Sequence[str], *, strong: bool = False
+    ) -> list[dict[str, Any]]:
+        """Rows matching ``expr``. ``strong`` sees every write acknowledged before it."""
+        extra: dict[str, Any] = {"consistency_level": "Strong"} if strong else {}
+        return list(
+            self._run(
+                "query",
+                lambda c: c.query(
+                    name, filter=expr, output_fields=list(fields), timeout=self._timeout, **extra
+                ),
+            )
+        )
+
+    def upsert(self, name: str, rows: list[dict[str, Any]]) -> None:
+        self._run("upsert", lambda c: c.upsert(name, data=rows, timeout=self._timeout))
+
+    def delete(self, name: str, ids: list[str]) -> None:
+        self._run("delete", lambda c: c.delete(name, ids=ids, timeout=self._timeout))
+
+    def search(
+        self,
+        name: str,
+        vectors: list[list[float]],
+        *,
+        limit: int,
+        expr: str,
+        params: dict[str, Any],
+        fields: Sequence[str],
+    ) -> list[list[dict[str, Any]]]:
+        return [
+            list(hits)
+            for hits in self._run(
+                "search",
+                lambda c: c.search(
+                    name,
+                    data=vectors,
+                    anns_field="vector",
+                    limit=limit,
+                    filter=expr,
+                    search_params=params,
+                    output_fields=list(fields),
+                    timeout=self._timeout,
+                ),
+            )
+        ]
+
+    def flush(self, name: str) -> None:
+        self._run("flush", lambda c: c.flush(name, timeout=self._timeout))
+
+    def describe_index(self, name: str, field: str) -> dict[str, Any]:
+        return dict(
+            self._run(
+                "describe index", lambda c: c.describe_index(name, field, timeout=self._timeout)
+            )
+        )
+
+
+def _alias_names(described: Any) -> list[str]:
+    if isinstance(described, dict):
+        return list(described.get("aliases", []))
+    return list(described or [])

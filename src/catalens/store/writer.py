@@ -1,0 +1,119 @@
+"""The sink's side of Milvus: read what the index holds for a batch, apply a plan."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import numpy as np
+
+from catalens.records import Plan, Row, Stored, quote
+from catalens.store.admin import (
+    MAX_IMAGE_LENGTH,
+    MAX_TEXT_LENGTH,
+    ORDER_FIELD,
+    TOMBSTONE_DIM,
+    IndexAdmin,
+)
+from catalens.store.client import Milvus
+
+# Milvus answers an `in [...]` filter over this many primary keys quickly.
+QUERY_CHUNK = 500
+
+
+class MilvusWriter:
+    """One model's generation of an alias; implements :class:`catalens.store.IndexWriter`.
+
+    The generation's collection is created on the first upsert (its dimension comes from
+    the vectors); until then the index holds only delete floors.
+    """
+
+    def __init__(
+        self,
+        milvus: Milvus,
+        *,
+        alias: str,
+        model: str,
+        hnsw_m: int = 16,
+        ef_construction: int = 200,
+    ) -> None:
+        self._milvus = milvus
+        self._admin = IndexAdmin(milvus, alias)
+        self._model = model
+        self._hnsw = {"hnsw_m": hnsw_m, "ef_construction": ef_construction}
+        self._collection: str | None = None
+        self._opened = False
+
+    @property
+    def collection(self) -> str | None:
+        return self._collection
+
+    def open(self) -> None:
+        self._admin.ensure_tombstones()
+        self._collection = self._admin.open_generation(self._model)
+        self._opened = True
+
+    def stored(self, product_ids: Sequence[str]) -> dict[str, Stored]:
+        """Read with Strong consistency, so the sink's own previous writes are seen."""
+        if not self._opened:
+            self.open()
+        live: dict[str, tuple[int, int]] = {}
+        floors: dict[str, int] = {}
+        for chunk in _chunks(product_ids, QUERY_CHUNK):
+            expr = f"product_id in [{', '.join(quote(p) for p in chunk)}]"
+            for row in self._milvus.query(
+                self._admin.tombstones, expr, ["product_id", "version"], strong=True
+            ):
+                floors[row["product_id"]] = int(row["version"])
+            if self._collection is not None:
+                for row in self._milvus.query(
+                    self._collection, expr, ["product_id", "version", ORDER_FIELD], strong=True
+                ):
+                    live[row["product_id"]] = (int(row["version"]), int(row[ORDER_FIELD]))
+        out: dict[str, Stored] = {}
+        for p in product_ids:
+            version, position = live.get(p, (None, -1))
+            out[p] = Stored(live=version, deleted_upto=floors.get(p), input_offset=position)
+        return out
+
+    def apply(self, plan: Plan) -> None:
+        """Floors first: a crash half-way leaves a state the redelivered batch completes,
+        and never one where a deleted product is missing its floor."""
+        if not self._opened:
+            self.open()
+        if plan.floors:
+            marker = [0.0] * TOMBSTONE_DIM
+            self._milvus.upsert(
+                self._admin.tombstones,
+                [{"product_id": p, "version": v, "marker": marker} for p, v in plan.floors],
+            )
+        if plan.deletes and self._collection is not None:
+            for chunk in _chunks(plan.deletes, QUERY_CHUNK):
+                self._milvus.delete(self._collection, list(chunk))
+        if plan.upserts:
+            if self._collection is None:
+                dim = int(np.asarray(plan.upserts[0].vector).shape[0])
+                self._collection = self._admin.ensure_generation(self._model, dim, **self._hnsw)
+            self._milvus.upsert(self._collection, [_to_entity(row) for row in plan.upserts])
+
+    def close(self) -> None:
+        self._milvus.close()
+
+
+def _to_entity(row: Row) -> dict[str, Any]:
+    category = row.attributes.get("category", "")
+    return {
+        "product_id": row.product_id,
+        "version": row.version,
+        "category": str(category)[:MAX_TEXT_LENGTH],
+        "image": row.image if row.image and len(row.image) <= MAX_IMAGE_LENGTH else "",
+        "updated_at_ms": row.updated_at_ms,
+        ORDER_FIELD: row.input_offset,
+        "attributes": row.attributes,
+        "vector": np.asarray(row.vector, dtype=np.float32).tolist(),
+    }
+
+
+def _chunks(items: Sequence[str], size: int) -> Iterable[Sequence[str]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]

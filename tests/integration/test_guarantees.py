@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 from PIL import Image
 
-from tests.conftest import jpeg_bytes
-from tests.integration.conftest import ImageServer, MilvusServer
+from tests.conftest import MilvusServer, jpeg_bytes
+from tests.integration.conftest import ImageServer
 from tests.integration.stack import Stack, event, wait_for
 
 pytestmark = pytest.mark.integration

@@ -57,6 +57,10 @@ class MilvusWriter:
         """Read with Strong consistency, so the sink's own previous writes are seen."""
         if not self._opened:
             self.open()
+        if self._collection is None:
+            # Another replica may have created the generation since: a partition it wrote
+            # can move here, and its rows must be seen before this one writes over them.
+            self._collection = self._admin.open_generation(self._model)
         live: dict[str, tuple[int, int]] = {}
         floors: dict[str, int] = {}
         for chunk in _chunks(product_ids, QUERY_CHUNK):

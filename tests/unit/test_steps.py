@@ -1,0 +1,53 @@
+"""The embedder's pure steps: every output carries the input position that orders it."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+
+from catalens.embedder.steps import NeedsImage, Output, Topics, decide, embedded
+from catalens.records import Record
+from catalens.schemas import EmbeddingRecord
+from catalens.schemas.embedding import INPUT_OFFSET_HEADER
+
+TOPICS = Topics(embeddings="emb", dlq="dlq")
+
+
+def consumed(offset: int, key: bytes | None, value: dict[str, object] | None) -> Record:
+    body = None if value is None else json.dumps(value).encode()
+    return Record("in", 2, offset, key, body, [], 0)
+
+
+def event(op: str, **extra: object) -> dict[str, object]:
+    return {
+        "event_id": "e1",
+        "op": op,
+        "product_id": "p/1",
+        "version": 4,
+        "occurred_at": "2026-11-24T10:00:00Z",
+        **extra,
+    }
+
+
+def test_a_tombstone_travels_on_with_its_input_position_in_a_header() -> None:
+    output = decide(consumed(41, b"p/1", None), TOPICS, "m", 4)
+    assert output == Output("emb", b"p/1", None, [(INPUT_OFFSET_HEADER, b"41")])
+
+
+def test_a_delete_carries_its_input_position() -> None:
+    output = decide(consumed(7, b"p/1", event("delete")), TOPICS, "m", 4)
+    assert isinstance(output, Output) and output.value is not None
+    assert EmbeddingRecord.model_validate_json(output.value).input_offset == 7
+    assert (INPUT_OFFSET_HEADER, b"7") in output.headers
+
+
+def test_an_embedding_carries_the_input_position_of_its_event() -> None:
+    record = consumed(12, b"p/1", event("upsert", image={"url": "https://x/1.jpg"}))
+    decision = decide(record, TOPICS, "m", 4)
+    assert isinstance(decision, NeedsImage)
+    output = embedded(record, decision.event, np.ones(4, dtype=np.float32) / 2, TOPICS, "m")
+    assert output.value is not None
+    parsed = EmbeddingRecord.model_validate_json(output.value)
+    assert (parsed.input_offset, parsed.version, parsed.dim) == (12, 4, 4)
+    assert (INPUT_OFFSET_HEADER, b"12") in output.headers

@@ -8,13 +8,14 @@ from datetime import UTC, datetime
 import numpy as np
 from hypothesis import strategies as st
 
-from catalens.records import Plan
+from catalens.records import ModelIdentity, Plan
 from catalens.schemas import EmbeddingRecord, Op
 from catalens.sink.plan import Item, collapse, plan_writes
 from catalens.store import IndexWriter
 
 WHEN = datetime(2026, 11, 24, tzinfo=UTC)
 DIM = 4
+MODEL = ModelIdentity("m", DIM, "f00d")
 
 
 def upsert(pid: str, version: int) -> EmbeddingRecord:
@@ -26,7 +27,8 @@ def upsert(pid: str, version: int) -> EmbeddingRecord:
         version=version,
         event_id="e",
         occurred_at=WHEN,
-        model="m",
+        model=MODEL.name,
+        model_fingerprint=MODEL.fingerprint,
         dim=DIM,
         vector=EmbeddingRecord.pack(vector),
     )
@@ -104,6 +106,8 @@ def apply_batch(store: IndexWriter, batch: list[Item], crash_after: str | None =
     """What the sink does with one batch; ``crash_after`` stops after the floors or the
     deletes, like a process killed between the store's ordered steps."""
     changes = collapse(batch)
+    if store.open() is None and any(c.upsert is not None for c in changes.values()):
+        store.create(MODEL)  # what the sink does for the first vectors
     plan = plan_writes(changes, store.stored(list(changes)))
     if crash_after == "floors":
         store.apply(Plan(floors=plan.floors))

@@ -85,3 +85,32 @@ class Plan:
 def quote(text: str) -> str:
     """A Milvus expression string literal for ``text``: no input can break out of it."""
     return json.dumps(text, ensure_ascii=False)
+
+
+@dataclass(frozen=True, slots=True)
+class ModelIdentity:
+    """What makes two vectors comparable: the model's name, its output dimension and a
+    fingerprint of its weights, so that two checkpoints under one name never mix."""
+
+    name: str
+    dim: int
+    fingerprint: str
+
+    def to_json(self) -> str:
+        return json.dumps({"model": self.name, "dim": self.dim, "fingerprint": self.fingerprint})
+
+    @classmethod
+    def from_json(cls, text: str) -> ModelIdentity:
+        raw = json.loads(text)
+        return cls(str(raw["model"]), int(raw["dim"]), str(raw["fingerprint"]))
+
+    def differs(self, other: ModelIdentity) -> str | None:
+        """Why vectors of ``other`` cannot join this model's (None: they can)."""
+        for what, mine, theirs in (
+            ("model", self.name, other.name),
+            ("dimension", self.dim, other.dim),
+            ("weights fingerprint", self.fingerprint, other.fingerprint),
+        ):
+            if mine != theirs:
+                return f"{what} {theirs!r} differs from the generation's {mine!r}"
+        return None

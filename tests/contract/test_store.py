@@ -18,14 +18,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from catalens.records import Plan, Row, Stored
+from catalens.errors import OperatorError
+from catalens.records import ModelIdentity, Plan, Row, Stored
 from catalens.store import IndexReader, IndexWriter
 from catalens.store.admin import IndexAdmin
 from catalens.store.client import Milvus
 from catalens.store.memory import MemoryIndex
 from catalens.store.reader import MilvusReader
 from catalens.store.writer import QUERY_CHUNK, MilvusWriter
-from tests.streams import DIM, apply_batch, as_items, events, live, re_emitted, reference
+from tests.streams import DIM, MODEL, apply_batch, as_items, events, live, re_emitted, reference
 
 
 @dataclass
@@ -34,6 +35,12 @@ class Backend:
     reader: IndexReader
     examples: int  # hypothesis examples per property
     _ids: Iterator[int]
+
+    def write(self, plan: Plan) -> None:
+        """Apply ``plan``, making the generation first, as the sink does."""
+        if self.writer.open() is None:
+            self.writer.create(MODEL)
+        self.writer.apply(plan)
 
     def prefix(self) -> str:
         """A fresh id namespace: each example starts from an empty index."""
@@ -77,6 +84,28 @@ def row(pid: str, version: int, offset: int = 0, **attributes: str | float) -> R
     return Row(pid, version, vector, dict(attributes), f"/img/{version}.jpg", 1000, offset)
 
 
+# -- the generation -------------------------------------------------------------------------
+
+
+def test_a_generation_is_made_once_for_one_model_identity(backend: Backend) -> None:
+    assert backend.writer.open() is None
+    backend.writer.create(MODEL)
+    backend.writer.create(MODEL)  # idempotent: replicas race here
+    assert backend.writer.open() == MODEL
+    for other in (
+        ModelIdentity(MODEL.name, MODEL.dim + 1, MODEL.fingerprint),
+        ModelIdentity(MODEL.name, MODEL.dim, "another-checkpoint"),
+    ):
+        with pytest.raises(OperatorError):
+            backend.writer.create(other)
+    assert backend.writer.open() == MODEL
+
+
+def test_vectors_need_a_generation(backend: Backend) -> None:
+    with pytest.raises(RuntimeError):
+        backend.writer.apply(Plan(upserts=[row("p", 1)]))
+
+
 # -- what one plan does ---------------------------------------------------------------------
 
 
@@ -91,7 +120,7 @@ def test_floors_hold_before_any_vector_was_written(backend: Backend) -> None:
 
 
 def test_upserts_are_stored_with_their_version_and_input_position(backend: Backend) -> None:
-    backend.writer.apply(Plan(upserts=[row("p", 3, 17, category="Dress"), row("q", 1, 18)]))
+    backend.write(Plan(upserts=[row("p", 3, 17, category="Dress"), row("q", 1, 18)]))
     assert backend.writer.stored(["p", "q"]) == {
         "p": Stored(live=3, input_offset=17),
         "q": Stored(live=1, input_offset=18),
@@ -113,8 +142,8 @@ def test_upserts_are_stored_with_their_version_and_input_position(backend: Backe
 def test_an_upsert_replaces_the_row_and_a_delete_removes_it_keeping_the_floor(
     backend: Backend,
 ) -> None:
-    backend.writer.apply(Plan(upserts=[row("p", 1, 1)]))
-    backend.writer.apply(Plan(upserts=[row("p", 2, 5)]))
+    backend.write(Plan(upserts=[row("p", 1, 1)]))
+    backend.write(Plan(upserts=[row("p", 2, 5)]))
     assert backend.writer.stored(["p"]) == {"p": Stored(live=2, input_offset=5)}
     backend.writer.apply(Plan(deletes=["p"], floors=[("p", 2)]))
     assert backend.writer.stored(["p"]) == {"p": Stored(deleted_upto=2)}
@@ -125,7 +154,7 @@ def test_an_upsert_replaces_the_row_and_a_delete_removes_it_keeping_the_floor(
 
 def test_applying_the_same_plan_again_changes_nothing(backend: Backend) -> None:
     plan = Plan(upserts=[row("p", 2, 3)], deletes=["q"], floors=[("q", 1), ("p", 1)])
-    backend.writer.apply(Plan(upserts=[row("q", 1, 0)]))
+    backend.write(Plan(upserts=[row("q", 1, 0)]))
     backend.writer.apply(plan)
     once = backend.writer.stored(["p", "q"])
     backend.writer.apply(plan)
@@ -146,7 +175,7 @@ ODD_IDS = [
 
 
 def test_ids_of_any_characters_are_read_and_written_exactly(backend: Backend) -> None:
-    backend.writer.apply(Plan(upserts=[row(p, 1, i) for i, p in enumerate(ODD_IDS)]))
+    backend.write(Plan(upserts=[row(p, 1, i) for i, p in enumerate(ODD_IDS)]))
     backend.writer.apply(Plan(floors=[(ODD_IDS[0], 0)]))
     stored = backend.writer.stored(ODD_IDS)
     assert {p: s.live for p, s in stored.items()} == dict.fromkeys(ODD_IDS, 1)
@@ -160,7 +189,7 @@ def test_ids_of_any_characters_are_read_and_written_exactly(backend: Backend) ->
 
 def test_more_products_than_one_query_holds_are_all_read(backend: Backend) -> None:
     ids = [f"p{i}" for i in range(QUERY_CHUNK + 37)]
-    backend.writer.apply(Plan(upserts=[row(p, 1, i) for i, p in enumerate(ids)]))
+    backend.write(Plan(upserts=[row(p, 1, i) for i, p in enumerate(ids)]))
     backend.writer.apply(Plan(deletes=ids[:3], floors=[(p, 1) for p in ids[:3]]))
     stored = backend.writer.stored(ids)
     assert [p for p in ids if stored[p].live == 1] == ids[3:]
@@ -168,7 +197,7 @@ def test_more_products_than_one_query_holds_are_all_read(backend: Backend) -> No
 
 
 def test_search_ranks_by_inner_product(backend: Backend) -> None:
-    backend.writer.apply(Plan(upserts=[row("p1", 1), row("p2", 2), row("p3", 3)]))
+    backend.write(Plan(upserts=[row("p1", 1), row("p2", 2), row("p3", 3)]))
     query = np.array([0.0, 0.2, 0.9, 0.1], dtype=np.float32)
 
     def ranked() -> None:

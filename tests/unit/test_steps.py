@@ -7,11 +7,13 @@ import json
 import numpy as np
 
 from catalens.embedder.steps import NeedsImage, Output, Topics, decide, embedded
-from catalens.records import Record
+from catalens.records import ModelIdentity, Record
 from catalens.schemas import EmbeddingRecord
-from catalens.schemas.embedding import INPUT_OFFSET_HEADER
+from catalens.schemas.embedding import INPUT_OFFSET_HEADER, MODEL_HEADER
 
 TOPICS = Topics(embeddings="emb", dlq="dlq")
+MODEL = ModelIdentity("m", 4, "f00d")
+HEADERS = [(MODEL_HEADER, b"m")]
 
 
 def consumed(offset: int, key: bytes | None, value: dict[str, object] | None) -> Record:
@@ -31,12 +33,12 @@ def event(op: str, **extra: object) -> dict[str, object]:
 
 
 def test_a_tombstone_travels_on_with_its_input_position_in_a_header() -> None:
-    output = decide(consumed(41, b"p/1", None), TOPICS, "m", 4)
-    assert output == Output("emb", b"p/1", None, [(INPUT_OFFSET_HEADER, b"41")])
+    output = decide(consumed(41, b"p/1", None), TOPICS, MODEL)
+    assert output == Output("emb", b"p/1", None, [*HEADERS, (INPUT_OFFSET_HEADER, b"41")])
 
 
 def test_a_delete_carries_its_input_position() -> None:
-    output = decide(consumed(7, b"p/1", event("delete")), TOPICS, "m", 4)
+    output = decide(consumed(7, b"p/1", event("delete")), TOPICS, MODEL)
     assert isinstance(output, Output) and output.value is not None
     assert EmbeddingRecord.model_validate_json(output.value).input_offset == 7
     assert (INPUT_OFFSET_HEADER, b"7") in output.headers
@@ -44,10 +46,11 @@ def test_a_delete_carries_its_input_position() -> None:
 
 def test_an_embedding_carries_the_input_position_of_its_event() -> None:
     record = consumed(12, b"p/1", event("upsert", image={"url": "https://x/1.jpg"}))
-    decision = decide(record, TOPICS, "m", 4)
+    decision = decide(record, TOPICS, MODEL)
     assert isinstance(decision, NeedsImage)
-    output = embedded(record, decision.event, np.ones(4, dtype=np.float32) / 2, TOPICS, "m")
+    output = embedded(record, decision.event, np.ones(4, dtype=np.float32) / 2, TOPICS, MODEL)
     assert output.value is not None
     parsed = EmbeddingRecord.model_validate_json(output.value)
     assert (parsed.input_offset, parsed.version, parsed.dim) == (12, 4, 4)
-    assert (INPUT_OFFSET_HEADER, b"12") in output.headers
+    assert (parsed.model, parsed.model_fingerprint) == ("m", "f00d")
+    assert output.headers == [*HEADERS, (INPUT_OFFSET_HEADER, b"12")]

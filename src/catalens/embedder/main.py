@@ -10,11 +10,13 @@ from catalens.allocator import keep_freed_memory
 from catalens.embedder.service import EmbedderConfig, EmbedderService
 from catalens.embedder.sources import ImageSource, SourcePolicy, parse_networks
 from catalens.embedder.steps import Topics
-from catalens.encoder import ClipEncoder
+from catalens.encoder import ClipEncoder, resolve_model_dir
+from catalens.fingerprint import weights_fingerprint
 from catalens.health import serve_health
 from catalens.images import ImageLimits
 from catalens.kafka import Partition, RecordPublisher, RecordSource
 from catalens.kafka.client import Publisher, Source, ensure_topics
+from catalens.records import ModelIdentity
 from catalens.retry import Backoff, retry_transient
 from catalens.settings import EmbedderSettings
 
@@ -52,8 +54,9 @@ def build_service(
     )
     config = EmbedderConfig(
         topics=Topics(settings.embeddings_topic, settings.dlq_topic),
-        model=settings.model,
-        dim=encoder.dim,
+        model=ModelIdentity(
+            settings.model, encoder.dim, weights_fingerprint(resolve_model_dir(settings.model))
+        ),
         spec=encoder.spec,
         limits=ImageLimits(settings.max_image_bytes, settings.max_image_pixels),
         batch_size=settings.batch_size,

@@ -39,6 +39,7 @@ from catalens.images import (
 )
 from catalens.kafka import DeliveryError, Partition, Record, RecordPublisher, RecordSource
 from catalens.offsets import OffsetTracker
+from catalens.records import ModelIdentity
 from catalens.schemas import EventError, ProductImageEvent
 from catalens.schemas.embedding import Vector
 
@@ -58,8 +59,7 @@ class Prepared:
 @dataclass(frozen=True)
 class EmbedderConfig:
     topics: Topics
-    model: str
-    dim: int
+    model: ModelIdentity
     spec: PreprocessSpec
     limits: ImageLimits
     batch_size: int = 32
@@ -118,10 +118,11 @@ class EmbedderService:
         self._inference.start()
         self.ready.set()
         log.info(
-            "embedder serving %s (model %s, dim %d)",
+            "embedder serving %s (model %s, dim %d, weights %s)",
             self.config.topics,
-            self.config.model,
-            self.config.dim,
+            self.config.model.name,
+            self.config.model.dim,
+            self.config.model.fingerprint,
         )
         last_report = time.monotonic()
         try:
@@ -154,7 +155,7 @@ class EmbedderService:
         self._begin(record)
 
     def _begin(self, record: Record) -> None:
-        decision = decide(record, self.config.topics, self.config.model, self.config.dim)
+        decision = decide(record, self.config.topics, self.config.model)
         if isinstance(decision, NeedsImage):
             with self._preparing_lock:
                 self._preparing += 1

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from catalens.kafka import Record
+from catalens.records import ModelIdentity, Record
 from catalens.schemas import DeadLetter, EmbeddingRecord, EventError, Op, ProductImageEvent, Reason
-from catalens.schemas.embedding import INPUT_OFFSET_HEADER, Vector
+from catalens.schemas.embedding import INPUT_OFFSET_HEADER, MODEL_HEADER, Vector
 from catalens.schemas.event import parse_event
 
 
@@ -36,7 +36,7 @@ class Topics:
     dlq: str
 
 
-def decide(record: Record, topics: Topics, model: str, dim: int) -> Decision:
+def decide(record: Record, topics: Topics, model: ModelIdentity) -> Decision:
     """Route one input record: dead letter, pass-through delete, or image work."""
     if record.value is None:
         if not record.key:
@@ -45,26 +45,30 @@ def decide(record: Record, topics: Topics, model: str, dim: int) -> Decision:
             )
         # A tombstone deletes the product; it travels on as a tombstone, with the
         # position that orders it among the product's records.
-        return Output(topics.embeddings, record.key, None, [input_position(record.offset)])
+        return Output(topics.embeddings, record.key, None, headers(model, record.offset))
     try:
         event = parse_event(record.key, record.value)
     except EventError as error:
         return dead_letter(record, error, topics)
     if event.op is Op.DELETE:
-        value = embedding_record(event, None, model, 0, input_offset=record.offset)
-        return Output(topics.embeddings, event.key, value, [input_position(record.offset)])
+        value = embedding_record(event, None, model, input_offset=record.offset)
+        return Output(topics.embeddings, event.key, value, headers(model, record.offset))
     return NeedsImage(event)
 
 
-def input_position(offset: int) -> tuple[str, bytes]:
-    return (INPUT_OFFSET_HEADER, str(offset).encode("ascii"))
+def headers(model: ModelIdentity, input_offset: int) -> list[tuple[str, bytes]]:
+    """The model that made a record and the input position that orders it: a tombstone
+    has nothing else to carry them, and a sink skips other models' records by them."""
+    return [
+        (MODEL_HEADER, model.name.encode()),
+        (INPUT_OFFSET_HEADER, str(input_offset).encode("ascii")),
+    ]
 
 
 def embedding_record(
     event: ProductImageEvent,
     vector: Vector | None,
-    model: str,
-    dim: int,
+    model: ModelIdentity,
     thumbnail: str | None = None,
     *,
     input_offset: int,
@@ -78,8 +82,9 @@ def embedding_record(
         version=event.version,
         event_id=event.event_id,
         occurred_at=event.occurred_at,
-        model=model,
-        dim=dim if vector is not None else 0,
+        model=model.name,
+        model_fingerprint=model.fingerprint,
+        dim=0 if vector is None else int(vector.shape[0]),
         vector=None if vector is None else EmbeddingRecord.pack(vector),
         attributes=event.attributes,
         image=image or thumbnail,
@@ -92,19 +97,12 @@ def embedded(
     event: ProductImageEvent,
     vector: Vector,
     topics: Topics,
-    model: str,
+    model: ModelIdentity,
     thumbnail: str | None = None,
 ) -> Output:
     """The embedding of ``event``, read from the input ``record``."""
-    value = embedding_record(
-        event, vector, model, int(vector.shape[0]), thumbnail, input_offset=record.offset
-    )
-    return Output(
-        topics.embeddings,
-        event.key,
-        value,
-        [("catalens-model", model.encode()), input_position(record.offset)],
-    )
+    value = embedding_record(event, vector, model, thumbnail, input_offset=record.offset)
+    return Output(topics.embeddings, event.key, value, headers(model, record.offset))
 
 
 def dead_letter(

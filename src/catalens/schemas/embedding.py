@@ -15,8 +15,11 @@ from catalens.schemas.event import MAX_VERSION, AttributeValue, Op, ProductId
 Vector = npt.NDArray[np.float32]
 
 
-# A tombstone has no value to carry its source position, so it travels in this header.
+# A tombstone has no value to carry its source position, so it travels in this header;
+# every record of an embedder also names its model in a header, so that the sink of
+# another model's generation skips it without parsing it.
 INPUT_OFFSET_HEADER = "catalens-input-offset"
+MODEL_HEADER = "catalens-model"
 
 
 class EmbeddingRecord(BaseModel):
@@ -34,6 +37,11 @@ class EmbeddingRecord(BaseModel):
     occurred_at: AwareDatetime
     embedded_at: AwareDatetime = Field(default_factory=lambda: datetime.now(UTC))
     model: str = Field(description="the model that made the vector")
+    model_fingerprint: str | None = Field(
+        default=None,
+        description="digest of the model's weights: two checkpoints under one name never mix "
+        "(absent from older embedders)",
+    )
     dim: int = Field(ge=0)
     vector: str | None = Field(default=None, description="float32 little-endian, base64")
     attributes: dict[str, AttributeValue] = Field(default_factory=dict)

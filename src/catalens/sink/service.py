@@ -1,9 +1,13 @@
-"""The sink service: a consumer-group member that writes embedding records into Milvus.
+"""The sink service: a consumer-group member that writes one model's embedding records
+into that model's generation of the index.
 
-Per batch: decode ▸ collapse per product ▸ read stored versions ▸ plan ▸ write ▸ mark the
-batch's offsets done. Offsets are only marked after Milvus returned, so a crash anywhere
-replays the batch, and replaying is idempotent (plan_writes). While Milvus is away the
-batch is retried with capped backoff and consumption is paused; nothing is skipped.
+Per batch: decode ▸ skip other models' records ▸ collapse per product ▸ read stored
+versions ▸ plan ▸ write ▸ mark the batch's offsets done. Offsets are only marked after
+Milvus returned, so a crash anywhere replays the batch, and replaying changes nothing
+(catalens.sink.plan). While Milvus is away the batch is retried with capped backoff and
+consumption is paused; nothing is skipped. Vectors that claim this sink's model but not
+its generation's dimension or weights stop the sink (unready, nothing committed past
+them): an operator error, never a silent mix and never a dead-lettered stream.
 """
 
 from __future__ import annotations
@@ -17,11 +21,12 @@ from typing import TypeVar
 
 from pydantic import ValidationError
 
+from catalens.errors import OperatorError
 from catalens.kafka import DeliveryError, Record, RecordPublisher, RecordSource
-from catalens.records import UNKNOWN_OFFSET
+from catalens.records import UNKNOWN_OFFSET, ModelIdentity
 from catalens.retry import Backoff, Stopped, TransientError, retry_transient
 from catalens.schemas import DeadLetter, EmbeddingRecord, Op, Reason
-from catalens.schemas.embedding import INPUT_OFFSET_HEADER
+from catalens.schemas.embedding import INPUT_OFFSET_HEADER, MODEL_HEADER
 from catalens.sink.plan import Change, Item, Plan, collapse, plan_writes
 from catalens.store import IndexWriter
 
@@ -59,15 +64,21 @@ class SinkService:
         self.stale = 0
         self.deleted = 0
         self.dead_lettered = 0
+        self.other_model = 0
+        self.halted: str | None = None  # why the sink stopped consuming, if it did
+        self._identity: ModelIdentity | None = None
 
     def run(self) -> None:
         """Serve until ``stop`` is set; the batch in hand is finished, or left uncommitted
         when the stop comes while Milvus is away (the next owner replays it)."""
         try:
-            self._retry(self._store.open, "open the index")
+            self._identity = self._retry(self._store.open, "open the index")
             self.ready.set()
             log.info("sink serving (model %s)", self.config.model)
-            self._serve()
+            try:
+                self._serve()
+            except OperatorError as error:
+                self._halt(str(error))
         except Stopped as stopped:
             log.info("stopped while waiting for: %s", stopped)
         finally:
@@ -86,23 +97,43 @@ class SinkService:
             if time.monotonic() - last_report > 10:
                 last_report = time.monotonic()
                 log.info(
-                    "written %d, deleted %d, stale %d, dead-lettered %d",
+                    "written %d, deleted %d, stale %d, dead-lettered %d, other models' %d",
                     self.written,
                     self.deleted,
                     self.stale,
                     self.dead_lettered,
+                    self.other_model,
                 )
+
+    def _halt(self, reason: str) -> None:
+        """Stop consuming and stay unready until stopped, staying in the group so the
+        partitions do not wander to a replica that would hit the same wall."""
+        self.halted = reason
+        self.ready.clear()
+        self._source.pause()
+        log.error("sink halted, nothing is committed past this point: %s", reason)
+        while not self._stop.is_set():
+            self._sleep_polling(60)
+            if not self._stop.is_set():
+                log.error("sink still halted: %s", reason)
 
     def process(self, records: list[Record]) -> None:
         """Apply one batch to Milvus, then mark its offsets done."""
         items: list[Item] = []
         letters: list[tuple[Record, DeadLetter]] = []
+        identities: set[ModelIdentity] = set()
         for record in records:
             decoded = self._decode(record)
-            if isinstance(decoded, DeadLetter):
+            if decoded is None:
+                self.other_model += 1
+            elif isinstance(decoded, DeadLetter):
                 letters.append((record, decoded))
             else:
                 items.append(decoded)
+                if (identity := _identity(decoded[1])) is not None:
+                    identities.add(identity)
+        if identities:
+            self._retry(lambda: self._check_generation(identities), "open the generation")
         changes = collapse(items)
         if changes:
             plan: Plan = self._retry(lambda: self._apply(changes), "write batch")
@@ -123,8 +154,28 @@ class SinkService:
         self._store.apply(plan)
         return plan
 
-    def _decode(self, record: Record) -> Item | DeadLetter:
-        """The record as (product id, embedding or None for a tombstone, input position)."""
+    def _check_generation(self, identities: set[ModelIdentity]) -> None:
+        """Make the generation for the first vectors; refuse vectors that cannot join it."""
+        if self._identity is None:
+            self._identity = self._store.open()
+        if self._identity is None:
+            first = min(identities, key=lambda i: (i.dim, i.fingerprint))
+            self._store.create(first)
+            self._identity = first
+        for identity in identities:
+            if (why := self._identity.differs(identity)) is not None:
+                raise OperatorError(
+                    f"vectors of {identity.name!r} cannot join its generation: {why}; "
+                    "give the other checkpoint a model name of its own, or drop this "
+                    "generation (catalens index drop) to rebuild it"
+                )
+
+    def _decode(self, record: Record) -> Item | DeadLetter | None:
+        """The record as (product id, embedding or None for a tombstone, input position);
+        None for another model's record, which this sink skips."""
+        model = next((v for k, v in record.headers if k == MODEL_HEADER), None)
+        if model is not None and model.decode("utf-8", "replace") != self.config.model:
+            return None
         key = record.key.decode("utf-8", "replace") if record.key else None
         if record.value is None:
             if not key:
@@ -137,11 +188,8 @@ class SinkService:
             embedding = EmbeddingRecord.model_validate_json(record.value)
         except ValidationError as exc:
             return self._letter(record, f"bad embedding record: {exc}")
-        if embedding.op is Op.UPSERT and embedding.model != self.config.model:
-            return self._letter(
-                record,
-                f"vector of model {embedding.model!r}, this index holds {self.config.model!r}",
-            )
+        if embedding.model != self.config.model:
+            return None
         position = UNKNOWN_OFFSET if embedding.input_offset is None else embedding.input_offset
         return embedding.product_id, embedding, position
 
@@ -211,6 +259,13 @@ class SinkService:
             if leftover:  # cannot happen while paused; never drop a record if it does
                 raise RuntimeError("records arrived while the sink was paused")
             self.healthy_at = time.monotonic()
+
+
+def _identity(record: EmbeddingRecord | None) -> ModelIdentity | None:
+    """The identity of an upsert's vector; records of older embedders name no weights."""
+    if record is None or record.op is not Op.UPSERT:
+        return None
+    return ModelIdentity(record.model, record.dim, record.model_fingerprint or "unrecorded")
 
 
 def _header_offset(record: Record) -> int | None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Protocol
 
-from catalens.records import Hit, Plan, Row, Stored
+from catalens.records import Hit, ModelIdentity, Plan, Row, Stored
 from catalens.schemas.embedding import Vector
 
 __all__ = ["IndexReader", "IndexWriter"]
@@ -25,8 +25,14 @@ class IndexWriter(Protocol):
     since applying the same plan again is idempotent), or raises a bug.
     """
 
-    def open(self) -> None:
-        """Reach the store and prepare what exists (idempotent)."""
+    def open(self) -> ModelIdentity | None:
+        """Reach the store, prepare what exists, and return the identity of the model the
+        generation holds (None while it has no vectors yet). Idempotent, and cheap once
+        the generation exists: call it again to learn of one another replica created."""
+
+    def create(self, identity: ModelIdentity) -> None:
+        """Make the generation for ``identity`` (idempotent). Raises ``OperatorError``
+        when it exists for another identity."""
 
     def stored(self, product_ids: Sequence[str]) -> Mapping[str, Stored]:
         """What the index holds for each product: live version, the input position of the
@@ -34,8 +40,8 @@ class IndexWriter(Protocol):
         from, so a batch is planned against its predecessor's effect."""
 
     def apply(self, plan: Plan) -> None:
-        """Write floors, then deletes, then upserts. A crash between the steps leaves a
-        state that applying the same plan again completes."""
+        """Write floors, then deletes, then upserts (upserts need :meth:`create` first).
+        A crash between the steps leaves a state that applying the plan again completes."""
 
 
 class IndexReader(Protocol):

@@ -12,9 +12,12 @@ import hashlib
 import logging
 import re
 import time
+from dataclasses import dataclass
 
 from pymilvus import DataType, MilvusClient
 
+from catalens.errors import OperatorError
+from catalens.records import ModelIdentity
 from catalens.retry import TransientError
 from catalens.store.client import Milvus
 
@@ -29,9 +32,10 @@ TOMBSTONE_DIM = 2  # Milvus needs a vector field in every collection
 ORDER_FIELD = "input_offset"
 
 
-class IncompatibleIndex(RuntimeError):
-    """A collection exists under the expected name but does not have the expected layout:
-    an operator must rebuild it (a rebuild is a replay); retrying cannot help."""
+class IncompatibleIndex(OperatorError):
+    """A collection exists under the expected name but does not have the expected layout
+    or model: an operator must act (rebuild, drop, or name the model differently);
+    retrying cannot help."""
 
 
 def slug(model: str) -> str:
@@ -47,6 +51,24 @@ def collection_name(alias: str, model: str) -> str:
 
 def tombstones_name(alias: str) -> str:
     return f"{alias}__tombstones"
+
+
+# A generation's collection description: this prefix, then its ModelIdentity as JSON.
+_IDENTITY_PREFIX = "Catalens generation "
+
+
+@dataclass(frozen=True)
+class Generation:
+    """One model's collection of an alias, as ``catalens index status`` shows it."""
+
+    collection: str
+    identity: ModelIdentity | None  # None: written by a Catalens that did not record it
+    rows: int
+    serving: bool
+
+    @property
+    def model(self) -> str:
+        return self.identity.name if self.identity is not None else "?"
 
 
 class IndexAdmin:
@@ -76,28 +98,34 @@ class IndexAdmin:
         self.milvus.load(name)
         return name
 
-    def open_generation(self, model: str) -> str | None:
-        """Load the existing collection of ``model``; None when there is none yet."""
+    def open_generation(self, model: str) -> tuple[str, ModelIdentity | None] | None:
+        """Load the existing collection of ``model``: its name and the identity it was
+        created for; None when there is none yet."""
         name = collection_name(self.alias, model)
         if not self.milvus.has_collection(name):
             return None
-        self._check_layout(name)
+        identity = self._check_layout(name)
         self.milvus.load(name)
-        return name
+        return name, identity
 
     def ensure_generation(
-        self, model: str, dim: int, *, hnsw_m: int = 16, ef_construction: int = 200
+        self, identity: ModelIdentity, *, hnsw_m: int = 16, ef_construction: int = 200
     ) -> str:
-        """Create (if missing) and load the collection of ``model``; point the alias at it
-        when the alias does not exist yet. Returns the collection's name."""
-        name = collection_name(self.alias, model)
+        """Create (if missing) and load the collection of ``identity``'s model; point the
+        alias at it when the alias does not exist yet. Returns the collection's name.
+        Raises :class:`IncompatibleIndex` when the collection holds another identity."""
+        name = collection_name(self.alias, identity.name)
+        dim = identity.dim
         if self.milvus.has_collection(name):
-            self._check_layout(name)
+            stored = self._check_layout(name)
+            why = None if stored is None else stored.differs(identity)
+            if why is not None:
+                raise IncompatibleIndex(f"generation {name}: {why}")
         else:
             schema = MilvusClient.create_schema(
                 auto_id=False,
                 enable_dynamic_field=False,
-                description=f"Catalens products, model {model}"[:250],
+                description=_IDENTITY_PREFIX + identity.to_json(),
             )
             schema.add_field(
                 "product_id", DataType.VARCHAR, is_primary=True, max_length=MAX_ID_LENGTH
@@ -130,14 +158,69 @@ class IndexAdmin:
                 log.info("alias %s created by another replica (%s)", self.alias, exc)
         return name
 
-    def _check_layout(self, name: str) -> None:
-        fields = {f["name"] for f in self.milvus.describe_collection(name).get("fields", [])}
+    def _check_layout(self, name: str) -> ModelIdentity | None:
+        """The identity the collection was created for, after checking its layout."""
+        described = self.milvus.describe_collection(name)
+        fields = {f["name"] for f in described.get("fields", [])}
         if ORDER_FIELD not in fields:
             raise IncompatibleIndex(
                 f"collection {name} has no {ORDER_FIELD!r} field: it was written by an older "
                 "Catalens whose replays were not safe; rebuild it by replaying the input topic "
                 "into a new alias (CATALENS_COLLECTION) or drop it"
             )
+        return _identity(str(described.get("description") or ""))
+
+    # -- generations ----------------------------------------------------------------------
+
+    def generations(self) -> list[Generation]:
+        """Every generation of the alias, with its row count (read with Strong
+        consistency) and whether the alias serves it."""
+        serving = self.milvus.alias_target(self.alias)
+        prefix, tombstones = f"{self.alias}__", self.tombstones
+        out = []
+        for name in sorted(self.milvus.list_collections()):
+            if not name.startswith(prefix) or name == tombstones:
+                continue
+            described = self.milvus.describe_collection(name)
+            self.milvus.load(name)
+            out.append(
+                Generation(
+                    collection=name,
+                    identity=_identity(str(described.get("description") or "")),
+                    rows=self.milvus.count(name),
+                    serving=name == serving,
+                )
+            )
+        return out
+
+    def find(self, model: str) -> Generation:
+        """The generation of ``model``: its name as configured, or its collection."""
+        generations = self.generations()
+        for generation in generations:
+            if model in (generation.model, generation.collection):
+                return generation
+        known = ", ".join(f"{g.model} ({g.collection})" for g in generations) or "none"
+        raise LookupError(
+            f"no generation of {model!r} under alias {self.alias}; there are: {known}"
+        )
+
+    def product_ids(self, collection: str) -> set[str]:
+        return self.milvus.all_ids(collection)
+
+    def serve(self, collection: str) -> None:
+        """Point the alias at ``collection``: one atomic switch for every reader."""
+        if self.alias in self.milvus.alias_names():
+            self.milvus.alter_alias(collection, self.alias)
+        else:
+            self.milvus.create_alias(collection, self.alias)
+        log.info("alias %s -> %s", self.alias, collection)
+
+    def drop(self, collection: str) -> None:
+        if self.milvus.alias_target(self.alias) == collection:
+            raise IncompatibleIndex(
+                f"{collection} is served by alias {self.alias}: promote another generation first"
+            )
+        self.milvus.drop_collection(collection)
 
     def drop_all(self) -> None:
         """Drop the alias and every collection behind it (tests, reindexing from scratch)."""
@@ -158,3 +241,9 @@ class IndexAdmin:
                 return
             time.sleep(1)
         raise TransientError(f"index of {name} not built in {timeout_s}s")
+
+
+def _identity(description: str) -> ModelIdentity | None:
+    if not description.startswith(_IDENTITY_PREFIX):
+        return None
+    return ModelIdentity.from_json(description[len(_IDENTITY_PREFIX) :])

@@ -200,6 +200,28 @@ class Milvus:
             )
         ]
 
+    def count(self, name: str) -> int:
+        """Live rows of a collection, deletes applied (Strong consistency)."""
+        rows = self.query(name, "", ["count(*)"], strong=True)
+        return int(rows[0]["count(*)"]) if rows else 0
+
+    def all_ids(self, name: str, batch: int = 10_000) -> set[str]:
+        """Every primary key of a collection, read in batches."""
+
+        def read(client: MilvusClient) -> set[str]:
+            ids: set[str] = set()
+            iterator = client.query_iterator(
+                name, batch_size=batch, output_fields=["product_id"], timeout=self._timeout
+            )
+            try:
+                while rows := iterator.next():
+                    ids.update(str(r["product_id"]) for r in rows)
+            finally:
+                iterator.close()
+            return ids
+
+        return self._run("read ids", read)
+
     def flush(self, name: str) -> None:
         self._run("flush", lambda c: c.flush(name, timeout=self._timeout))
 

@@ -14,7 +14,8 @@ from dataclasses import replace
 
 import numpy as np
 
-from catalens.records import Hit, Plan, Row, Stored
+from catalens.errors import OperatorError
+from catalens.records import Hit, ModelIdentity, Plan, Row, Stored
 from catalens.schemas.embedding import Vector
 
 
@@ -24,10 +25,18 @@ class MemoryIndex:
     def __init__(self) -> None:
         self.rows: dict[str, Row] = {}
         self.floors: dict[str, int] = {}
+        self.identity: ModelIdentity | None = None
         self._lock = threading.Lock()
 
-    def open(self) -> None:
-        pass
+    def open(self) -> ModelIdentity | None:
+        return self.identity
+
+    def create(self, identity: ModelIdentity) -> None:
+        with self._lock:
+            if self.identity is None:
+                self.identity = identity
+            elif (why := self.identity.differs(identity)) is not None:
+                raise OperatorError(f"generation of {self.identity.name}: {why}")
 
     def stored(self, product_ids: Sequence[str]) -> dict[str, Stored]:
         with self._lock:
@@ -43,6 +52,8 @@ class MemoryIndex:
 
     def apply(self, plan: Plan) -> None:
         with self._lock:
+            if plan.upserts and self.identity is None:
+                raise RuntimeError("create() the generation before writing vectors")
             self.floors.update(plan.floors)
             for p in plan.deletes:
                 self.rows.pop(p, None)

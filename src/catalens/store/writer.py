@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from catalens.records import Plan, Row, Stored, quote
+from catalens.records import ModelIdentity, Plan, Row, Stored, quote
 from catalens.store.admin import (
     MAX_IMAGE_LENGTH,
     MAX_TEXT_LENGTH,
@@ -24,8 +24,8 @@ QUERY_CHUNK = 500
 class MilvusWriter:
     """One model's generation of an alias; implements :class:`catalens.store.IndexWriter`.
 
-    The generation's collection is created on the first upsert (its dimension comes from
-    the vectors); until then the index holds only delete floors.
+    The generation's collection is made by :meth:`create`, for the identity of the first
+    vectors; until then the index holds only delete floors.
     """
 
     def __init__(
@@ -42,25 +42,32 @@ class MilvusWriter:
         self._model = model
         self._hnsw = {"hnsw_m": hnsw_m, "ef_construction": ef_construction}
         self._collection: str | None = None
+        self._identity: ModelIdentity | None = None
         self._opened = False
 
     @property
     def collection(self) -> str | None:
         return self._collection
 
-    def open(self) -> None:
-        self._admin.ensure_tombstones()
-        self._collection = self._admin.open_generation(self._model)
-        self._opened = True
-
-    def stored(self, product_ids: Sequence[str]) -> dict[str, Stored]:
-        """Read with Strong consistency, so the sink's own previous writes are seen."""
+    def open(self) -> ModelIdentity | None:
         if not self._opened:
-            self.open()
+            self._admin.ensure_tombstones()
+            self._opened = True
         if self._collection is None:
             # Another replica may have created the generation since: a partition it wrote
             # can move here, and its rows must be seen before this one writes over them.
-            self._collection = self._admin.open_generation(self._model)
+            found = self._admin.open_generation(self._model)
+            if found is not None:
+                self._collection, self._identity = found
+        return self._identity
+
+    def create(self, identity: ModelIdentity) -> None:
+        self._collection = self._admin.ensure_generation(identity, **self._hnsw)
+        self._identity = identity
+
+    def stored(self, product_ids: Sequence[str]) -> dict[str, Stored]:
+        """Read with Strong consistency, so the sink's own previous writes are seen."""
+        self.open()
         live: dict[str, tuple[int, int]] = {}
         floors: dict[str, int] = {}
         for chunk in _chunks(product_ids, QUERY_CHUNK):
@@ -83,8 +90,9 @@ class MilvusWriter:
     def apply(self, plan: Plan) -> None:
         """Floors first: a crash half-way leaves a state the redelivered batch completes,
         and never one where a deleted product is missing its floor."""
-        if not self._opened:
-            self.open()
+        self.open()
+        if plan.upserts and self._collection is None:
+            raise RuntimeError("create() the generation before writing vectors")
         if plan.floors:
             marker = [0.0] * TOMBSTONE_DIM
             self._milvus.upsert(
@@ -94,10 +102,7 @@ class MilvusWriter:
         if plan.deletes and self._collection is not None:
             for chunk in _chunks(plan.deletes, QUERY_CHUNK):
                 self._milvus.delete(self._collection, list(chunk))
-        if plan.upserts:
-            if self._collection is None:
-                dim = int(np.asarray(plan.upserts[0].vector).shape[0])
-                self._collection = self._admin.ensure_generation(self._model, dim, **self._hnsw)
+        if plan.upserts and self._collection is not None:
             self._milvus.upsert(self._collection, [_to_entity(row) for row in plan.upserts])
 
     def close(self) -> None:

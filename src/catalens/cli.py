@@ -1,4 +1,4 @@
-"""``catalens up | publish | embedder | sink | api | dlq | model``.
+"""``catalens up | publish | embedder | sink | api | dlq | index | model``.
 
 Options override the ``CATALENS_*`` environment variables of the same name
 (``--kafka-bootstrap`` ↔ ``CATALENS_KAFKA_BOOTSTRAP``).
@@ -17,6 +17,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from catalens.errors import OperatorError
 from catalens.retry import Stopped
 from catalens.settings import (
     ApiSettings,
@@ -183,6 +184,34 @@ def cmd_up(args: argparse.Namespace) -> int:
     )
 
 
+def cmd_index(args: argparse.Namespace) -> int:
+    from catalens.index import commands
+
+    settings = _settings(CatalensSettings, args)
+    _configure_logging(settings.log_level)
+    if args.action == "status":
+        rows = commands.status(settings)
+        print(commands.as_json(rows) if args.json else commands.table(rows))
+        return 0
+    if not args.model:
+        sys.exit(f"catalens index {args.action}: name the MODEL")
+    try:
+        if args.action == "promote":
+            print(
+                commands.promote(settings, args.model, tolerance=args.tolerance, force=args.force)
+            )
+        else:
+            print(commands.drop(settings, args.model))
+    except commands.PromotionRefused as refused:
+        problems = "\n".join(f"  - {p}" for p in refused.problems)
+        print(f"not promoted:\n{problems}\n(--force promotes anyway)", file=sys.stderr)
+        return 1
+    except (LookupError, OperatorError) as error:
+        print(f"catalens index {args.action}: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def cmd_dlq(args: argparse.Namespace) -> int:
     from catalens.dlq import run_dlq
 
@@ -242,6 +271,24 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_common(dlq, ("dlq_topic",))
     dlq.set_defaults(func=cmd_dlq)
+
+    index = commands.add_parser(
+        "index", help="index generations: status, promote MODEL, drop MODEL"
+    )
+    index.add_argument("action", choices=["status", "promote", "drop"])
+    index.add_argument("model", nargs="?", help="the generation's model (or its collection)")
+    index.add_argument("--json", action="store_true", help="status as JSON, for machines")
+    index.add_argument(
+        "--tolerance",
+        type=float,
+        default=0.01,
+        help="promote: the share by which row counts may differ (default %(default)s)",
+    )
+    index.add_argument(
+        "--force", action="store_true", help="promote even when the check finds differences"
+    )
+    _add_common(index, ("embeddings_topic",))
+    index.set_defaults(func=cmd_index)
 
     model = commands.add_parser("model", help="write a random-weights CLIP (tests, benchmarks)")
     model.add_argument("directory")

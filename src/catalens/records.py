@@ -7,7 +7,9 @@ these, so it can be tested, and imported, without a broker or a database.
 
 from __future__ import annotations
 
+import hashlib
 import json
+import re
 from dataclasses import dataclass, field
 
 from catalens.schemas.embedding import Vector
@@ -80,6 +82,14 @@ class Plan:
     deletes: list[str] = field(default_factory=list)
     floors: list[tuple[str, int]] = field(default_factory=list)
     stale: int = 0  # upserts dropped as older than what the index holds
+
+
+def model_key(model: str) -> str:
+    """A name-safe key for a model id or path: readable, and unique through a digest.
+    It names the model's generation and, by default, its consumer groups."""
+    tail = model.rstrip("/").split("/")[-1]
+    readable = re.sub(r"[^A-Za-z0-9_]", "_", tail).strip("_")[:80] or "model"
+    return f"{readable}_{hashlib.sha1(model.encode()).hexdigest()[:8]}"
 
 
 def quote(text: str) -> str:

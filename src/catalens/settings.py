@@ -10,8 +10,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from catalens.records import model_key
 
 DEFAULT_MODEL = "clip-ViT-B-32"
 
@@ -63,7 +65,9 @@ class CatalensSettings(BaseSettings):
 class EmbedderSettings(CatalensSettings):
     """The embedder: image fetching limits, batching and inference choices."""
 
-    embedder_group: str = "catalens-embedder"
+    # Empty: catalens-embedder.<model key>, so that the embedder of a new model reads the
+    # input topic from its start in a group of its own, beside the live model's.
+    embedder_group: str = ""
     batch_size: int = Field(default=32, ge=1, le=4096)
     # How long a partial batch may wait for more images: small batches under light
     # traffic (latency), full batches under load (throughput).
@@ -96,17 +100,31 @@ class EmbedderSettings(CatalensSettings):
     def _lists_from_env(cls, value: Any) -> Any:
         return _split_commas(value)
 
+    @model_validator(mode="after")
+    def _group_follows_model(self) -> EmbedderSettings:
+        if not self.embedder_group:
+            # Frozen settings: this is the last step of building them.
+            object.__setattr__(self, "embedder_group", f"catalens-embedder.{model_key(self.model)}")
+        return self
+
 
 class SinkSettings(CatalensSettings):
     """The sink: how many records it collapses into one Milvus write."""
 
-    sink_group: str = "catalens-sink"
+    # Empty: catalens-sink.<model key> (see embedder_group).
+    sink_group: str = ""
     sink_batch_size: int = Field(default=1000, ge=1)
     # After a record arrives, how long to wait for more to write with it. 0: write what
     # has arrived; under load records queue up during each write, so batches grow anyway.
     sink_batch_wait_ms: int = Field(default=0, ge=0)
     hnsw_m: int = Field(default=16, ge=4, le=64)
     hnsw_ef_construction: int = Field(default=200, ge=8)
+
+    @model_validator(mode="after")
+    def _group_follows_model(self) -> SinkSettings:
+        if not self.sink_group:
+            object.__setattr__(self, "sink_group", f"catalens-sink.{model_key(self.model)}")
+        return self
 
 
 class ApiSettings(CatalensSettings):

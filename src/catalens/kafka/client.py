@@ -42,7 +42,13 @@ def client_config(settings: CatalensSettings) -> dict[str, Any]:
 
 
 def ensure_topics(settings: CatalensSettings, topics: Iterable[str]) -> None:
-    """Create the topics that do not exist yet (idempotent; racing replicas are fine)."""
+    """Create the topics that do not exist yet (idempotent; racing replicas are fine).
+
+    The input topic is created compacted: it keeps the latest event of every product, so
+    replaying it from the start rebuilds the catalog (a new model's generation is built
+    that way). Its tombstones must outlive the slowest reader (``delete.retention.ms``,
+    README "Operating Catalens"); the other topics keep the broker's time retention.
+    """
     admin = AdminClient(client_config(settings))
     try:
         existing = admin.list_topics(timeout=10).topics
@@ -57,6 +63,7 @@ def ensure_topics(settings: CatalensSettings, topics: Iterable[str]) -> None:
                 t,
                 num_partitions=settings.topic_partitions,
                 replication_factor=settings.topic_replication,
+                config={"cleanup.policy": "compact"} if t == settings.input_topic else {},
             )
             for t in missing
         ]
@@ -68,6 +75,32 @@ def ensure_topics(settings: CatalensSettings, topics: Iterable[str]) -> None:
         except KafkaException as exc:
             if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
                 raise TransientError(f"cannot create topic {topic}: {exc}") from exc
+
+
+def group_lag(settings: CatalensSettings, group: str, topic: str) -> int | None:
+    """Records of ``topic`` that ``group`` has not committed yet: end offset minus committed
+    offset, summed over partitions; None when the group has committed nothing. Correct on
+    Kafka; the development broker (Tansu) reports wrong end offsets."""
+    consumer = Consumer(client_config(settings) | {"group.id": group, "enable.auto.commit": False})
+    try:
+        metadata = consumer.list_topics(topic, timeout=10).topics.get(topic)
+        if metadata is None or metadata.error is not None:
+            return None
+        partitions = [TopicPartition(topic, p) for p in metadata.partitions]
+        committed = consumer.committed(partitions, timeout=10)
+        if all(tp.offset < 0 for tp in committed):
+            return None
+        behind = 0
+        for tp in committed:
+            low, high = consumer.get_watermark_offsets(
+                TopicPartition(topic, tp.partition), timeout=10
+            )
+            behind += max(0, high - (tp.offset if tp.offset >= 0 else low))
+        return behind
+    except KafkaException as exc:
+        raise TransientError(f"cannot read the lag of {group}: {exc}") from exc
+    finally:
+        consumer.close()
 
 
 def _record(message: Message) -> Record:

@@ -8,16 +8,14 @@ in all of them and a late, older upsert resurrects a product in none.
 
 from __future__ import annotations
 
-import hashlib
 import logging
-import re
 import time
 from dataclasses import dataclass
 
 from pymilvus import DataType, MilvusClient
 
 from catalens.errors import OperatorError
-from catalens.records import ModelIdentity
+from catalens.records import ModelIdentity, model_key
 from catalens.retry import TransientError
 from catalens.store.client import Milvus
 
@@ -38,15 +36,8 @@ class IncompatibleIndex(OperatorError):
     retrying cannot help."""
 
 
-def slug(model: str) -> str:
-    """A collection-name-safe rendering of a model id or path."""
-    tail = model.rstrip("/").split("/")[-1]
-    return re.sub(r"[^A-Za-z0-9_]", "_", tail).strip("_")[:80] or "model"
-
-
 def collection_name(alias: str, model: str) -> str:
-    digest = hashlib.sha1(model.encode()).hexdigest()[:8]
-    return f"{alias}__{slug(model)}_{digest}"
+    return f"{alias}__{model_key(model)}"
 
 
 def tombstones_name(alias: str) -> str:

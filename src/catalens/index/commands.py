@@ -1,0 +1,137 @@
+"""``catalens index status | promote MODEL | drop MODEL``: the operator's view of the
+generations of an alias, and the switch between them."""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from catalens.index.checks import promotion_check
+from catalens.kafka.client import group_lag
+from catalens.records import model_key
+from catalens.settings import CatalensSettings
+from catalens.store.admin import Generation, IndexAdmin
+from catalens.store.client import Milvus
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class GenerationStatus:
+    generation: Generation
+    # Records the generation's embedder and sink still have to read (None: no such group).
+    # Derived from the broker's end offsets, which are wrong on the development broker.
+    embedder_behind: int | None
+    sink_behind: int | None
+
+    def to_json(self) -> dict[str, Any]:
+        identity = self.generation.identity
+        return {
+            "model": self.generation.model,
+            "collection": self.generation.collection,
+            "dim": identity.dim if identity else None,
+            "fingerprint": identity.fingerprint if identity else None,
+            "rows": self.generation.rows,
+            "serving": self.generation.serving,
+            "embedder_behind": self.embedder_behind,
+            "sink_behind": self.sink_behind,
+        }
+
+
+def status(settings: CatalensSettings) -> list[GenerationStatus]:
+    milvus = Milvus(settings.milvus_uri, _token(settings))
+    try:
+        generations = IndexAdmin(milvus, settings.collection).generations()
+    finally:
+        milvus.close()
+    out = []
+    for generation in generations:
+        key = model_key(generation.model)
+        out.append(
+            GenerationStatus(
+                generation,
+                group_lag(settings, f"catalens-embedder.{key}", settings.input_topic),
+                group_lag(settings, f"catalens-sink.{key}", settings.embeddings_topic),
+            )
+        )
+    return out
+
+
+def table(rows: list[GenerationStatus]) -> str:
+    """The status for people: one line per generation."""
+    header = ("model", "dim", "rows", "serving", "embedder behind", "sink behind", "collection")
+    lines = [header]
+    for row in rows:
+        data = row.to_json()
+        lines.append(
+            (
+                str(data["model"]),
+                str(data["dim"] if data["dim"] is not None else "?"),
+                str(data["rows"]),
+                "yes" if data["serving"] else "no",
+                _count(data["embedder_behind"]),
+                _count(data["sink_behind"]),
+                str(data["collection"]),
+            )
+        )
+    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
+    return "\n".join(
+        "  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip() for line in lines
+    )
+
+
+def promote(settings: CatalensSettings, model: str, *, tolerance: float, force: bool) -> str:
+    """Point the alias at ``model``'s generation after the promotion check; raises
+    :class:`PromotionRefused` (unless ``force``) with what the check found."""
+    milvus = Milvus(settings.milvus_uri, _token(settings), timeout_s=120)
+    try:
+        admin = IndexAdmin(milvus, settings.collection)
+        candidate = admin.find(model)
+        served = next((g for g in admin.generations() if g.serving), None)
+        if candidate.serving:
+            return f"{candidate.model} is already served by {settings.collection}"
+        if served is not None:
+            readiness = promotion_check(
+                admin.product_ids(served.collection),
+                admin.product_ids(candidate.collection),
+                tolerance=tolerance,
+            )
+            if not readiness.ready and not force:
+                raise PromotionRefused(readiness.problems)
+            for problem in readiness.problems:
+                log.warning("promoting despite: %s", problem)
+        admin.serve(candidate.collection)
+        return f"{settings.collection} now serves {candidate.model} ({candidate.collection})"
+    finally:
+        milvus.close()
+
+
+def drop(settings: CatalensSettings, model: str) -> str:
+    milvus = Milvus(settings.milvus_uri, _token(settings), timeout_s=120)
+    try:
+        admin = IndexAdmin(milvus, settings.collection)
+        generation = admin.find(model)
+        admin.drop(generation.collection)
+        return f"dropped {generation.model} ({generation.collection})"
+    finally:
+        milvus.close()
+
+
+class PromotionRefused(Exception):
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("; ".join(problems))
+        self.problems = problems
+
+
+def as_json(rows: list[GenerationStatus]) -> str:
+    return json.dumps([row.to_json() for row in rows], indent=2)
+
+
+def _count(value: Any) -> str:
+    return "-" if value is None else str(value)
+
+
+def _token(settings: CatalensSettings) -> str | None:
+    return settings.milvus_token.get_secret_value() if settings.milvus_token else None

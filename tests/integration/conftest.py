@@ -1,7 +1,7 @@
-"""Session fixtures: the real broker (Tansu) and the real Milvus standalone server.
+"""Session fixtures: the real Milvus standalone server (the real broker is in
+tests/conftest.py, shared with the contract tests).
 
-Set ``CATALENS_TEST_KAFKA_BOOTSTRAP`` / ``CATALENS_TEST_MILVUS_URI`` to run against an
-existing Kafka / Milvus instead of starting them.
+Set ``CATALENS_TEST_MILVUS_URI`` to run against an existing Milvus instead of starting it.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from catalens.localstack import Child, free_port, start_broker, start_milvus
+from catalens.localstack import Child, free_port, start_milvus
 from tests.integration.stack import Stack
 
 pytestmark = pytest.mark.integration
@@ -42,17 +42,6 @@ class MilvusServer:
         assert self.child is not None
         self.child.kill()
         self.child.stop(timeout_s=5)  # reap the process group
-
-
-@pytest.fixture(scope="session")
-def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    if external := os.environ.get("CATALENS_TEST_KAFKA_BOOTSTRAP"):
-        yield external
-        return
-    port = free_port()
-    child = start_broker(port, tmp_path_factory.mktemp("broker") / "broker.log")
-    yield f"127.0.0.1:{port}"
-    child.kill()  # memory only: nothing to flush
 
 
 @pytest.fixture(scope="session")

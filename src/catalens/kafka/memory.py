@@ -225,6 +225,8 @@ class MemorySource:
         then up to ``fill_s`` more for the rest of a full batch."""
         if self._closed:
             raise RuntimeError("poll on a closed source")
+        # The real client commits stored offsets in the background every second; here each
+        # poll does, so tests need not wait for an interval to see what was marked.
         self.commit_now()
         records: list[Record] = []
         deadline = time.monotonic() + timeout_s

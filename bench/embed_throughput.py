@@ -151,72 +151,38 @@ def catalens_in_process(hf_dir: Path, paths: list[Path]) -> tuple[float, np.ndar
     """The embedder service with default settings; Kafka replaced by memory. Returns
     images/s, the vectors, the encoder's mode and the CPU seconds used while timed."""
     from catalens.embedder.main import build_service
-    from catalens.kafka import Record
-    from catalens.kafka.memory import MemoryPublisher, MemorySource
+    from catalens.kafka.memory import MemoryBroker, MemoryPublisher, MemorySource
     from catalens.settings import EmbedderSettings
 
     settings = EmbedderSettings(model=str(hf_dir))
-    source = MemorySource()
-    outputs: list[bytes] = []
-    done = threading.Event()
-    expected = [0]
-
-    def on_record(topic: str, _key: bytes | None, value: bytes | None) -> None:
-        if topic == settings.embeddings_topic and value is not None:
-            outputs.append(value)
-            if len(outputs) >= expected[0]:
-                done.set()
-
+    broker = MemoryBroker()
+    source = MemorySource(broker, group_id=settings.embedder_group, topics=[settings.input_topic])
     stop = threading.Event()
     service, encoder = build_service(
-        settings, stop, source=source, publisher=MemoryPublisher(on_record)
+        settings, stop, source=source, publisher=MemoryPublisher(broker)
     )
     runner = threading.Thread(target=service.run)
     runner.start()
 
-    def feed(ids: list[str], offset: int) -> None:
-        source.feed(
-            Record(
-                settings.input_topic,
-                0,
-                offset + i,
-                pid.encode(),
-                inline_event(pid, p.read_bytes()),
-                [],
-                0,
-            )
-            for i, (pid, p) in enumerate(zip(ids, paths, strict=False))
-        )
-
     warm = [f"warm-{i}" for i in range(32)]
-    expected[0] = len(warm)
-    feed(warm, 0)
-    done.wait(600)
-    outputs.clear()
-    done.clear()
+    for pid, p in zip(warm, paths, strict=False):
+        broker.append(settings.input_topic, pid.encode(), inline_event(pid, p.read_bytes()))
+    broker.wait_for(settings.embeddings_topic, len(warm), 600)
     ids = [f"p{i:04d}" for i in range(len(paths))]
-    expected[0] = len(ids)
     # Events are built before the clock starts: encoding them is the producer's work.
-    records = [
-        Record(
-            settings.input_topic,
-            0,
-            1000 + i,
-            pid.encode(),
-            inline_event(pid, p.read_bytes()),
-            [],
-            0,
-        )
-        for i, (pid, p) in enumerate(zip(ids, paths, strict=True))
+    events = [
+        (pid.encode(), inline_event(pid, p.read_bytes())) for pid, p in zip(ids, paths, strict=True)
     ]
     cpu_before = time.process_time()
     started = time.perf_counter()
-    source.feed(records)
-    done.wait(3600)
+    for key, value in events:
+        broker.append(settings.input_topic, key, value)
+    broker.wait_for(settings.embeddings_topic, len(warm) + len(ids), 3600)
     elapsed = time.perf_counter() - started
     cpu = time.process_time() - cpu_before
     stop.set()
     runner.join()
+    outputs = [r.value for r in broker.records(settings.embeddings_topic) if r.value is not None]
     info = encoder.info
     mode = f"{info.device}, {info.runtime} {info.precision}"
     if info.check_cosine is not None:

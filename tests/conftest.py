@@ -26,6 +26,19 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_random_clip(tmp_path_factory.mktemp("model") / "tiny-clip", size="tiny")
 
 
+@pytest.fixture(scope="session")
+def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The real broker's bootstrap address: Tansu started for the session, or
+    ``CATALENS_TEST_KAFKA_BOOTSTRAP`` to use an existing Kafka instead."""
+    if external := os.environ.get("CATALENS_TEST_KAFKA_BOOTSTRAP"):
+        yield external
+        return
+    port = free_port()
+    child = start_broker(port, tmp_path_factory.mktemp("broker") / "broker.log")
+    yield f"127.0.0.1:{port}"
+    child.kill()  # memory only: nothing to flush
+
+
 def jpeg_bytes(width: int = 320, height: int = 480, seed: int = 0, quality: int = 90) -> bytes:
     """A photo-like JPEG: smooth gradients plus noise, different for every seed."""
     rng = np.random.default_rng(seed)
@@ -59,17 +72,6 @@ class MilvusServer:
         assert self.child is not None
         self.child.kill()
         self.child.stop(timeout_s=5)  # reap the process group
-
-
-@pytest.fixture(scope="session")
-def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    if external := os.environ.get("CATALENS_TEST_KAFKA_BOOTSTRAP"):
-        yield external
-        return
-    port = free_port()
-    child = start_broker(port, tmp_path_factory.mktemp("broker") / "broker.log")
-    yield f"127.0.0.1:{port}"
-    child.kill()  # memory only: nothing to flush
 
 
 @pytest.fixture(scope="session")

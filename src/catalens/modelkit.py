@@ -82,8 +82,11 @@ def write_tokenizer_files(directory: Path) -> None:
     (directory / "merges.txt").write_text("#version: 0.2\n")
 
 
-def build_random_clip(directory: Path, size: Size = "tiny", seed: int = 0) -> Path:
-    """Write a random CLIP (weights, config, tokenizer, image processor) to ``directory``."""
+def build_random_clip(
+    directory: Path, size: Size = "tiny", seed: int = 0, projection_dim: int | None = None
+) -> Path:
+    """Write a random CLIP (weights, config, tokenizer, image processor) to ``directory``;
+    ``projection_dim`` changes the vectors' dimension (two models that cannot mix)."""
     directory.mkdir(parents=True, exist_ok=True)
     arch = _ARCHITECTURES[size]
     write_tokenizer_files(directory)
@@ -98,7 +101,7 @@ def build_random_clip(directory: Path, size: Size = "tiny", seed: int = 0) -> Pa
             "pad_token_id": tokenizer.pad_token_id,
         },
         vision_config=arch["vision"],
-        projection_dim=arch["projection_dim"],
+        projection_dim=projection_dim or arch["projection_dim"],
     )
     torch.manual_seed(seed)
     model = CLIPModel(config)

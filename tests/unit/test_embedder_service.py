@@ -13,13 +13,14 @@ from typing import Any
 import pytest
 
 from catalens.embedder.main import build_service
-from catalens.kafka import Record
-from catalens.kafka.memory import MemoryPublisher, MemorySource
+from catalens.kafka.memory import MemoryBroker, MemoryPublisher, MemorySource
 from catalens.schemas import DeadLetter, EmbeddingRecord
 from catalens.settings import EmbedderSettings
 from tests.conftest import jpeg_bytes
 
 TOPIC = "catalens.product-images"
+GROUP = "catalens-embedder"
+Event = tuple[bytes | None, bytes | None]
 
 
 def event(pid: str, version: int, **extra: Any) -> bytes:
@@ -35,26 +36,44 @@ def event(pid: str, version: int, **extra: Any) -> bytes:
     return json.dumps(body).encode()
 
 
-def run(tiny_model: Path, records: list[Record]) -> tuple[MemorySource, MemoryPublisher]:
+def broker_with(records: list[Event]) -> MemoryBroker:
+    """A broker whose one-partition input topic holds ``records`` at offsets 0, 1, ..."""
+    broker = MemoryBroker(partitions=1)
+    for key, value in records:
+        broker.append(TOPIC, key, value)
+    return broker
+
+
+def outputs(broker: MemoryBroker) -> list[tuple[str, bytes | None, bytes | None]]:
+    """(topic, key, value) of everything the embedder produced."""
+    return [
+        (r.topic, r.key, r.value)
+        for topic in ("catalens.product-embeddings", "catalens.product-images.dlq")
+        for r in broker.records(topic)
+    ]
+
+
+def run(tiny_model: Path, records: list[Event]) -> MemoryBroker:
     settings = EmbedderSettings(model=str(tiny_model))
-    source, publisher = MemorySource(records), MemoryPublisher()
+    broker = broker_with(records)
+    source = MemorySource(broker, group_id=GROUP, topics=[TOPIC])
     stop = threading.Event()
-    service, _ = build_service(settings, stop, source=source, publisher=publisher)
+    service, _ = build_service(settings, stop, source=source, publisher=MemoryPublisher(broker))
     runner = threading.Thread(target=service.run)
     runner.start()
     deadline = time.monotonic() + 60
-    while len(publisher.records) < len(records) and time.monotonic() < deadline:
+    while len(outputs(broker)) < len(records) and time.monotonic() < deadline:
         time.sleep(0.05)
     time.sleep(0.3)  # let the last acknowledgements be served and offsets stored
     stop.set()
     runner.join(30)
     assert not runner.is_alive()
-    return source, publisher
+    return broker
 
 
 @pytest.fixture
-def records() -> list[Record]:
-    raw = [
+def records() -> list[Event]:
+    return [
         (b"a", event("a", 1)),
         (b"bad", b"{nope"),
         (b"b", event("b", 2, op="delete", image=None)),
@@ -62,26 +81,24 @@ def records() -> list[Record]:
         (None, event("c", 3)),
         (b"d", event("d", 4, image={"data": base64.b64encode(b"not an image").decode()})),
     ]
-    return [Record(TOPIC, 0, offset, key, value, [], 0) for offset, (key, value) in enumerate(raw)]
 
 
 def test_every_input_yields_exactly_one_output_and_offsets_follow_them(
-    tiny_model: Path, records: list[Record]
+    tiny_model: Path, records: list[Event]
 ) -> None:
-    source, publisher = run(tiny_model, records)
-    topics = [topic for topic, _, _ in publisher.records]
-    assert len(publisher.records) == len(records)
+    broker = run(tiny_model, records)
+    produced = outputs(broker)
+    topics = [topic for topic, _, _ in produced]
+    assert len(produced) == len(records)
     assert topics.count("catalens.product-images.dlq") == 2
-    assert source.committed == {(TOPIC, 0): len(records)}
+    assert broker.committed(GROUP) == {(TOPIC, 0): len(records)}
     letters = [
-        DeadLetter.model_validate_json(v)
-        for t, _, v in publisher.records
-        if t.endswith(".dlq") and v
+        DeadLetter.model_validate_json(v) for t, _, v in produced if t.endswith(".dlq") and v
     ]
     assert sorted(letter.reason.value for letter in letters) == ["invalid_json", "not_an_image"]
     embeddings = [
         EmbeddingRecord.model_validate_json(v)
-        for t, _, v in publisher.records
+        for t, _, v in produced
         if t == "catalens.product-embeddings" and v
     ]
     by_id = {e.product_id: e for e in embeddings}
@@ -91,19 +108,20 @@ def test_every_input_yields_exactly_one_output_and_offsets_follow_them(
 
 
 def test_records_of_one_product_leave_in_the_order_they_came(
-    tiny_model: Path, records: list[Record]
+    tiny_model: Path, records: list[Event]
 ) -> None:
-    _, publisher = run(tiny_model, records)
-    of_a = [value for _, key, value in publisher.records if key == b"a"]
+    of_a = [value for _, key, value in outputs(run(tiny_model, records)) if key == b"a"]
     assert len(of_a) == 2 and of_a[0] is not None and of_a[1] is None  # upsert, then tombstone
 
 
 def test_no_offset_is_committed_before_its_output_is_acknowledged(
-    tiny_model: Path, records: list[Record]
+    tiny_model: Path, records: list[Event]
 ) -> None:
     settings = EmbedderSettings(model=str(tiny_model))
-    source, publisher = MemorySource(records), MemoryPublisher()
-    publisher.hold = True  # the broker takes the records but acknowledges none yet
+    broker = broker_with(records)
+    source = MemorySource(broker, group_id=GROUP, topics=[TOPIC])
+    # The broker takes the records but acknowledges none yet.
+    publisher = MemoryPublisher(broker, hold=True)
     stop = threading.Event()
     service, _ = build_service(settings, stop, source=source, publisher=publisher)
     runner = threading.Thread(target=service.run)
@@ -112,17 +130,19 @@ def test_no_offset_is_committed_before_its_output_is_acknowledged(
         # Everything but a's tombstone goes out; the tombstone waits for a's upsert
         # to be acknowledged, so that it can never overtake it.
         deadline = time.monotonic() + 60
-        while len(publisher.records) < len(records) - 1 and time.monotonic() < deadline:
+        while len(outputs(broker)) < len(records) - 1 and time.monotonic() < deadline:
             time.sleep(0.05)
         time.sleep(0.5)
-        assert len(publisher.records) == len(records) - 1
-        assert (b"a", None) not in [(key, value) for _, key, value in publisher.records]
-        assert source.committed == {}
+        assert len(outputs(broker)) == len(records) - 1
+        assert (b"a", None) not in [(key, value) for _, key, value in outputs(broker)]
+        assert broker.committed(GROUP) == {}
         publisher.hold = False
         deadline = time.monotonic() + 10
-        while source.committed != {(TOPIC, 0): len(records)} and time.monotonic() < deadline:
+        while broker.committed(GROUP) != {(TOPIC, 0): len(records)} and (
+            time.monotonic() < deadline
+        ):
             time.sleep(0.05)
-        assert source.committed == {(TOPIC, 0): len(records)}
+        assert broker.committed(GROUP) == {(TOPIC, 0): len(records)}
     finally:
         publisher.hold = False
         stop.set()

@@ -9,8 +9,7 @@ from datetime import UTC, datetime
 
 import numpy as np
 
-from catalens.kafka import Record
-from catalens.kafka.memory import MemoryPublisher, MemorySource
+from catalens.kafka.memory import MemoryBroker, MemoryPublisher, MemorySource
 from catalens.records import Plan
 from catalens.retry import Backoff, TransientError
 from catalens.schemas import EmbeddingRecord, Op
@@ -18,6 +17,7 @@ from catalens.sink.service import SinkConfig, SinkService
 from catalens.store.memory import MemoryIndex
 
 TOPIC = "catalens.product-embeddings"
+GROUP = "catalens-sink"
 
 
 class FlakyStore(MemoryIndex):
@@ -34,7 +34,8 @@ class FlakyStore(MemoryIndex):
         super().apply(plan)
 
 
-def record(offset: int, pid: str, version: int) -> Record:
+def embedding(pid: str, version: int) -> tuple[bytes, bytes]:
+    """The key and value of an embedding record."""
     value = EmbeddingRecord(
         op=Op.UPSERT,
         product_id=pid,
@@ -45,17 +46,20 @@ def record(offset: int, pid: str, version: int) -> Record:
         dim=4,
         vector=EmbeddingRecord.pack(np.ones(4, dtype=np.float32)),
     )
-    return Record(TOPIC, 0, offset, pid.encode(), value.to_json(), [], 0)
+    return pid.encode(), value.to_json()
 
 
 def test_offsets_are_committed_only_after_the_write_and_a_failing_write_is_retried() -> None:
-    source = MemorySource([record(0, "a", 1), record(1, "b", 1), record(2, "a", 2)])
+    broker = MemoryBroker(partitions=1)
+    for key, value in [embedding("a", 1), embedding("b", 1), embedding("a", 2)]:
+        broker.append(TOPIC, key, value)
+    source = MemorySource(broker, group_id=GROUP, topics=[TOPIC])
     store = FlakyStore(failures=3)
     stop = threading.Event()
     service = SinkService(
         SinkConfig(model="m", dlq_topic="dlq", batch_wait_s=0.05, backoff=Backoff(0.05, 0.1)),
         source=source,
-        publisher=MemoryPublisher(),
+        publisher=MemoryPublisher(broker),
         store=store,
         stop=stop,
     )  # type: ignore[arg-type]
@@ -64,12 +68,12 @@ def test_offsets_are_committed_only_after_the_write_and_a_failing_write_is_retri
     try:
         deadline = time.monotonic() + 10
         while store.failures and time.monotonic() < deadline:
-            assert source.committed == {}  # nothing is committed while the write fails
+            assert broker.committed(GROUP) == {}  # nothing is committed while the write fails
             assert source.paused or store.failures == 3
             time.sleep(0.01)
-        while not source.committed and time.monotonic() < deadline:
+        while not broker.committed(GROUP) and time.monotonic() < deadline:
             time.sleep(0.01)
-        assert source.committed == {(TOPIC, 0): 3}
+        assert broker.committed(GROUP) == {(TOPIC, 0): 3}
         assert {p: r.version for p, r in store.rows.items()} == {"a": 2, "b": 1}
         assert not source.paused and service.ready.is_set()
     finally:

@@ -169,10 +169,6 @@ class Source:
             topics, on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_revoke
         )
 
-    @property
-    def assignment(self) -> set[Partition]:
-        return set(self._assigned)
-
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         added = {(p.topic, p.partition) for p in partitions}
         self._assigned |= added

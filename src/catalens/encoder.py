@@ -461,7 +461,7 @@ def _cache_key(model_dir: Path, spec: PreprocessSpec, folder: Path | None) -> st
     weights = [f"{p.name}:{p.stat().st_size}:{p.stat().st_mtime_ns}" for p in files]
     return "\n".join(
         [
-            "image-tower-v2 class-token-last-block smoothquant-0.5",
+            f"image-tower-v2 class-token-last-block {openvino_tower.int8_recipe()}",
             str(model_dir.resolve()),
             *weights,
             repr(spec),

@@ -11,6 +11,7 @@ import torch
 from PIL import Image
 from transformers import CLIPModel, CLIPProcessor
 
+from catalens import openvino_tower
 from catalens.encoder import (
     MIN_COSINE,
     ClipEncoder,
@@ -114,6 +115,28 @@ def test_auto_on_a_cpu_is_openvino_int8_within_the_cosine_bound(tiny_model: Path
     encoder = ClipEncoder(str(tiny_model), towers=("image",))
     assert (encoder.info.runtime, encoder.info.precision) == ("openvino", "int8")
     assert encoder.info.check_cosine is not None and encoder.info.check_cosine >= MIN_COSINE
+
+
+def test_int8_kernels_without_vnni_are_told_from_the_cpu_flags() -> None:
+    assert openvino_tower.cpu_has_vnni("flags : fpu sse2 avx2 avx512f avx512_vnni")
+    assert openvino_tower.cpu_has_vnni("flags : fpu sse2 avx2 avx_vnni")
+    assert not openvino_tower.cpu_has_vnni("flags : fpu sse2 avx2 fma avx512f avx512bw")
+    # Only CPUs that saturate get a different recipe, so VNNI machines keep their caches.
+    assert openvino_tower.int8_recipe(vnni=True) == "smoothquant-0.5"
+    assert openvino_tower.int8_recipe(vnni=False) != openvino_tower.int8_recipe(vnni=True)
+
+
+def test_full_range_int8_weights_are_kept_only_when_they_pass_the_check(
+    tiny_model: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Full-range weights on any CPU. On one without VNNI their int16 pair sums saturate
+    (the tiny model measured a min cosine of 0.956 on an AVX2 CPU) and the check must
+    reject them; with VNNI they pass. Either way, int8 is served only above the bound."""
+    monkeypatch.setattr(openvino_tower, "cpu_has_vnni", lambda cpuinfo=None: True)
+    encoder = ClipEncoder(str(tiny_model), towers=("image",), runtime="openvino")
+    assert encoder.info.check_cosine is not None
+    kept = encoder.info.precision == "int8"
+    assert kept == (encoder.info.check_cosine >= MIN_COSINE)
 
 
 @pytest.mark.parametrize("runtime", ["torch", "openvino"])

@@ -29,6 +29,10 @@ from typing import Any, Literal
 import numpy as np
 import numpy.typing as npt
 
+from catalens import calibration as calibration_images
+from catalens.encoder.files import weights_fingerprint
+from catalens.images import PreprocessSpec
+
 log = logging.getLogger(__name__)
 
 OvPrecision = Literal["fp32", "bf16", "int8"]
@@ -133,6 +137,22 @@ def load_image_tower(
     if precision != "fp32" and not _native_bf16(core):
         config["INFERENCE_PRECISION_HINT"] = "f32"  # int8 kernels, float parts in f32
     return OpenVinoTower(core.compile_model(model, "CPU", config), precision)
+
+
+def cache_key(model_dir: Path, spec: PreprocessSpec, calibration_folder: Path | None) -> str:
+    """What the quantised tower depends on: the tower's code, the int8 recipe (it depends
+    on the CPU), the weights, the preprocessing, the calibration images and the library
+    versions. A cached model is loaded only under an equal key."""
+    return "\n".join(
+        [
+            f"image-tower-v2 class-token-last-block {int8_recipe()}",
+            str(model_dir.resolve()),
+            *weights_fingerprint(model_dir),
+            repr(spec),
+            calibration_images.fingerprint(calibration_folder),
+            versions(),
+        ]
+    )
 
 
 def _convert(module: Any, size: int) -> Any:

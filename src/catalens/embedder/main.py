@@ -10,8 +10,8 @@ from catalens.allocator import keep_freed_memory
 from catalens.embedder.service import EmbedderConfig, EmbedderService
 from catalens.embedder.sources import ImageSource, SourcePolicy, parse_networks
 from catalens.embedder.steps import Topics
-from catalens.encoder import ClipEncoder, resolve_model_dir
-from catalens.fingerprint import weights_fingerprint
+from catalens.encoder import ClipEncoder, set_torch_threads
+from catalens.encoder.files import resolve_model_dir, weights_digest
 from catalens.health import serve_health
 from catalens.images import ImageLimits
 from catalens.kafka import Partition, RecordPublisher, RecordSource
@@ -31,6 +31,10 @@ def build_service(
     """The embedder service with its encoder and image source. ``source``/``publisher``
     default to Kafka; benchmarks pass in-memory ones to measure the pipeline alone."""
     keep_freed_memory()  # ~1 MB buffers per event reuse memory instead of faulting it in
+    if settings.inference_threads:
+        # PyTorch's pool is process-wide, so it is sized here at the wiring, not by the
+        # encoder; the OpenVINO tower takes the same count per compiled model.
+        set_torch_threads(settings.inference_threads)
     encoder = ClipEncoder(
         settings.model,
         towers=("image",),
@@ -55,7 +59,7 @@ def build_service(
     config = EmbedderConfig(
         topics=Topics(settings.embeddings_topic, settings.dlq_topic),
         model=ModelIdentity(
-            settings.model, encoder.dim, weights_fingerprint(resolve_model_dir(settings.model))
+            settings.model, encoder.dim, weights_digest(resolve_model_dir(settings.model))
         ),
         spec=encoder.spec,
         limits=ImageLimits(settings.max_image_bytes, settings.max_image_pixels),

@@ -8,8 +8,9 @@ int8 kernels) about 1.6× PyTorch's dynamic int8 (``docs/embedding-speed.md``).
 The compiled model takes the preprocessed crops as they come from
 :func:`catalens.images.preprocess`, ``uint8`` NHWC; the conversion to float, the
 normalisation and the layout change run inside the model. Quantised models are cached on
-disk under a key of the weights, the calibration images and the library versions, so a
-restart does not quantise again.
+disk under a key of the weights, the calibration images, the quantisation recipe (which
+depends on the CPU, see :func:`int8_recipe`) and the library versions, so a restart does
+not quantise again.
 """
 
 from __future__ import annotations
@@ -28,6 +29,10 @@ from typing import Any, Literal
 import numpy as np
 import numpy.typing as npt
 
+from catalens import calibration as calibration_images
+from catalens.encoder.files import weights_fingerprint
+from catalens.images import PreprocessSpec
+
 log = logging.getLogger(__name__)
 
 OvPrecision = Literal["fp32", "bf16", "int8"]
@@ -41,6 +46,36 @@ def available() -> bool:
     except ImportError:
         return False
     return True
+
+
+# CPU flags of instructions that multiply u8 by s8 and add straight into int32 lanes.
+_VNNI_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8")
+
+
+def cpu_has_vnni(cpuinfo: str | None = None) -> bool:
+    """Whether this CPU (or the ``/proc/cpuinfo`` text given) has VNNI or AMX int8; where
+    it cannot be told (no ``/proc/cpuinfo``), the answer is no, the safe side."""
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text()
+        except OSError:
+            return False
+    flags = set(cpuinfo.split())
+    return any(flag in flags for flag in _VNNI_FLAGS)
+
+
+def int8_recipe(vnni: bool | None = None) -> str:
+    """How the int8 tower is quantised on this CPU, for the cache key and the logs.
+
+    Without VNNI, oneDNN's int8 kernels multiply with ``vpmaddubsw``, which adds each pair
+    of u8×s8 products into a *saturating int16*: with full-range 8-bit weights, a pair
+    can reach 2·255·127 > 32767 and is clamped, silently. So without VNNI every weight is
+    quantised to half the int8 range (NNCF's overflow fix on all layers), and no pair can
+    clamp. With VNNI, products go straight into int32, and full-range weights (NNCF's
+    default: the half range on the first layer only) keep more precision."""
+    vnni = cpu_has_vnni() if vnni is None else vnni
+    # With VNNI the recipe, and so the cache key, is what it was before the fix.
+    return "smoothquant-0.5" if vnni else "smoothquant-0.5 half-range-weights"
 
 
 def versions() -> str:
@@ -104,6 +139,22 @@ def load_image_tower(
     return OpenVinoTower(core.compile_model(model, "CPU", config), precision)
 
 
+def cache_key(model_dir: Path, spec: PreprocessSpec, calibration_folder: Path | None) -> str:
+    """What the quantised tower depends on: the tower's code, the int8 recipe (it depends
+    on the CPU), the weights, the preprocessing, the calibration images and the library
+    versions. A cached model is loaded only under an equal key."""
+    return "\n".join(
+        [
+            f"image-tower-v2 class-token-last-block {int8_recipe()}",
+            str(model_dir.resolve()),
+            *weights_fingerprint(model_dir),
+            repr(spec),
+            calibration_images.fingerprint(calibration_folder),
+            versions(),
+        ]
+    )
+
+
 def _convert(module: Any, size: int) -> Any:
     import openvino as ov
     import torch
@@ -122,10 +173,16 @@ def _quantise(model: Any, calibration: npt.NDArray[np.float32]) -> Any:
     from nncf.quantization.advanced_parameters import (
         AdvancedQuantizationParameters,
         AdvancedSmoothQuantParameters,
+        OverflowFix,
     )
 
     batches = [calibration[i : i + 8] for i in range(0, len(calibration), 8)]
-    log.info("quantising the image tower to int8 on %d calibration images", len(calibration))
+    vnni = cpu_has_vnni()
+    log.info(
+        "quantising the image tower to int8 on %d calibration images: %s",
+        len(calibration),
+        int8_recipe(vnni),
+    )
     return nncf.quantize(
         model,
         nncf.Dataset(batches),
@@ -133,7 +190,9 @@ def _quantise(model: Any, calibration: npt.NDArray[np.float32]) -> Any:
         subset_size=len(batches),  # NNCF counts dataset items, here batches of 8
         # Moves activation outliers into the weights before quantising (SmoothQuant).
         advanced_parameters=AdvancedQuantizationParameters(
-            smooth_quant_alphas=AdvancedSmoothQuantParameters(matmul=0.5)
+            smooth_quant_alphas=AdvancedSmoothQuantParameters(matmul=0.5),
+            # See int8_recipe: half-range weights where int16 sums would saturate.
+            overflow_fix=OverflowFix.FIRST_LAYER if vnni else OverflowFix.ENABLE,
         ),
     )
 

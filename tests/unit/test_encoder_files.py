@@ -8,7 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from catalens.encoder.files import ModelNotFound, read_preprocess_spec, resolve_model_dir
+from catalens.encoder.files import (
+    ModelNotFound,
+    read_preprocess_spec,
+    resolve_model_dir,
+    weights_digest,
+)
 
 
 def test_a_sentence_transformers_folder_resolves_to_its_clip_module(
@@ -39,3 +44,17 @@ def test_a_missing_model_is_reported_clearly(tmp_path: Path) -> None:
 def test_the_preprocessing_is_read_from_the_model_folder(tiny_model: Path) -> None:
     spec = read_preprocess_spec(tiny_model)
     assert (spec.size, spec.crop) == (224, 224)
+
+
+def test_the_weights_digest_follows_the_weights_bytes_not_the_configs(tmp_path: Path) -> None:
+    model, copy = tmp_path / "model", tmp_path / "copy"
+    for folder in (model, copy):
+        folder.mkdir()
+        (folder / "model.safetensors").write_bytes(b"weights-1")
+    (model / "config.json").write_text("{}")
+    first = weights_digest(model)
+    (model / "config.json").write_text('{"changed": true}')
+    assert weights_digest(model) == first
+    assert weights_digest(copy) == first  # the same bytes anywhere, whatever their mtime
+    (model / "model.safetensors").write_bytes(b"weights-2")
+    assert weights_digest(model) != first

@@ -18,6 +18,7 @@ from catalens.encoder import ClipEncoder, choose_device, cpu_supports_bf16
 from catalens.query_api import errors
 from catalens.query_api.deps import Services
 from catalens.query_api.metrics import Metrics
+from catalens.query_api.paths import EncodedPaths
 from catalens.query_api.routes import health, products, search
 from catalens.query_api.search import TextBatcher, TextVectors
 from catalens.retry import TransientError
@@ -84,6 +85,8 @@ def create_app(
     app.include_router(health.router)
     app.include_router(search.router)
     app.include_router(products.router)
+    # Added last, so outermost: the metrics middleware inside it sees the matched route.
+    app.add_middleware(EncodedPaths, prefixes=[products.router.prefix + "/"])
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
     @app.get("/", include_in_schema=False)

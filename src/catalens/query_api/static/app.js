@@ -15,10 +15,16 @@ function filterParams() {
   return params;
 }
 
+// A product id may hold any character ("ABC/123", "50%", "#1"): always one encoded
+// path segment, which the API decodes after routing.
+function productUrl(productId, tail = "") {
+  return `/products/${encodeURIComponent(productId)}${tail}`;
+}
+
 function imageUrl(result) {
   const ref = result.image || "";
   if (ref.startsWith("http://") || ref.startsWith("https://")) return ref;
-  return `/products/${encodeURIComponent(result.product_id)}/image`;
+  return productUrl(result.product_id, "/image");
 }
 
 function card(result) {
@@ -76,7 +82,7 @@ function similar(result) {
   $("q").value = "";
   const params = filterParams();
   history.replaceState(null, "", `/?similar=${encodeURIComponent(result.product_id)}`);
-  run(`/products/${encodeURIComponent(result.product_id)}/similar`, params, false)
+  run(productUrl(result.product_id, "/similar"), params, false)
     .then(() => { if (!status.classList.contains("error")) status.textContent += ` — like “${name}”`; });
 }
 

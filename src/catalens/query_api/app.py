@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -21,7 +22,7 @@ from catalens.query_api.metrics import Metrics
 from catalens.query_api.paths import EncodedPaths
 from catalens.query_api.routes import health, products, search
 from catalens.query_api.search import TextBatcher, TextVectors
-from catalens.retry import TransientError
+from catalens.retry import Backoff, retry_transient
 from catalens.settings import ApiSettings
 from catalens.store import VectorStore
 
@@ -63,13 +64,19 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        while True:
-            try:
-                app.state.services = await asyncio.to_thread(build, settings, metrics)
-                break
-            except TransientError as exc:  # Milvus not up yet: wait, as every service does
-                log.warning("%s; retrying", exc)
-                await asyncio.sleep(1)
+        # Milvus not up yet: wait, as every service does. Shut down before that, the
+        # server cancels this start-up, and the waiting thread must not outlive it.
+        stop = threading.Event()
+        try:
+            app.state.services = await asyncio.to_thread(
+                retry_transient,
+                lambda: build(settings, metrics),
+                what="starting the query API",
+                backoff=Backoff(settings.retry_initial_s, settings.retry_max_s),
+                stop=stop,
+            )
+        finally:
+            stop.set()
         log.info("query API ready (model %s, collection %s)", settings.model, settings.collection)
         yield
         app.state.services.close()

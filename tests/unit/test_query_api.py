@@ -1,7 +1,7 @@
-"""The query API's routing, in process, over a stand-in index: which product a URL names.
+"""The query API in process, over a stand-in index: start-up and which product a URL names.
 
 The real index and model are exercised in tests/integration/test_query_api.py; here only
-the mapping from URL to product id is at stake.
+the wiring is at stake.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from catalens.query_api.app import create_app
 from catalens.query_api.deps import Services
 from catalens.query_api.metrics import Metrics
 from catalens.records import Hit, Row
+from catalens.retry import TransientError
 from catalens.settings import ApiSettings
 
 IDS = [
@@ -76,22 +77,49 @@ class FakeStore:
         pass
 
 
+def services(settings: ApiSettings, metrics: Metrics, store: FakeStore) -> Services:
+    return Services(
+        settings=settings,
+        encoder=SimpleNamespace(model="fake"),  # type: ignore[arg-type]
+        store=store,  # type: ignore[arg-type]
+        texts=None,  # type: ignore[arg-type]
+        batcher=SimpleNamespace(close=lambda: None),  # type: ignore[arg-type]
+        metrics=metrics,
+    )
+
+
 @pytest.fixture
 def api() -> Iterator[tuple[TestClient, FakeStore]]:
     store = FakeStore(IDS)
+    app = create_app(ApiSettings(), build=lambda s, m: services(s, m, store))
+    with TestClient(app) as client:
+        yield client, store
+
+
+def test_start_up_waits_for_milvus_and_serves_once_it_answers() -> None:
+    attempts: list[int] = []
 
     def build(settings: ApiSettings, metrics: Metrics) -> Services:
-        return Services(
-            settings=settings,
-            encoder=SimpleNamespace(model="fake"),  # type: ignore[arg-type]
-            store=store,  # type: ignore[arg-type]
-            texts=None,  # type: ignore[arg-type]
-            batcher=SimpleNamespace(close=lambda: None),  # type: ignore[arg-type]
-            metrics=metrics,
-        )
+        attempts.append(1)
+        if len(attempts) < 3:
+            raise TransientError("Milvus is not up yet")
+        return services(settings, metrics, FakeStore(["plain"]))
 
-    with TestClient(create_app(ApiSettings(), build=build)) as client:
-        yield client, store
+    settings = ApiSettings(retry_initial_s=0.01, retry_max_s=0.02)
+    with TestClient(create_app(settings, build=build)) as client:
+        assert client.get("/readyz").json() == {"status": "ready", "model": "fake"}
+    assert len(attempts) == 3
+
+
+def test_a_failure_that_is_not_transient_stops_start_up() -> None:
+    def build(settings: ApiSettings, metrics: Metrics) -> Services:
+        raise ValueError("no such model")
+
+    with (
+        pytest.raises(ValueError, match="no such model"),
+        TestClient(create_app(ApiSettings(), build=build)),
+    ):
+        pass
 
 
 def path(product_id: str, tail: str = "") -> str:

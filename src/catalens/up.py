@@ -8,12 +8,12 @@ import logging
 import os
 import sys
 import threading
-import time
 from pathlib import Path
 
 import httpx
 
 from catalens.localstack import Child, free_port, start_broker, start_milvus
+from catalens.retry import Backoff, Stopped, TransientError, retry_transient
 from catalens.settings import DEFAULT_MODEL, ApiSettings
 
 log = logging.getLogger(__name__)
@@ -59,7 +59,7 @@ def run_up(
             and "kafka_bootstrap" not in settings.model_fields_set
         ):
             port = free_port()
-            infra.append(start_broker(port, logs / "broker.log"))
+            infra.append(start_broker(port, logs / "broker.log", stop=stop))
             bootstrap = f"127.0.0.1:{port}"
             log.info("local broker at %s", bootstrap)
         milvus_uri = settings.milvus_uri
@@ -69,7 +69,7 @@ def run_up(
         ):
             port = 19530 if _port_free(19530) else free_port()
             log.info("starting Milvus standalone (data in %s)", data_dir / "milvus")
-            infra.append(start_milvus(data_dir / "milvus", port, logs / "milvus.log"))
+            infra.append(start_milvus(data_dir / "milvus", port, logs / "milvus.log", stop=stop))
             milvus_uri = f"http://127.0.0.1:{port}"
         model = _model_for_demo(settings, data_dir)
 
@@ -95,12 +95,11 @@ def run_up(
         published = _publish(csv_path, env)
         base = f"http://{settings.api_host}:{settings.api_port}"
         _wait_searchable(base, published, services, stop)
-        if not stop.is_set():
-            print(
-                f"\nCatalens is up: {base}/search?q=black+dress&k=5  (docs: {base}/docs)\n"
-                f"logs in {logs}; Ctrl-C stops everything.",
-                flush=True,
-            )
+        print(
+            f"\nCatalens is up: {base}/search?q=black+dress&k=5  (docs: {base}/docs)\n"
+            f"logs in {logs}; Ctrl-C stops everything.",
+            flush=True,
+        )
         while not stop.wait(1.0):
             for child in services:
                 if not child.running:  # a supervisor restarts crashed services
@@ -111,6 +110,8 @@ def run_up(
                         child.log_file,
                     )
                     child.start()
+        return 0
+    except Stopped:  # Ctrl-C while starting: stop what has started
         return 0
     finally:
         for child in reversed(services):
@@ -151,21 +152,36 @@ def _publish(csv_path: Path, env: dict[str, str]) -> int:
 def _wait_searchable(
     base: str, expected: int, services: list[Child], stop: threading.Event, timeout_s: float = 600
 ) -> None:
-    deadline = time.monotonic() + timeout_s
+    """Wait until the whole sample catalog is searchable; a service that exits is an
+    error, and after ``timeout_s`` the stack carries on with what is indexed."""
     found = -1
-    while not stop.is_set() and time.monotonic() < deadline:
+
+    def searchable() -> None:
+        nonlocal found
         for child in services:
             if not child.running:
                 raise RuntimeError(f"{child.name} exited; see {child.log_file}")
         try:
             response = httpx.get(f"{base}/search", params={"q": "product", "k": 1000}, timeout=10)
-            if response.status_code == 200:
-                count = len(response.json()["results"])
-                if count != found:
-                    log.info("%d of %d sample products searchable", count, expected)
-                    found = count
-                if count >= expected:
-                    return
-        except httpx.HTTPError:
-            pass
-        stop.wait(1.0)
+        except httpx.HTTPError as exc:
+            raise TransientError(f"the query API does not answer yet ({exc})") from None
+        if response.status_code != 200:
+            raise TransientError(f"the query API answered {response.status_code}")
+        count = len(response.json()["results"])
+        if count != found:
+            log.info("%d of %d sample products searchable", count, expected)
+            found = count
+        if count < expected:
+            raise TransientError(f"{count} of {expected} sample products searchable")
+
+    try:
+        retry_transient(
+            searchable,
+            what="waiting for the sample catalog",
+            backoff=Backoff(initial_s=1.0, max_s=1.0),
+            stop=stop,
+            timeout_s=timeout_s,
+            log_level=logging.DEBUG,
+        )
+    except TransientError as exc:
+        log.warning("after %.0fs: %s; carrying on", timeout_s, exc)

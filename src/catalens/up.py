@@ -1,11 +1,11 @@
 """``catalens up``: broker, Milvus, embedder, sink and API on one machine, plus a sample
-catalog, until Ctrl-C. A given ``CATALENS_KAFKA_BOOTSTRAP`` / ``CATALENS_MILVUS_URI`` is
-used as is instead of starting the local one."""
+catalog, until Ctrl-C. A Kafka bootstrap or Milvus URI given (``CATALENS_*`` or option) is
+used as is instead of starting the local one; every other setting ``up`` was given reaches
+the services it starts."""
 
 from __future__ import annotations
 
 import logging
-import os
 import sys
 import threading
 from pathlib import Path
@@ -14,7 +14,7 @@ import httpx
 
 from catalens.localstack import Child, free_port, start_broker, start_milvus
 from catalens.retry import Backoff, Stopped, TransientError, retry_transient
-from catalens.settings import DEFAULT_MODEL, ApiSettings
+from catalens.settings import DEFAULT_MODEL, ApiSettings, CatalensSettings, to_env
 
 log = logging.getLogger(__name__)
 
@@ -53,50 +53,35 @@ def run_up(
     infra: list[Child] = []
     services: list[Child] = []
     try:
-        bootstrap = os.environ.get("CATALENS_KAFKA_BOOTSTRAP") or settings.kafka_bootstrap
-        if (
-            "CATALENS_KAFKA_BOOTSTRAP" not in os.environ
-            and "kafka_bootstrap" not in settings.model_fields_set
-        ):
+        if "kafka_bootstrap" not in settings.model_fields_set:
             port = free_port()
             infra.append(start_broker(port, logs / "broker.log", stop=stop))
-            bootstrap = f"127.0.0.1:{port}"
-            log.info("local broker at %s", bootstrap)
-        milvus_uri = settings.milvus_uri
-        if (
-            "CATALENS_MILVUS_URI" not in os.environ
-            and "milvus_uri" not in settings.model_fields_set
-        ):
+            settings = settings.model_copy(update={"kafka_bootstrap": f"127.0.0.1:{port}"})
+            log.info("local broker at %s", settings.kafka_bootstrap)
+        if "milvus_uri" not in settings.model_fields_set:
             port = 19530 if _port_free(19530) else free_port()
             log.info("starting Milvus standalone (data in %s)", data_dir / "milvus")
             infra.append(start_milvus(data_dir / "milvus", port, logs / "milvus.log", stop=stop))
-            milvus_uri = f"http://127.0.0.1:{port}"
-        model = _model_for_demo(settings, data_dir)
+            settings = settings.model_copy(update={"milvus_uri": f"http://127.0.0.1:{port}"})
+        settings = settings.model_copy(update={"model": _model_for_demo(settings, data_dir)})
 
         from catalens.producer.sample import write_sample_catalog
 
         sample = data_dir / "sample"
         csv_path = write_sample_catalog(sample, count=sample_size)
-        env = {
-            "CATALENS_KAFKA_BOOTSTRAP": bootstrap,
-            "CATALENS_MILVUS_URI": milvus_uri,
-            "CATALENS_MODEL": model,
-            "CATALENS_COLLECTION": settings.collection,
-            "CATALENS_IMAGE_ROOTS": str(sample / "images"),
-            "CATALENS_API_PORT": str(settings.api_port),
-            "CATALENS_API_HOST": settings.api_host,
-        }
+        env = service_env(settings, sample / "images")
         for role in ("embedder", "sink", "api"):
             services.append(
                 Child(
                     role, [sys.executable, "-m", "catalens", role], logs / f"{role}.log", env=env
                 ).start()
             )
-        published = _publish(csv_path, env)
+        published = _publish(csv_path, settings)
         base = f"http://{settings.api_host}:{settings.api_port}"
         _wait_searchable(base, published, services, stop)
         print(
-            f"\nCatalens is up: {base}/search?q=black+dress&k=5  (docs: {base}/docs)\n"
+            f"\nCatalens is up: {base}/\n"
+            f"  search API: {base}/search?q=black+dress&k=5  (docs: {base}/docs)\n"
             f"logs in {logs}; Ctrl-C stops everything.",
             flush=True,
         )
@@ -121,6 +106,14 @@ def run_up(
         log.info("stopped")
 
 
+def service_env(settings: ApiSettings, image_roots: Path) -> dict[str, str]:
+    """The ``CATALENS_*`` variables of the services ``up`` starts: every shared setting
+    (and the API's address) as ``up`` has it, from its environment or its options, and
+    the sample's image folder as the only image root."""
+    fields = [*CatalensSettings.model_fields, "api_host", "api_port"]
+    return to_env(settings, fields) | {"CATALENS_IMAGE_ROOTS": str(image_roots)}
+
+
 def _port_free(port: int) -> bool:
     import socket
 
@@ -128,14 +121,12 @@ def _port_free(port: int) -> bool:
         return sock.connect_ex(("127.0.0.1", port)) != 0
 
 
-def _publish(csv_path: Path, env: dict[str, str]) -> int:
+def _publish(csv_path: Path, settings: CatalensSettings) -> int:
     from catalens.kafka.client import Publisher, ensure_topics
     from catalens.producer.catalog import read_csv
     from catalens.producer.publisher import EventPublisher
     from catalens.schemas import ProductImageEvent
-    from catalens.settings import CatalensSettings
 
-    settings = CatalensSettings(kafka_bootstrap=env["CATALENS_KAFKA_BOOTSTRAP"])
     ensure_topics(settings, [settings.input_topic])
     events = [
         e

@@ -38,9 +38,9 @@ def _model_for_demo(settings: ApiSettings, data_dir: Path) -> str:
             "Set CATALENS_MODEL to a local CLIP directory for real results.",
             fallback,
         )
-        if not (fallback / "config.json").exists():
-            from catalens.modelkit import build_random_clip
+        from catalens.modelkit import build_random_clip, has_random_weights
 
+        if not has_random_weights(fallback):  # also rebuilds one written before the marker
             build_random_clip(fallback, size="vit-b-32")
         return str(fallback)
 

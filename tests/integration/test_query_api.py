@@ -129,6 +129,8 @@ def test_the_web_page_and_its_assets_are_served(catalog: Stack) -> None:
     page = httpx.get(f"{catalog.api}/", timeout=10)
     assert page.status_code == 200 and '<form id="search"' in page.text
     assert httpx.get(f"{catalog.api}/static/app.js", timeout=10).status_code == 200
+    info = httpx.get(f"{catalog.api}/info", timeout=10).json()
+    assert info["random_weights"] is True  # the tests' tiny model
 
 
 def test_fuzzing_the_openapi_schema_finds_no_server_error(catalog: Stack) -> None:
@@ -195,6 +197,9 @@ def test_the_web_page_searches_shows_a_grid_and_finds_similar_products(catalog: 
         page = browser.new_page(viewport={"width": 1280, "height": 900})
         page.goto(f"{catalog.api}/")
         expect(page.locator("#status")).to_have_text("Type what you are looking for.")
+        # The tests' model has random weights: the page says its results mean nothing.
+        expect(page.locator("#notice")).to_be_visible()
+        expect(page.locator("#notice")).to_contain_text("random weights")
         page.fill("#q", "striped summer dress")
         page.click("#search button[type=submit]")
         cards = page.locator("#grid .card")

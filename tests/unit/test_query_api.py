@@ -77,7 +77,9 @@ class FakeStore:
         pass
 
 
-def services(settings: ApiSettings, metrics: Metrics, store: FakeStore) -> Services:
+def services(
+    settings: ApiSettings, metrics: Metrics, store: FakeStore, *, random_weights: bool = False
+) -> Services:
     return Services(
         settings=settings,
         encoder=SimpleNamespace(model="fake"),  # type: ignore[arg-type]
@@ -85,6 +87,7 @@ def services(settings: ApiSettings, metrics: Metrics, store: FakeStore) -> Servi
         texts=None,  # type: ignore[arg-type]
         batcher=SimpleNamespace(close=lambda: None),  # type: ignore[arg-type]
         metrics=metrics,
+        random_weights=random_weights,
     )
 
 
@@ -169,3 +172,27 @@ def test_product_requests_are_measured_under_their_route_template(
     client.get(path("ABC/123"))
     metrics = client.get("/metrics").text
     assert 'route="/products/{product_id}"' in metrics
+
+
+@pytest.mark.parametrize("random_weights", [True, False])
+def test_info_says_whether_the_model_has_random_weights(random_weights: bool) -> None:
+    def build(settings: ApiSettings, metrics: Metrics) -> Services:
+        return services(settings, metrics, FakeStore([]), random_weights=random_weights)
+
+    settings = ApiSettings(model="/models/some-clip", collection="shop")
+    with TestClient(create_app(settings, build=build)) as client:
+        info = client.get("/info").json()
+    assert info["random_weights"] is random_weights
+    assert (info["model"], info["collection"]) == ("/models/some-clip", "shop")
+
+
+def test_the_page_has_a_notice_for_random_weights_that_its_script_reveals() -> None:
+    """The notice is hidden unless /info says the weights are random (the browser test
+    in tests/integration/test_query_api.py sees it shown)."""
+    with TestClient(
+        create_app(ApiSettings(), build=lambda s, m: services(s, m, FakeStore([])))
+    ) as client:
+        page = client.get("/").text
+        script = client.get("/static/app.js").text
+    assert '<p id="notice" role="note" hidden>' in page and "random weights" in page
+    assert 'fetch("/info")' in script and "info.random_weights" in script

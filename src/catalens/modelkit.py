@@ -17,6 +17,10 @@ from transformers import CLIPConfig, CLIPImageProcessorPil, CLIPModel, CLIPProce
 
 Size = Literal["tiny", "vit-b-32"]
 
+# Written beside the weights, so whoever serves the model can tell people its results
+# carry no meaning (the query API shows it on the search page).
+RANDOM_WEIGHTS_MARKER = "catalens-random-weights.json"
+
 _ARCHITECTURES: dict[str, dict[str, Any]] = {
     # ViT-B/32 as released by OpenAI (openai/clip-vit-base-patch32).
     "vit-b-32": {
@@ -85,8 +89,9 @@ def write_tokenizer_files(directory: Path) -> None:
 def build_random_clip(
     directory: Path, size: Size = "tiny", seed: int = 0, projection_dim: int | None = None
 ) -> Path:
-    """Write a random CLIP (weights, config, tokenizer, image processor) to ``directory``;
-    ``projection_dim`` changes the vectors' dimension (two models that cannot mix)."""
+    """Write a random CLIP (weights, config, tokenizer, image processor) to ``directory``,
+    marked as such (:func:`has_random_weights`); ``projection_dim`` changes the vectors'
+    dimension (two models that cannot mix)."""
     directory.mkdir(parents=True, exist_ok=True)
     arch = _ARCHITECTURES[size]
     write_tokenizer_files(directory)
@@ -113,4 +118,12 @@ def build_random_clip(
         tokenizer=tokenizer,
     )
     processor.save_pretrained(directory)
+    marker = {"random_weights": True, "size": size, "seed": seed}
+    (directory / RANDOM_WEIGHTS_MARKER).write_text(json.dumps(marker) + "\n")
     return directory
+
+
+def has_random_weights(model: str | Path) -> bool:
+    """Whether ``model`` (a ``CATALENS_MODEL`` value) is a directory that
+    :func:`build_random_clip` wrote. Named models are pretrained; this never downloads."""
+    return (Path(model).expanduser() / RANDOM_WEIGHTS_MARKER).is_file()

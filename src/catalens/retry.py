@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import random
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
@@ -43,6 +44,9 @@ def retry_transient(
     stop: threading.Event,
     on_wait: Callable[[bool], None] | None = None,
     sleep: Callable[[float], None] | None = None,
+    attempts: int | None = None,
+    timeout_s: float | None = None,
+    log_level: int = logging.WARNING,
 ) -> T:
     """Run ``action`` until it succeeds, sleeping with backoff after each ``TransientError``.
 
@@ -51,8 +55,15 @@ def retry_transient(
     readiness can reflect it. ``sleep(seconds)`` replaces the plain wait (a consumer uses
     it to keep polling, so the group does not evict it). Raises :class:`Stopped` if
     ``stop`` is set while waiting.
+
+    Unbounded by default, as a service waits for its broker and database. With
+    ``attempts`` (tries in all) or ``timeout_s`` (from the first try; the last try is
+    made at the deadline) it gives up by re-raising the last ``TransientError``.
+    ``log_level`` is for each retry (per-message work logs them at DEBUG); the recovery
+    is logged at INFO, or at ``log_level`` where that is lower.
     """
     delay = backoff.delays()
+    deadline = None if timeout_s is None else time.monotonic() + timeout_s
     attempt = 0
     while True:
         try:
@@ -60,9 +71,16 @@ def retry_transient(
         except TransientError as exc:
             if attempt == 0 and on_wait is not None:
                 on_wait(True)
-            pause = delay(attempt)
-            log.warning("%s failed (%s); retrying in %.1fs", what, exc, pause)
             attempt += 1
+            pause = delay(attempt - 1)
+            if deadline is not None:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise
+                pause = min(pause, left)
+            if attempts is not None and attempt >= attempts:
+                raise
+            log.log(log_level, "%s failed (%s); retrying in %.1fs", what, exc, pause)
             if sleep is None:
                 stop.wait(pause)
             else:
@@ -73,5 +91,5 @@ def retry_transient(
         if attempt and on_wait is not None:
             on_wait(False)
         if attempt:
-            log.info("%s succeeded after %d retries", what, attempt)
+            log.log(min(log_level, logging.INFO), "%s succeeded after %d retries", what, attempt)
         return result

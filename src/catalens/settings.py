@@ -7,6 +7,7 @@ Settings objects are frozen: build them once at the entry point and pass them do
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -25,6 +26,25 @@ def _split_commas(value: Any) -> Any:
     if isinstance(value, str):
         return [part.strip() for part in value.split(",") if part.strip()]
     return value
+
+
+def to_env(settings: BaseSettings, fields: Iterable[str]) -> dict[str, str]:
+    """The ``CATALENS_*`` variables that give a child process these values of ``fields``
+    (unset ones, i.e. ``None``, are left out): how ``catalens up`` passes its settings,
+    options included, on to the services it starts."""
+    env: dict[str, str] = {}
+    for name in fields:
+        value = getattr(settings, name)
+        if value is None:
+            continue
+        if isinstance(value, SecretStr):
+            value = value.get_secret_value()
+        if isinstance(value, bool):
+            value = "true" if value else "false"
+        elif isinstance(value, list | tuple):
+            value = ",".join(str(v) for v in value)
+        env[f"CATALENS_{name.upper()}"] = str(value)
+    return env
 
 
 class CatalensSettings(BaseSettings):

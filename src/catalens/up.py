@@ -1,20 +1,20 @@
 """``catalens up``: broker, Milvus, embedder, sink and API on one machine, plus a sample
-catalog, until Ctrl-C. A given ``CATALENS_KAFKA_BOOTSTRAP`` / ``CATALENS_MILVUS_URI`` is
-used as is instead of starting the local one."""
+catalog, until Ctrl-C. A Kafka bootstrap or Milvus URI given (``CATALENS_*`` or option) is
+used as is instead of starting the local one; every other setting ``up`` was given reaches
+the services it starts."""
 
 from __future__ import annotations
 
 import logging
-import os
 import sys
 import threading
-import time
 from pathlib import Path
 
 import httpx
 
 from catalens.localstack import Child, free_port, start_broker, start_milvus
-from catalens.settings import DEFAULT_MODEL, ApiSettings
+from catalens.retry import Backoff, Stopped, TransientError, retry_transient
+from catalens.settings import DEFAULT_MODEL, ApiSettings, CatalensSettings, to_env
 
 log = logging.getLogger(__name__)
 
@@ -38,9 +38,9 @@ def _model_for_demo(settings: ApiSettings, data_dir: Path) -> str:
             "Set CATALENS_MODEL to a local CLIP directory for real results.",
             fallback,
         )
-        if not (fallback / "config.json").exists():
-            from catalens.modelkit import build_random_clip
+        from catalens.modelkit import build_random_clip, has_random_weights
 
+        if not has_random_weights(fallback):  # also rebuilds one written before the marker
             build_random_clip(fallback, size="vit-b-32")
         return str(fallback)
 
@@ -53,54 +53,38 @@ def run_up(
     infra: list[Child] = []
     services: list[Child] = []
     try:
-        bootstrap = os.environ.get("CATALENS_KAFKA_BOOTSTRAP") or settings.kafka_bootstrap
-        if (
-            "CATALENS_KAFKA_BOOTSTRAP" not in os.environ
-            and "kafka_bootstrap" not in settings.model_fields_set
-        ):
+        if "kafka_bootstrap" not in settings.model_fields_set:
             port = free_port()
-            infra.append(start_broker(port, logs / "broker.log"))
-            bootstrap = f"127.0.0.1:{port}"
-            log.info("local broker at %s", bootstrap)
-        milvus_uri = settings.milvus_uri
-        if (
-            "CATALENS_MILVUS_URI" not in os.environ
-            and "milvus_uri" not in settings.model_fields_set
-        ):
+            infra.append(start_broker(port, logs / "broker.log", stop=stop))
+            settings = settings.model_copy(update={"kafka_bootstrap": f"127.0.0.1:{port}"})
+            log.info("local broker at %s", settings.kafka_bootstrap)
+        if "milvus_uri" not in settings.model_fields_set:
             port = 19530 if _port_free(19530) else free_port()
             log.info("starting Milvus standalone (data in %s)", data_dir / "milvus")
-            infra.append(start_milvus(data_dir / "milvus", port, logs / "milvus.log"))
-            milvus_uri = f"http://127.0.0.1:{port}"
-        model = _model_for_demo(settings, data_dir)
+            infra.append(start_milvus(data_dir / "milvus", port, logs / "milvus.log", stop=stop))
+            settings = settings.model_copy(update={"milvus_uri": f"http://127.0.0.1:{port}"})
+        settings = settings.model_copy(update={"model": _model_for_demo(settings, data_dir)})
 
         from catalens.producer.sample import write_sample_catalog
 
         sample = data_dir / "sample"
         csv_path = write_sample_catalog(sample, count=sample_size)
-        env = {
-            "CATALENS_KAFKA_BOOTSTRAP": bootstrap,
-            "CATALENS_MILVUS_URI": milvus_uri,
-            "CATALENS_MODEL": model,
-            "CATALENS_COLLECTION": settings.collection,
-            "CATALENS_IMAGE_ROOTS": str(sample / "images"),
-            "CATALENS_API_PORT": str(settings.api_port),
-            "CATALENS_API_HOST": settings.api_host,
-        }
+        env = service_env(settings, sample / "images")
         for role in ("embedder", "sink", "api"):
             services.append(
                 Child(
                     role, [sys.executable, "-m", "catalens", role], logs / f"{role}.log", env=env
                 ).start()
             )
-        published = _publish(csv_path, env)
+        published = _publish(csv_path, settings)
         base = f"http://{settings.api_host}:{settings.api_port}"
         _wait_searchable(base, published, services, stop)
-        if not stop.is_set():
-            print(
-                f"\nCatalens is up: {base}/search?q=black+dress&k=5  (docs: {base}/docs)\n"
-                f"logs in {logs}; Ctrl-C stops everything.",
-                flush=True,
-            )
+        print(
+            f"\nCatalens is up: {base}/\n"
+            f"  search API: {base}/search?q=black+dress&k=5  (docs: {base}/docs)\n"
+            f"logs in {logs}; Ctrl-C stops everything.",
+            flush=True,
+        )
         while not stop.wait(1.0):
             for child in services:
                 if not child.running:  # a supervisor restarts crashed services
@@ -112,12 +96,22 @@ def run_up(
                     )
                     child.start()
         return 0
+    except Stopped:  # Ctrl-C while starting: stop what has started
+        return 0
     finally:
         for child in reversed(services):
             child.stop()
         for child in reversed(infra):
             child.stop(timeout_s=10)
         log.info("stopped")
+
+
+def service_env(settings: ApiSettings, image_roots: Path) -> dict[str, str]:
+    """The ``CATALENS_*`` variables of the services ``up`` starts: every shared setting
+    (and the API's address) as ``up`` has it, from its environment or its options, and
+    the sample's image folder as the only image root."""
+    fields = [*CatalensSettings.model_fields, "api_host", "api_port"]
+    return to_env(settings, fields) | {"CATALENS_IMAGE_ROOTS": str(image_roots)}
 
 
 def _port_free(port: int) -> bool:
@@ -127,14 +121,12 @@ def _port_free(port: int) -> bool:
         return sock.connect_ex(("127.0.0.1", port)) != 0
 
 
-def _publish(csv_path: Path, env: dict[str, str]) -> int:
+def _publish(csv_path: Path, settings: CatalensSettings) -> int:
     from catalens.kafka.client import Publisher, ensure_topics
     from catalens.producer.catalog import read_csv
     from catalens.producer.publisher import EventPublisher
     from catalens.schemas import ProductImageEvent
-    from catalens.settings import CatalensSettings
 
-    settings = CatalensSettings(kafka_bootstrap=env["CATALENS_KAFKA_BOOTSTRAP"])
     ensure_topics(settings, [settings.input_topic])
     events = [
         e
@@ -151,21 +143,36 @@ def _publish(csv_path: Path, env: dict[str, str]) -> int:
 def _wait_searchable(
     base: str, expected: int, services: list[Child], stop: threading.Event, timeout_s: float = 600
 ) -> None:
-    deadline = time.monotonic() + timeout_s
+    """Wait until the whole sample catalog is searchable; a service that exits is an
+    error, and after ``timeout_s`` the stack carries on with what is indexed."""
     found = -1
-    while not stop.is_set() and time.monotonic() < deadline:
+
+    def searchable() -> None:
+        nonlocal found
         for child in services:
             if not child.running:
                 raise RuntimeError(f"{child.name} exited; see {child.log_file}")
         try:
             response = httpx.get(f"{base}/search", params={"q": "product", "k": 1000}, timeout=10)
-            if response.status_code == 200:
-                count = len(response.json()["results"])
-                if count != found:
-                    log.info("%d of %d sample products searchable", count, expected)
-                    found = count
-                if count >= expected:
-                    return
-        except httpx.HTTPError:
-            pass
-        stop.wait(1.0)
+        except httpx.HTTPError as exc:
+            raise TransientError(f"the query API does not answer yet ({exc})") from None
+        if response.status_code != 200:
+            raise TransientError(f"the query API answered {response.status_code}")
+        count = len(response.json()["results"])
+        if count != found:
+            log.info("%d of %d sample products searchable", count, expected)
+            found = count
+        if count < expected:
+            raise TransientError(f"{count} of {expected} sample products searchable")
+
+    try:
+        retry_transient(
+            searchable,
+            what="waiting for the sample catalog",
+            backoff=Backoff(initial_s=1.0, max_s=1.0),
+            stop=stop,
+            timeout_s=timeout_s,
+            log_level=logging.DEBUG,
+        )
+    except TransientError as exc:
+        log.warning("after %.0fs: %s; carrying on", timeout_s, exc)

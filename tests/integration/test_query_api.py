@@ -4,13 +4,22 @@ the web page, and a property-based fuzzing run against its OpenAPI schema."""
 from __future__ import annotations
 
 import base64
+import contextlib
+import os
+from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
+from urllib.parse import quote
 
 import httpx
 import pytest
 
 from tests.conftest import jpeg_bytes
+from tests.integration.conftest import ImageServer
 from tests.integration.stack import Stack, event
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Browser
 
 pytestmark = pytest.mark.integration
 
@@ -120,6 +129,8 @@ def test_the_web_page_and_its_assets_are_served(catalog: Stack) -> None:
     page = httpx.get(f"{catalog.api}/", timeout=10)
     assert page.status_code == 200 and '<form id="search"' in page.text
     assert httpx.get(f"{catalog.api}/static/app.js", timeout=10).status_code == 200
+    info = httpx.get(f"{catalog.api}/info", timeout=10).json()
+    assert info["random_weights"] is True  # the tests' tiny model
 
 
 def test_fuzzing_the_openapi_schema_finds_no_server_error(catalog: Stack) -> None:
@@ -148,18 +159,15 @@ CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = Path(__file__).resolve().parents[2] / "artifacts"
 
 
-def test_the_web_page_searches_shows_a_grid_and_finds_similar_products(catalog: Stack) -> None:
-    """In a real headless Chromium: search, result grid with images, "more like this",
-    the empty state. Leaves artifacts/web-grid.png."""
-    import os
-
+@contextlib.contextmanager
+def chromium() -> Iterator[Browser]:
+    """Debian's headless Chromium (skipped where it is missing, unless required)."""
     if not os.path.exists(CHROMIUM):
         if os.environ.get("CATALENS_REQUIRE_BROWSER"):
             pytest.fail(f"{CHROMIUM} is missing (apt-get install chromium)")
         pytest.skip(f"{CHROMIUM} is not installed")
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import sync_playwright
 
-    ARTIFACTS.mkdir(exist_ok=True)
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(
             executable_path=CHROMIUM,
@@ -174,33 +182,148 @@ def test_the_web_page_searches_shows_a_grid_and_finds_similar_products(catalog: 
             ],
         )
         try:
-            page = browser.new_page(viewport={"width": 1280, "height": 900})
-            page.goto(f"{catalog.api}/")
-            expect(page.locator("#status")).to_have_text("Type what you are looking for.")
-            page.fill("#q", "striped summer dress")
-            page.click("#search button[type=submit]")
-            cards = page.locator("#grid .card")
-            expect(cards).to_have_count(10)
-            expect(page.locator("#status")).to_contain_text("10 results")
-            page.wait_for_function(
-                "[...document.querySelectorAll('#grid img')]"
-                ".every(img => img.complete && img.naturalWidth > 0)"
-            )
-            scores = [float(t.split()[-1]) for t in cards.locator(".score").all_inner_texts()]
-            assert scores == sorted(scores, reverse=True)
-            page.screenshot(path=str(ARTIFACTS / "web-grid.png"), full_page=True)
-
-            first = cards.first.get_attribute("data-product-id")
-            cards.first.locator(".similar").click()
-            expect(page.locator("#status")).to_contain_text("like")
-            expect(cards).to_have_count(9)  # every other product
-            assert first not in [c.get_attribute("data-product-id") for c in cards.all()]
-
-            page.click("#filters summary")
-            page.fill("#category", "No such category")
-            page.fill("#q", "dress")
-            page.click("#search button[type=submit]")
-            expect(page.locator("#status")).to_contain_text("Nothing matches")
-            expect(cards).to_have_count(0)
+            yield browser
         finally:
             browser.close()
+
+
+def test_the_web_page_searches_shows_a_grid_and_finds_similar_products(catalog: Stack) -> None:
+    """In a real headless Chromium: search, result grid with images, "more like this",
+    the empty state. Leaves artifacts/web-grid.png."""
+    from playwright.sync_api import expect
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    with chromium() as browser:
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        page.goto(f"{catalog.api}/")
+        expect(page.locator("#status")).to_have_text("Type what you are looking for.")
+        # The tests' model has random weights: the page says its results mean nothing.
+        expect(page.locator("#notice")).to_be_visible()
+        expect(page.locator("#notice")).to_contain_text("random weights")
+        page.fill("#q", "striped summer dress")
+        page.click("#search button[type=submit]")
+        cards = page.locator("#grid .card")
+        expect(cards).to_have_count(10)
+        expect(page.locator("#status")).to_contain_text("10 results")
+        page.wait_for_function(
+            "[...document.querySelectorAll('#grid img')]"
+            ".every(img => img.complete && img.naturalWidth > 0)"
+        )
+        scores = [float(t.split()[-1]) for t in cards.locator(".score").all_inner_texts()]
+        assert scores == sorted(scores, reverse=True)
+        page.screenshot(path=str(ARTIFACTS / "web-grid.png"), full_page=True)
+
+        first = cards.first.get_attribute("data-product-id")
+        cards.first.locator(".similar").click()
+        expect(page.locator("#status")).to_contain_text("like")
+        expect(cards).to_have_count(9)  # every other product
+        assert first not in [c.get_attribute("data-product-id") for c in cards.all()]
+
+        page.click("#filters summary")
+        page.fill("#category", "No such category")
+        page.fill("#q", "dress")
+        page.click("#search button[type=submit]")
+        expect(page.locator("#status")).to_contain_text("Nothing matches")
+        expect(cards).to_have_count(0)
+
+
+# Ids as catalogs have them: SKUs with '/', and every character a URL gives a meaning to.
+ODD_IDS = [
+    "ABC/123",
+    "a/b/c/",
+    "X/similar",
+    "Y/image",
+    "what?",
+    "tag#1",
+    "100%",
+    "a%2Fb",
+    'say "hi"',
+    "it's",
+    "back\\slash",
+    "naïve café",
+    "商品/42",
+    "+ & =",
+]
+
+
+@pytest.fixture
+def odd_catalog(stack: Stack, image_server: ImageServer) -> Stack:
+    (stack.images / "odd.jpg").write_bytes(jpeg_bytes(seed=41))
+    (image_server.root / "odd.jpg").write_bytes(jpeg_bytes(seed=42))
+    stack.start("embedder", "sink", "api")
+    events = [
+        event(
+            product_id,
+            n + 1,
+            image={"data": base64.b64encode(jpeg_bytes(seed=50 + n)).decode()},
+            name=f"Odd {n}",
+        )
+        for n, product_id in enumerate(ODD_IDS)
+    ]
+    events += [
+        event("file/ü?#%", 7, image={"path": str(stack.images / "odd.jpg")}, name="File"),
+        event("url/ü?#%", 8, image={"url": image_server.url("odd.jpg")}, name="Url"),
+    ]
+    stack.publish(*events)
+    stack.wait_indexed({e["product_id"]: e["version"] for e in events})
+    return stack
+
+
+def product_url(stack: Stack, product_id: str, tail: str = "") -> str:
+    return f"{stack.api}/products/{quote(product_id, safe='')}{tail}"
+
+
+def test_every_product_route_serves_ids_with_url_characters(odd_catalog: Stack) -> None:
+    """``/``, ``?``, ``#``, ``%``, quotes, backslashes and non-ASCII in a product id:
+    the product, its similar products and its image are each found by the id,
+    percent-encoded as one path segment."""
+    ids = [*ODD_IDS, "file/ü?#%", "url/ü?#%"]
+    for product_id in ids:
+        product = httpx.get(product_url(odd_catalog, product_id), timeout=10)
+        assert product.status_code == 200, (product_id, product.text)
+        assert product.json()["product_id"] == product_id
+
+        similar = httpx.get(
+            product_url(odd_catalog, product_id, "/similar"), params={"k": 100}, timeout=10
+        )
+        assert similar.status_code == 200, (product_id, similar.text)
+        others = {r["product_id"] for r in similar.json()["results"]}
+        assert others == set(ids) - {product_id}
+
+        image = httpx.get(product_url(odd_catalog, product_id, "/image"), timeout=10)
+        if product_id.startswith("url/"):
+            assert image.status_code == 307 and image.headers["location"].endswith("/odd.jpg")
+        elif product_id.startswith("file/"):
+            assert image.content == (odd_catalog.images / "odd.jpg").read_bytes()
+        else:
+            assert image.status_code == 200, (product_id, image.text)
+            assert image.content[:2] == b"\xff\xd8"
+
+    # An id that ends in a route's name is that product, not the route of its prefix.
+    assert httpx.get(product_url(odd_catalog, "X/similar"), timeout=10).status_code == 200
+    missing = httpx.get(product_url(odd_catalog, "X"), timeout=10)
+    assert missing.status_code == 404 and missing.json()["error"] == "not_found"
+
+
+def test_the_web_page_shows_products_with_url_characters_in_their_ids(
+    odd_catalog: Stack,
+) -> None:
+    """ "More like this" for a product whose id holds '/', '?' and '#', and the images of
+    its similar products, through the page's own URLs."""
+    from playwright.sync_api import expect
+
+    with chromium() as browser:
+        page = browser.new_page()
+        page.goto(f"{odd_catalog.api}/?similar={quote('file/ü?#%', safe='')}")
+        expect(page.locator("#status")).to_contain_text("like")
+        cards = page.locator("#grid .card")
+        expect(cards).to_have_count(len(ODD_IDS) + 1)
+        page.wait_for_function(
+            "[...document.querySelectorAll('#grid img')]"
+            ".every(img => img.complete && img.naturalWidth > 0)"
+        )
+        shown = {c.get_attribute("data-product-id") for c in cards.all()}
+        assert shown == {*ODD_IDS, "url/ü?#%"}
+        page.locator('#grid .card[data-product-id="商品/42"] .similar').click()
+        expect(cards).to_have_count(len(ODD_IDS) + 1)
+        assert "商品/42" not in {c.get_attribute("data-product-id") for c in cards.all()}

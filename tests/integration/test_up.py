@@ -12,6 +12,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from confluent_kafka.admin import AdminClient
 
 from catalens.localstack import descendants, free_port
 from tests.integration.stack import wait_for
@@ -23,6 +24,7 @@ def test_up_serves_the_sample_catalog_and_stops_everything_on_ctrl_c(
     broker: str, milvus: str, tiny_model: Path, tmp_path: Path
 ) -> None:
     port = free_port()
+    topic = f"up{uuid.uuid4().hex[:8]}.product-images"
     env = os.environ | {
         "CATALENS_KAFKA_BOOTSTRAP": broker,
         "CATALENS_MILVUS_URI": milvus,
@@ -42,6 +44,10 @@ def test_up_serves_the_sample_catalog_and_stops_everything_on_ctrl_c(
                 str(tmp_path / "state"),
                 "--sample-size",
                 "8",
+                "--input-topic",
+                topic,
+                "--log-level",
+                "DEBUG",
             ],
             stdout=sink,
             stderr=subprocess.STDOUT,
@@ -55,7 +61,12 @@ def test_up_serves_the_sample_catalog_and_stops_everything_on_ctrl_c(
             "catalens up to report the sample catalog searchable",
         )
         assert up.poll() is None, output.read_text()[-3000:]
-        assert f"http://127.0.0.1:{port}/search" in output.read_text()
+        printed = output.read_text()
+        assert f"Catalens is up: http://127.0.0.1:{port}/\n" in printed  # the page first
+        assert f"http://127.0.0.1:{port}/search" in printed
+        # The options reached the services: the sample went through the topic given.
+        assert topic in AdminClient({"bootstrap.servers": broker}).list_topics(timeout=10).topics
+        assert " DEBUG " in (tmp_path / "state" / "logs" / "api.log").read_text()
         results = httpx.get(
             f"http://127.0.0.1:{port}/search", params={"q": "black dress", "k": 20}, timeout=10
         ).json()["results"]

@@ -147,3 +147,52 @@ def test_no_offset_is_committed_before_its_output_is_acknowledged(
         publisher.hold = False
         stop.set()
         runner.join(30)
+
+
+def test_stopping_does_not_wait_for_a_url_that_keeps_failing_nor_dead_letters_it(
+    tiny_model: Path,
+) -> None:
+    """A fetch waiting to retry gives up when the service stops; its record (and the
+    product's records behind it) stay uncommitted for the next owner, and other
+    products' work still finishes and is committed."""
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Unavailable(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(503)
+            self.end_headers()
+
+        def log_message(self, *_args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Unavailable)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/x.jpg"
+    broker = MemoryBroker(partitions=2)
+    broker.append(TOPIC, b"x", event("x", 1, image={"url": url}), partition=0)
+    broker.append(TOPIC, b"x", event("x", 2, image={"url": url}), partition=0)
+    broker.append(TOPIC, b"y", event("y", 3), partition=1)
+    settings = EmbedderSettings(
+        model=str(tiny_model), allowed_networks=["127.0.0.1/32"], fetch_retries=1000
+    )
+    source = MemorySource(broker, group_id=GROUP, topics=[TOPIC])
+    publisher = MemoryPublisher(broker)
+    stop = threading.Event()
+    service, _ = build_service(settings, stop, source=source, publisher=publisher)
+    runner = threading.Thread(target=service.run)
+    runner.start()
+    try:
+        deadline = time.monotonic() + 60
+        while broker.committed(GROUP).get((TOPIC, 1)) != 1 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert broker.committed(GROUP).get((TOPIC, 1)) == 1  # y done while x keeps retrying
+        stopped_at = time.monotonic()
+        stop.set()
+        runner.join(30)
+        assert not runner.is_alive()
+        assert time.monotonic() - stopped_at < 5
+    finally:
+        stop.set()
+        server.shutdown()
+    assert [key for _, key, _ in outputs(broker)] == [b"y"]
+    assert (TOPIC, 0) not in broker.committed(GROUP)

@@ -14,6 +14,7 @@ from catalens.images import (
     ImageError,
     ImageLimits,
     PreprocessSpec,
+    open_checked,
     preprocess,
     preprocess_with_thumbnail,
 )
@@ -164,3 +165,40 @@ def test_a_bomb_is_refused_from_its_header_without_decoding() -> None:
     assert "60000x60000" in caught.value.message
     assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 50_000  # KiB
     assert time.perf_counter() - started < 1.0
+
+
+def test_importing_the_module_leaves_pillows_own_pixel_limit_in_force() -> None:
+    import subprocess
+    import sys
+
+    script = (
+        "from PIL import Image; before = Image.MAX_IMAGE_PIXELS; import catalens.images; "
+        "assert before == Image.MAX_IMAGE_PIXELS is not None, Image.MAX_IMAGE_PIXELS"
+    )
+    subprocess.run([sys.executable, "-c", script], check=True)
+
+
+def test_the_callers_pixel_limit_applies_even_above_pillows_and_pillows_is_restored() -> None:
+    import warnings
+    from concurrent.futures import ThreadPoolExecutor
+
+    before = Image.MAX_IMAGE_PIXELS
+    above_pillow = bomb(12000, 12000)  # 144 M pixels: Pillow alone would warn
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert open_checked(above_pillow, ImageLimits(max_pixels=200_000_000)).size == (
+            12000,
+            12000,
+        )
+    assert before == Image.MAX_IMAGE_PIXELS
+
+    def refused(_: int) -> Reason:
+        try:
+            open_checked(above_pillow, LIMITS)
+        except ImageError as exc:
+            return exc.reason
+        raise AssertionError("not refused")
+
+    with ThreadPoolExecutor(8) as pool:
+        assert set(pool.map(refused, range(200))) == {Reason.TOO_MANY_PIXELS}
+    assert before == Image.MAX_IMAGE_PIXELS

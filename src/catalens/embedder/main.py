@@ -54,7 +54,8 @@ def build_service(
             image_roots=tuple(settings.image_roots),
             allow_private=settings.allow_private_networks,
             allowed_networks=parse_networks(settings.allowed_networks),
-        )
+        ),
+        stop=stop,
     )
     config = EmbedderConfig(
         topics=Topics(settings.embeddings_topic, settings.dlq_topic),

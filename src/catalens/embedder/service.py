@@ -40,12 +40,21 @@ from catalens.images import (
 from catalens.kafka import DeliveryError, Partition, Record, RecordPublisher, RecordSource
 from catalens.offsets import OffsetTracker
 from catalens.records import ModelIdentity
+from catalens.retry import Stopped
 from catalens.schemas import EventError, ProductImageEvent
 from catalens.schemas.embedding import Vector
 
 log = logging.getLogger(__name__)
 
 Encode = Callable[[list[Pixels]], "list[Vector]"]
+
+
+@dataclass(frozen=True, slots=True)
+class Abandoned:
+    """A record left unfinished because the service stopped while its image fetch was
+    waiting to retry: no output, no commit; the next owner of its partition redoes it."""
+
+    record: Record
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,8 +99,13 @@ class EmbedderService:
         self._encode = encode
         self._stop = stop
         self._tracker = OffsetTracker()
-        self._outcomes: queue.Queue[tuple[Record, Output] | BaseException] = queue.Queue()
+        self._outcomes: queue.Queue[tuple[Record, Output] | Abandoned | BaseException] = (
+            queue.Queue()
+        )
         self._waiting: dict[object, deque[Record]] = {}
+        # Products whose record was abandoned: it, and their records queued behind it,
+        # can no longer finish, so shutdown does not wait for them.
+        self._abandoned: set[object] = set()
         self._preparing = 0
         self._preparing_lock = threading.Lock()
         self._decoding = threading.BoundedSemaphore(config.decode_workers)
@@ -170,7 +184,10 @@ class EmbedderService:
             while True:
                 if isinstance(item, BaseException):
                     raise item
-                self._produce(*item)
+                if isinstance(item, Abandoned):
+                    self._abandoned.add(_gate(item.record))
+                else:
+                    self._produce(*item)
                 item = self._outcomes.get_nowait()
         except queue.Empty:
             pass
@@ -233,6 +250,9 @@ class EmbedderService:
                 exc.reason, exc.message, product_id=event.product_id, event_id=event.event_id
             )
             self._outcomes.put((record, dead_letter(record, error, self.config.topics)))
+        except Stopped:
+            log.debug("stopping: %s@%d left for redelivery", record.tp, record.offset)
+            self._outcomes.put(Abandoned(record))
         except BaseException as exc:  # noqa: BLE001 - a bug: the main loop re-raises it
             self._outcomes.put(exc)
         else:
@@ -283,13 +303,17 @@ class EmbedderService:
     def _drain(self, timeout_s: float) -> None:
         deadline = time.monotonic() + timeout_s
         self._source.pause()
-        while self._tracker.in_flight() and time.monotonic() < deadline:
+        while self._tracker.in_flight() > self._stuck() and time.monotonic() < deadline:
             self._pump(wait_s=0.02)
         self._publisher.flush(max(0.0, deadline - time.monotonic()))
         self._pump(wait_s=0)
         left = self._tracker.in_flight()
         if left:
             log.warning("stopping with %d records unfinished; they will be redelivered", left)
+
+    def _stuck(self) -> int:
+        """Records in flight that cannot finish: the abandoned ones and those behind them."""
+        return sum(1 + len(self._waiting.get(gate) or ()) for gate in self._abandoned)
 
     def _close(self) -> None:
         self._batcher.close()

@@ -8,7 +8,10 @@
 * ``path``: only under the configured image roots, after resolving ``..`` and symlinks.
 * ``data``: base64, size-capped before decoding.
 
-Every refusal is an :class:`ImageError` with a reason, i.e. a dead letter.
+Every refusal is an :class:`ImageError` with a reason, i.e. a dead letter. So is a URL
+that still times out or answers 5xx/429 after ``retries`` more tries: unlike a broker or
+Milvus outage, one bad CDN URL must not stall a partition that holds everyone else's
+products (README, "Transient faults wait").
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import binascii
 import ipaddress
 import logging
 import socket
-import time
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +30,7 @@ import httpx
 import pybase64
 
 from catalens.images import ImageError
+from catalens.retry import Backoff, TransientError, retry_transient
 from catalens.schemas import ImageRef, Reason
 
 log = logging.getLogger(__name__)
@@ -69,13 +73,29 @@ def parse_networks(values: Sequence[str]) -> tuple[Network, ...]:
     return tuple(ipaddress.ip_network(v, strict=False) for v in values)
 
 
-class ImageSource:
-    """Reads the bytes behind an :class:`ImageRef`. Thread-safe; share one per process."""
+# Waits between tries of one URL: 0.2-0.4 s, then 0.4-0.8 s, at most 2 s.
+FETCH_BACKOFF = Backoff(initial_s=0.4, max_s=2.0)
 
-    def __init__(self, policy: SourcePolicy, *, resolver: Resolver = system_resolver) -> None:
+
+class ImageSource:
+    """Reads the bytes behind an :class:`ImageRef`. Thread-safe; share one per process.
+
+    Once ``stop`` is set, a read waiting to retry a URL raises
+    :class:`~catalens.retry.Stopped` instead of waiting, so shutdown is not held up by a
+    failing CDN; the caller leaves that record uncommitted, for redelivery.
+    """
+
+    def __init__(
+        self,
+        policy: SourcePolicy,
+        *,
+        resolver: Resolver = system_resolver,
+        stop: threading.Event | None = None,
+    ) -> None:
         self.policy = policy
         self._roots = [root.resolve() for root in policy.image_roots]
         self._resolve = resolver
+        self._stop = stop if stop is not None else threading.Event()
         timeout = httpx.Timeout(policy.timeout_s, connect=min(policy.timeout_s, 5.0))
         self._http = httpx.Client(
             timeout=timeout, follow_redirects=False, limits=httpx.Limits(max_connections=64)
@@ -169,15 +189,17 @@ class ImageSource:
         return pinned, host_header, host
 
     def _read_url(self, url: str) -> bytes:
-        attempt = 0
-        while True:
-            try:
-                return self._follow(url)
-            except _Retryable as exc:
-                if attempt >= self.policy.retries:
-                    raise ImageError(exc.reason, exc.message) from None
-                attempt += 1
-                time.sleep(min(2.0, 0.2 * 2**attempt))
+        try:
+            return retry_transient(
+                lambda: self._follow(url),
+                what=f"fetching {url}",
+                backoff=FETCH_BACKOFF,
+                stop=self._stop,
+                attempts=self.policy.retries + 1,
+                log_level=logging.DEBUG,
+            )
+        except _Retryable as exc:
+            raise ImageError(exc.reason, exc.message) from None
 
     def _follow(self, url: str) -> bytes:
         for _hop in range(self.policy.max_redirects + 1):
@@ -228,7 +250,9 @@ class ImageSource:
         return bytes(body)
 
 
-class _Retryable(Exception):
+class _Retryable(TransientError):
+    """A timeout, a connection failure or a 5xx/429 answer: worth a few more tries."""
+
     def __init__(self, reason: Reason, message: str) -> None:
         super().__init__(message)
         self.reason = reason

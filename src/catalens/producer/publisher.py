@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable, Iterable
 
 from catalens.kafka import DeliveryError, RecordPublisher
@@ -10,42 +9,12 @@ from catalens.schemas import ProductImageEvent
 
 
 class EventPublisher:
-    """``publish`` returns once the broker acknowledged the event (acks=all) or raises
-    :class:`DeliveryError`. ``publish_many`` pipelines many events and confirms all."""
+    """Publishes events to ``topic`` keyed by product id, many at a time, and reports
+    which of them the broker acknowledged (acks=all)."""
 
     def __init__(self, publisher: RecordPublisher, topic: str) -> None:
         self._publisher = publisher
         self._topic = topic
-
-    def publish(self, event: ProductImageEvent, timeout_s: float = 30.0) -> None:
-        outcome: list[DeliveryError | None] = []
-        done = threading.Event()
-
-        def delivered(error: DeliveryError | None) -> None:
-            outcome.append(error)
-            done.set()
-
-        self._publisher.produce(self._topic, event.key, event.to_json(), on_delivery=delivered)
-        self._publisher.flush(timeout_s)
-        if not done.is_set():
-            raise DeliveryError(
-                f"event {event.event_id} not acknowledged in {timeout_s}s", fatal=False
-            )
-        if outcome[0] is not None:
-            raise outcome[0]
-
-    def delete(self, product_id: str) -> None:
-        """Publish a tombstone for ``product_id`` (deletes whatever version is indexed)."""
-        errors: list[DeliveryError] = []
-        self._publisher.produce(
-            self._topic,
-            product_id.encode(),
-            None,
-            on_delivery=lambda e: errors.append(e) if e else None,
-        )
-        self._publisher.flush(30)
-        if errors:
-            raise errors[0]
 
     def publish_many(
         self,
@@ -53,7 +22,9 @@ class EventPublisher:
         on_progress: Callable[[int], None] | None = None,
         timeout_s: float = 60.0,
     ) -> tuple[int, list[tuple[str, DeliveryError]]]:
-        """Publish all events; returns (acknowledged, failures by event id)."""
+        """Publish all events, pipelined, and wait up to ``timeout_s`` for the broker to
+        acknowledge them; returns (acknowledged, failures by event id, ``*`` for events
+        still unacknowledged then)."""
         acknowledged = 0
         failures: list[tuple[str, DeliveryError]] = []
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -15,12 +16,14 @@ from fastapi.staticfiles import StaticFiles
 
 from catalens import __version__
 from catalens.encoder import ClipEncoder, choose_device, cpu_supports_bf16
+from catalens.modelkit import has_random_weights
 from catalens.query_api import errors
 from catalens.query_api.deps import Services
 from catalens.query_api.metrics import Metrics
-from catalens.query_api.routes import health, products, search
+from catalens.query_api.paths import EncodedPaths
+from catalens.query_api.routes import health, info, products, search
 from catalens.query_api.search import TextBatcher, TextVectors
-from catalens.retry import TransientError
+from catalens.retry import Backoff, retry_transient
 from catalens.settings import ApiSettings
 from catalens.store.client import Milvus
 from catalens.store.reader import MilvusReader
@@ -51,6 +54,7 @@ def build_services(settings: ApiSettings, metrics: Metrics) -> Services:
         texts=TextVectors(batcher, settings.text_cache_size),
         batcher=batcher,
         metrics=metrics,
+        random_weights=has_random_weights(settings.model),
     )
 
 
@@ -62,14 +66,24 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        while True:
-            try:
-                app.state.services = await asyncio.to_thread(build, settings, metrics)
-                break
-            except TransientError as exc:  # Milvus not up yet: wait, as every service does
-                log.warning("%s; retrying", exc)
-                await asyncio.sleep(1)
+        # Milvus not up yet: wait, as every service does. Shut down before that, the
+        # server cancels this start-up, and the waiting thread must not outlive it.
+        stop = threading.Event()
+        try:
+            app.state.services = await asyncio.to_thread(
+                retry_transient,
+                lambda: build(settings, metrics),
+                what="starting the query API",
+                backoff=Backoff(settings.retry_initial_s, settings.retry_max_s),
+                stop=stop,
+            )
+        finally:
+            stop.set()
         log.info("query API ready (model %s, collection %s)", settings.model, settings.collection)
+        if app.state.services.random_weights:
+            log.warning(
+                "model %s has random weights: search results carry no meaning", settings.model
+            )
         yield
         app.state.services.close()
 
@@ -82,8 +96,11 @@ def create_app(
     errors.install(app)
     metrics.install(app)
     app.include_router(health.router)
+    app.include_router(info.router)
     app.include_router(search.router)
     app.include_router(products.router)
+    # Added last, so outermost: the metrics middleware inside it sees the matched route.
+    app.add_middleware(EncodedPaths, prefixes=[products.router.prefix + "/"])
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
     @app.get("/", include_in_schema=False)

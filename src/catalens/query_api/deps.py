@@ -22,6 +22,8 @@ class Services:
     texts: TextVectors
     batcher: TextBatcher
     metrics: Metrics
+    # The model's weights are random (a demo or test model): scores carry no meaning.
+    random_weights: bool = False
 
     def close(self) -> None:
         self.batcher.close()

@@ -11,12 +11,21 @@ from fastapi.responses import FileResponse, RedirectResponse, Response
 
 from catalens.query_api.deps import Services, ServicesDep
 from catalens.query_api.errors import NotFound
+from catalens.query_api.paths import DecodedParams
 from catalens.query_api.routes.search import Options, Result, SearchResponse, run_search
 from catalens.records import Row, quote
 
-router = APIRouter(prefix="/products", tags=["products"])
+# Ids may hold '/': the app routes this prefix on the encoded path (query_api.paths).
+router = APIRouter(prefix="/products", tags=["products"], route_class=DecodedParams)
 
-ProductId = Annotated[str, PathParam(min_length=1, max_length=256)]
+ProductId = Annotated[
+    str,
+    PathParam(
+        min_length=1,
+        max_length=256,
+        description="any product id, percent-encoded as one path segment (ABC/1 → ABC%2F1)",
+    ),
+]
 
 
 def _row(services: Services, product_id: str, *, with_vector: bool = False) -> Row:

@@ -15,10 +15,16 @@ function filterParams() {
   return params;
 }
 
+// A product id may hold any character ("ABC/123", "50%", "#1"): always one encoded
+// path segment, which the API decodes after routing.
+function productUrl(productId, tail = "") {
+  return `/products/${encodeURIComponent(productId)}${tail}`;
+}
+
 function imageUrl(result) {
   const ref = result.image || "";
   if (ref.startsWith("http://") || ref.startsWith("https://")) return ref;
-  return `/products/${encodeURIComponent(result.product_id)}/image`;
+  return productUrl(result.product_id, "/image");
 }
 
 function card(result) {
@@ -76,7 +82,7 @@ function similar(result) {
   $("q").value = "";
   const params = filterParams();
   history.replaceState(null, "", `/?similar=${encodeURIComponent(result.product_id)}`);
-  run(`/products/${encodeURIComponent(result.product_id)}/similar`, params, false)
+  run(productUrl(result.product_id, "/similar"), params, false)
     .then(() => { if (!status.classList.contains("error")) status.textContent += ` — like “${name}”`; });
 }
 
@@ -87,6 +93,12 @@ more.addEventListener("click", () => {
   run(current.path, params, true);
 });
 $("search").addEventListener("submit", search);
+
+// Say so when the model has random weights, or its results look like a broken search.
+fetch("/info")
+  .then((response) => (response.ok ? response.json() : {}))
+  .then((info) => { $("notice").hidden = !info.random_weights; })
+  .catch(() => {});
 
 const initial = new URLSearchParams(location.search);
 if (initial.get("q")) {

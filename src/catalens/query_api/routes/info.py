@@ -1,0 +1,30 @@
+from __future__ import annotations
+
+from fastapi import APIRouter
+from pydantic import BaseModel, Field
+
+from catalens import __version__
+from catalens.query_api.deps import ServicesDep
+
+router = APIRouter(tags=["info"])
+
+
+class Info(BaseModel):
+    version: str = Field(description="Catalens version")
+    model: str = Field(description="the CLIP model queries are encoded with")
+    random_weights: bool = Field(
+        description="the model has random weights (a demo or test model): results come "
+        "back in score order, but the scores say nothing about relevance"
+    )
+    collection: str = Field(description="the Milvus alias searched")
+
+
+@router.get("/info", response_model=Info)
+def info(services: ServicesDep) -> Info:
+    """What this API serves: its model, and whether that model's results mean anything."""
+    return Info(
+        version=__version__,
+        model=services.settings.model,
+        random_weights=services.random_weights,
+        collection=services.settings.collection,
+    )

@@ -1,0 +1,171 @@
+"""Catalog files into events (producer/catalog.py), and publishing them with confirmation
+(producer/publisher.py) against the in-memory broker."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+from catalens.kafka.memory import MemoryPublisher
+from catalens.producer.catalog import CatalogError, read_csv, read_jsonl
+from catalens.producer.publisher import EventPublisher
+from catalens.schemas import Op, ProductImageEvent
+
+
+def write(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def events_of(rows: list[ProductImageEvent | CatalogError]) -> list[ProductImageEvent]:
+    return [row for row in rows if isinstance(row, ProductImageEvent)]
+
+
+def event_json(product_id: str, version: int = 1, **extra: object) -> str:
+    body = {
+        "schema_version": 1,
+        "event_id": f"e-{product_id}",
+        "op": "upsert",
+        "product_id": product_id,
+        "version": version,
+        "occurred_at": "2026-11-24T10:00:00Z",
+        "image": {"url": "https://cdn.example.com/a.jpg"},
+    } | extra
+    return json.dumps(body)
+
+
+@pytest.fixture
+def images(tmp_path: Path) -> Path:
+    root = tmp_path / "images"
+    for relative in ("010/0108775015.jpg", "flat.jpg", "shot.png"):
+        (root / relative).parent.mkdir(parents=True, exist_ok=True)
+        (root / relative).write_bytes(b"not decoded here")
+    return root
+
+
+def test_jsonl_lines_become_events_and_bad_lines_errors_with_their_line_number(
+    tmp_path: Path,
+) -> None:
+    path = write(
+        tmp_path / "events.jsonl",
+        "\n".join(
+            [
+                event_json("a", 3),
+                "",  # blank lines are skipped, but counted
+                "{not json",
+                event_json("b", op="upsert", image=None),  # an upsert needs an image
+                event_json("c", op="delete", image=None),
+            ]
+        )
+        + "\n",
+    )
+    rows = list(read_jsonl(path))
+    assert [(r.product_id, r.version) for r in events_of(rows)] == [("a", 3), ("c", 1)]
+    assert events_of(rows)[1].op is Op.DELETE
+    errors = [r for r in rows if isinstance(r, CatalogError)]
+    assert [e.line for e in errors] == [3, 4]
+    assert all(e.message and "\n" not in e.message for e in errors)
+
+
+def test_csv_rows_find_their_image_in_the_hm_layout_or_flat_and_are_upserts(
+    tmp_path: Path, images: Path
+) -> None:
+    csv = write(
+        tmp_path / "articles.csv",
+        "article_id,prod_name,product_type_name,colour_group_name,price,detail_desc\n"
+        "0108775015,Strap top,Vest top,Black,12.99,Jersey top\n"
+        "flat,Flat one,Dress,Red,not a number,\n"
+        "shot,Png one,Skirt,Blue,5,\n",
+    )
+    rows = list(read_csv(csv, images, version=7))
+    assert not [r for r in rows if isinstance(r, CatalogError)]
+    by_id = {e.product_id: e for e in events_of(rows)}
+    top = by_id["0108775015"]
+    assert top.op is Op.UPSERT and top.version == 7
+    assert top.image is not None and top.image.path == str(images / "010" / "0108775015.jpg")
+    assert top.attributes == {
+        "name": "Strap top",
+        "category": "Vest top",
+        "colour": "Black",
+        "price": 12.99,
+        "detail_desc": "Jersey top",
+    }
+    # A price that is not a number stays text; empty columns are left out.
+    assert by_id["flat"].attributes["price"] == "not a number"
+    assert "detail_desc" not in by_id["flat"].attributes
+    assert by_id["shot"].image is not None and by_id["shot"].image.path.endswith("shot.png")
+    assert len({e.event_id for e in by_id.values()}) == 3
+
+
+def test_csv_rows_without_an_id_or_an_image_are_errors_with_their_line_number(
+    tmp_path: Path, images: Path
+) -> None:
+    csv = write(
+        tmp_path / "articles.csv",
+        "article_id,prod_name\n,No id\nmissing,No image\nflat,Fine\n",
+    )
+    rows = list(read_csv(csv, images, version=1))
+    errors = [r for r in rows if isinstance(r, CatalogError)]
+    assert [(e.line, "article_id" in e.message) for e in errors] == [(2, True), (3, False)]
+    assert "no image for missing" in errors[1].message
+    assert [e.product_id for e in events_of(rows)] == ["flat"]
+
+
+def test_csv_versions_default_to_now_so_a_republished_catalog_supersedes_the_last(
+    tmp_path: Path, images: Path
+) -> None:
+    csv = write(tmp_path / "articles.csv", "product_id,name\nflat,Flat\n")
+    before_ms = int(time.time() * 1000)
+    first = events_of(list(read_csv(csv, images)))[0].version
+    time.sleep(0.002)
+    second = events_of(list(read_csv(csv, images)))[0].version
+    assert before_ms <= first < second
+
+
+def test_csv_images_become_urls_under_a_base_url_when_one_is_given(
+    tmp_path: Path, images: Path
+) -> None:
+    csv = write(tmp_path / "articles.csv", "id,name\n0108775015,Top\nflat,Flat\n")
+    rows = events_of(list(read_csv(csv, images, version=1, image_base_url="https://cdn.x/img/")))
+    assert [r.image.url for r in rows if r.image] == [
+        "https://cdn.x/img/010/0108775015.jpg",
+        "https://cdn.x/img/flat.jpg",
+    ]
+
+
+def test_csv_attributes_keep_the_first_of_two_columns_of_one_name_and_at_most_64(
+    tmp_path: Path, images: Path
+) -> None:
+    extra = [f"c{i:02d}" for i in range(70)]
+    header = "article_id,prod_name,name," + ",".join(extra)
+    row = "flat,From prod_name,From name," + ",".join("v" for _ in extra)
+    csv = write(tmp_path / "articles.csv", f"{header}\n{row}\n")
+    attributes = events_of(list(read_csv(csv, images, version=1)))[0].attributes
+    assert attributes["name"] == "From prod_name"
+    assert len(attributes) == 64
+
+
+def test_publishing_keys_events_by_product_id_and_counts_what_the_broker_acknowledged(
+    tmp_path: Path,
+) -> None:
+    path = write(tmp_path / "e.jsonl", "\n".join(event_json(p) for p in ("a", "ABC/1", "é")))
+    events = events_of(list(read_jsonl(path)))
+    broker = MemoryPublisher()
+    progress: list[int] = []
+    sent, failures = EventPublisher(broker, "topic").publish_many(events, progress.append)
+    assert (sent, failures, sum(progress)) == (3, [], 3)
+    assert [(t, k) for t, k, _ in broker.records] == [
+        ("topic", b"a"),
+        ("topic", b"ABC/1"),
+        ("topic", "é".encode()),
+    ]
+    assert [json.loads(v or b"")["product_id"] for _, _, v in broker.records] == ["a", "ABC/1", "é"]
+
+    silent = MemoryPublisher()
+    silent.hold = True  # the broker takes the records but acknowledges none
+    sent, failures = EventPublisher(silent, "topic").publish_many(events, timeout_s=0.01)
+    assert sent == 0 and [event_id for event_id, _ in failures] == ["*"]

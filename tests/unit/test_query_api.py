@@ -1,0 +1,198 @@
+"""The query API in process, over a stand-in index: start-up and which product a URL names.
+
+The real index and model are exercised in tests/integration/test_query_api.py; here only
+the wiring is at stake.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Iterator, Sequence
+from types import SimpleNamespace
+from typing import Any
+from urllib.parse import quote
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+
+from catalens.query_api.app import create_app
+from catalens.query_api.deps import Services
+from catalens.query_api.metrics import Metrics
+from catalens.records import Hit, Row
+from catalens.retry import TransientError
+from catalens.settings import ApiSettings
+
+IDS = [
+    "plain",
+    "ABC/123",
+    "a/b/c",
+    "X/similar",
+    "X/image",
+    "what?",
+    "tag#1",
+    "100%",
+    "a%41",
+    "%2F",
+    "it's",
+    'say "hi"',
+    "back\\slash",
+    "naïve café",
+    "商品/42",
+    "with space",
+    "+plus+",
+    "…/",
+    "/leading",
+]
+
+
+def _data_uri(product_id: str) -> str:
+    """A stand-in "image" whose bytes are the product id, so a response shows whose it is."""
+    return "data:image/png;base64," + base64.b64encode(product_id.encode()).decode()
+
+
+class FakeStore:
+    """Rows by id; searches answer every other row and remember their filter."""
+
+    def __init__(self, ids: Sequence[str]) -> None:
+        self.rows = {
+            i: Row(i, n + 1, np.ones(4, dtype=np.float32), {"name": i}, _data_uri(i))
+            for n, i in enumerate(ids)
+        }
+        self.exprs: list[str] = []
+
+    def get(self, product_ids: Sequence[str], *, with_vector: bool = False) -> list[Row]:
+        return [self.rows[p] for p in product_ids if p in self.rows]
+
+    def search(self, vectors: Any, *, k: int, offset: int, expr: str, ef: int) -> list[list[Hit]]:
+        self.exprs.append(expr)
+        return [
+            [Hit(r.product_id, 0.5, r.version, r.attributes, r.image) for r in self.rows.values()]
+        ]
+
+    def ping(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def services(
+    settings: ApiSettings, metrics: Metrics, store: FakeStore, *, random_weights: bool = False
+) -> Services:
+    return Services(
+        settings=settings,
+        encoder=SimpleNamespace(model="fake"),  # type: ignore[arg-type]
+        store=store,  # type: ignore[arg-type]
+        texts=None,  # type: ignore[arg-type]
+        batcher=SimpleNamespace(close=lambda: None),  # type: ignore[arg-type]
+        metrics=metrics,
+        random_weights=random_weights,
+    )
+
+
+@pytest.fixture
+def api() -> Iterator[tuple[TestClient, FakeStore]]:
+    store = FakeStore(IDS)
+    app = create_app(ApiSettings(), build=lambda s, m: services(s, m, store))
+    with TestClient(app) as client:
+        yield client, store
+
+
+def test_start_up_waits_for_milvus_and_serves_once_it_answers() -> None:
+    attempts: list[int] = []
+
+    def build(settings: ApiSettings, metrics: Metrics) -> Services:
+        attempts.append(1)
+        if len(attempts) < 3:
+            raise TransientError("Milvus is not up yet")
+        return services(settings, metrics, FakeStore(["plain"]))
+
+    settings = ApiSettings(retry_initial_s=0.01, retry_max_s=0.02)
+    with TestClient(create_app(settings, build=build)) as client:
+        assert client.get("/readyz").json() == {"status": "ready", "model": "fake"}
+    assert len(attempts) == 3
+
+
+def test_a_failure_that_is_not_transient_stops_start_up() -> None:
+    def build(settings: ApiSettings, metrics: Metrics) -> Services:
+        raise ValueError("no such model")
+
+    with (
+        pytest.raises(ValueError, match="no such model"),
+        TestClient(create_app(ApiSettings(), build=build)),
+    ):
+        pass
+
+
+def path(product_id: str, tail: str = "") -> str:
+    return f"/products/{quote(product_id, safe='')}{tail}"
+
+
+@pytest.mark.parametrize("product_id", IDS)
+def test_every_product_route_reads_the_product_its_encoded_id_names(
+    api: tuple[TestClient, FakeStore], product_id: str
+) -> None:
+    client, store = api
+    product = client.get(path(product_id))
+    assert product.status_code == 200, product.text
+    assert product.json()["product_id"] == product_id
+
+    similar = client.get(path(product_id, "/similar"), params={"k": 3})
+    assert similar.status_code == 200, similar.text
+    assert store.exprs[-1].startswith("(product_id != ")
+
+    image = client.get(path(product_id, "/image"))
+    assert image.status_code == 200, image.text
+    assert image.content == product_id.encode()
+
+
+def test_an_id_ending_in_a_route_name_is_not_taken_for_that_route(
+    api: tuple[TestClient, FakeStore],
+) -> None:
+    client, _ = api
+    # X%2Fsimilar is the product "X/similar", not the products similar to "X".
+    assert client.get(path("X/similar")).json()["product_id"] == "X/similar"
+    assert "results" in client.get(path("plain", "/similar")).json()
+
+
+def test_unknown_and_over_long_ids_are_client_errors(api: tuple[TestClient, FakeStore]) -> None:
+    client, _ = api
+    missing = client.get(path("nope/nope"))
+    assert missing.status_code == 404 and "nope/nope" in missing.json()["message"]
+    # The 256-character limit counts characters of the id, not of its encoding.
+    assert client.get(path("é" * 256)).status_code == 404
+    assert client.get(path("é" * 257)).status_code == 422
+
+
+def test_product_requests_are_measured_under_their_route_template(
+    api: tuple[TestClient, FakeStore],
+) -> None:
+    client, _ = api
+    client.get(path("ABC/123"))
+    metrics = client.get("/metrics").text
+    assert 'route="/products/{product_id}"' in metrics
+
+
+@pytest.mark.parametrize("random_weights", [True, False])
+def test_info_says_whether_the_model_has_random_weights(random_weights: bool) -> None:
+    def build(settings: ApiSettings, metrics: Metrics) -> Services:
+        return services(settings, metrics, FakeStore([]), random_weights=random_weights)
+
+    settings = ApiSettings(model="/models/some-clip", collection="shop")
+    with TestClient(create_app(settings, build=build)) as client:
+        info = client.get("/info").json()
+    assert info["random_weights"] is random_weights
+    assert (info["model"], info["collection"]) == ("/models/some-clip", "shop")
+
+
+def test_the_page_has_a_notice_for_random_weights_that_its_script_reveals() -> None:
+    """The notice is hidden unless /info says the weights are random (the browser test
+    in tests/integration/test_query_api.py sees it shown)."""
+    with TestClient(
+        create_app(ApiSettings(), build=lambda s, m: services(s, m, FakeStore([])))
+    ) as client:
+        page = client.get("/").text
+        script = client.get("/static/app.js").text
+    assert '<p id="notice" role="note" hidden>' in page and "random weights" in page
+    assert 'fetch("/info")' in script and "info.random_weights" in script

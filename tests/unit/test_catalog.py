@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from catalens.kafka.memory import MemoryPublisher
+from catalens.kafka.memory import MemoryBroker, MemoryPublisher
 from catalens.producer.catalog import CatalogError, read_csv, read_jsonl
 from catalens.producer.publisher import EventPublisher
 from catalens.schemas import Op, ProductImageEvent
@@ -154,18 +154,16 @@ def test_publishing_keys_events_by_product_id_and_counts_what_the_broker_acknowl
 ) -> None:
     path = write(tmp_path / "e.jsonl", "\n".join(event_json(p) for p in ("a", "ABC/1", "é")))
     events = events_of(list(read_jsonl(path)))
-    broker = MemoryPublisher()
+    broker = MemoryBroker(partitions=1)
     progress: list[int] = []
-    sent, failures = EventPublisher(broker, "topic").publish_many(events, progress.append)
+    publisher = MemoryPublisher(broker)
+    sent, failures = EventPublisher(publisher, "topic").publish_many(events, progress.append)
     assert (sent, failures, sum(progress)) == (3, [], 3)
-    assert [(t, k) for t, k, _ in broker.records] == [
-        ("topic", b"a"),
-        ("topic", b"ABC/1"),
-        ("topic", "é".encode()),
-    ]
-    assert [json.loads(v or b"")["product_id"] for _, _, v in broker.records] == ["a", "ABC/1", "é"]
+    records = broker.records("topic")
+    assert [r.key for r in records] == [b"a", b"ABC/1", "é".encode()]
+    assert [json.loads(r.value or b"")["product_id"] for r in records] == ["a", "ABC/1", "é"]
 
-    silent = MemoryPublisher()
-    silent.hold = True  # the broker takes the records but acknowledges none
+    # The broker takes the records but acknowledges none.
+    silent = MemoryPublisher(MemoryBroker(partitions=1), hold=True)
     sent, failures = EventPublisher(silent, "topic").publish_many(events, timeout_s=0.01)
     assert sent == 0 and [event_id for event_id, _ in failures] == ["*"]

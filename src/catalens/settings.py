@@ -154,6 +154,8 @@ class ApiSettings(CatalensSettings):
     api_port: int = Field(default=8000, ge=1, le=65535)
     search_ef: int = Field(default=64, ge=1)
     text_cache_size: int = Field(default=4096, ge=0)
+    # How often the API looks where the alias points, to follow a promotion.
+    alias_poll_s: float = Field(default=2.0, gt=0)
     precision: Literal["auto", "fp32", "bf16", "fp16", "int8"] = "auto"
     device: Literal["auto", "cpu", "cuda"] = "auto"
     max_upload_bytes: int = Field(default=20 * 1024 * 1024, ge=1)

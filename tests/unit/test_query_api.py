@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Iterator, Sequence
+from dataclasses import replace
 from types import SimpleNamespace
 from typing import Any
 from urllib.parse import quote
@@ -78,7 +79,12 @@ class FakeStore:
 
 
 def services(
-    settings: ApiSettings, metrics: Metrics, store: FakeStore, *, random_weights: bool = False
+    settings: ApiSettings,
+    metrics: Metrics,
+    store: FakeStore,
+    *,
+    random_weights: bool = False,
+    model: str = "fake",
 ) -> Services:
     return Services(
         settings=settings,
@@ -88,6 +94,7 @@ def services(
         batcher=SimpleNamespace(close=lambda: None),  # type: ignore[arg-type]
         metrics=metrics,
         random_weights=random_weights,
+        model=model,
     )
 
 
@@ -177,9 +184,15 @@ def test_product_requests_are_measured_under_their_route_template(
 @pytest.mark.parametrize("random_weights", [True, False])
 def test_info_says_whether_the_model_has_random_weights(random_weights: bool) -> None:
     def build(settings: ApiSettings, metrics: Metrics) -> Services:
-        return services(settings, metrics, FakeStore([]), random_weights=random_weights)
+        return services(
+            settings,
+            metrics,
+            FakeStore([]),
+            random_weights=random_weights,
+            model="/models/some-clip",
+        )
 
-    settings = ApiSettings(model="/models/some-clip", collection="shop")
+    settings = ApiSettings(collection="shop")
     with TestClient(create_app(settings, build=build)) as client:
         info = client.get("/info").json()
     assert info["random_weights"] is random_weights
@@ -196,3 +209,35 @@ def test_the_page_has_a_notice_for_random_weights_that_its_script_reveals() -> N
         script = client.get("/static/app.js").text
     assert '<p id="notice" role="note" hidden>' in page and "random weights" in page
     assert 'fetch("/info")' in script and "info.random_weights" in script
+
+
+def test_a_moved_alias_swaps_the_whole_services_and_a_failed_look_keeps_them() -> None:
+    """Every response names the one model that made it; the swap happens between requests."""
+    looks: list[str] = []
+
+    def refresh(current: Services) -> Services | None:
+        looks.append(current.model)
+        if len(looks) == 1:
+            raise TransientError("Milvus is away")
+        if current.model == "model-a":
+            following = services(current.settings, current.metrics, store, model="model-b")
+            return replace(following, refresh=refresh)
+        return None
+
+    store = FakeStore(["plain"])
+    settings = ApiSettings(alias_poll_s=3600)  # this test moves the clock by hand
+
+    def build(s: ApiSettings, m: Metrics) -> Services:
+        return replace(services(s, m, store, model="model-a"), refresh=refresh)
+
+    with TestClient(create_app(settings, build=build)) as client:
+        serving = client.app.state.serving  # type: ignore[attr-defined]
+        served = lambda: client.get("/products/plain/similar").json()["model"]  # noqa: E731
+        assert served() == "model-a"
+        serving.refresh_once()  # Milvus away: keep serving what was served
+        assert served() == "model-a"
+        serving.refresh_once()
+        assert served() == "model-b"
+        assert client.get("/readyz").json() == {"status": "ready", "model": "model-b"}
+        serving.refresh_once()
+        assert looks == ["model-a", "model-a", "model-b"]

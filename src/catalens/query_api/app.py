@@ -23,8 +23,10 @@ from catalens.query_api.metrics import Metrics
 from catalens.query_api.paths import EncodedPaths
 from catalens.query_api.routes import health, info, products, search
 from catalens.query_api.search import TextBatcher, TextVectors
+from catalens.query_api.serving import AliasFollower, Serving
 from catalens.retry import Backoff, retry_transient
 from catalens.settings import ApiSettings
+from catalens.store import IndexReader
 from catalens.store.client import Milvus
 from catalens.store.reader import MilvusReader
 
@@ -33,19 +35,31 @@ STATIC = Path(__file__).parent / "static"
 
 
 def build_services(settings: ApiSettings, metrics: Metrics) -> Services:
+    """The services of the generation the alias serves, following it as it moves."""
+    token = settings.milvus_token.get_secret_value() if settings.milvus_token else None
+    milvus = Milvus(settings.milvus_uri, token)
+
+    def load(model: str, collection: str) -> Services:
+        return model_services(settings, metrics, model, MilvusReader(milvus, collection))
+
+    return AliasFollower(settings, milvus, load).initial()
+
+
+def model_services(
+    settings: ApiSettings, metrics: Metrics, model: str, store: IndexReader
+) -> Services:
+    """The towers of ``model`` over ``store``."""
     # int8 is an image-tower trade, checked at load on images; queries keep bf16/fp32.
     precision = settings.precision
     if precision == "auto" and choose_device(settings.device) == "cpu":
         precision = "bf16" if cpu_supports_bf16() else "fp32"
     encoder = ClipEncoder(
-        settings.model,
+        model,
         towers=("text", "image"),
         device=settings.device,
         precision=precision,
         runtime="torch",  # image queries are few; no quantisation at start-up
     )
-    token = settings.milvus_token.get_secret_value() if settings.milvus_token else None
-    store = MilvusReader(Milvus(settings.milvus_uri, token), settings.collection)
     batcher = TextBatcher(encoder.encode_texts)
     return Services(
         settings=settings,
@@ -54,7 +68,9 @@ def build_services(settings: ApiSettings, metrics: Metrics) -> Services:
         texts=TextVectors(batcher, settings.text_cache_size),
         batcher=batcher,
         metrics=metrics,
-        random_weights=has_random_weights(settings.model),
+        random_weights=has_random_weights(model),
+        model=model,
+        collection=getattr(store, "collection", settings.collection),
     )
 
 
@@ -70,7 +86,7 @@ def create_app(
         # server cancels this start-up, and the waiting thread must not outlive it.
         stop = threading.Event()
         try:
-            app.state.services = await asyncio.to_thread(
+            services = await asyncio.to_thread(
                 retry_transient,
                 lambda: build(settings, metrics),
                 what="starting the query API",
@@ -79,13 +95,14 @@ def create_app(
             )
         finally:
             stop.set()
-        log.info("query API ready (model %s, collection %s)", settings.model, settings.collection)
-        if app.state.services.random_weights:
+        log.info("query API ready (model %s, searching %s)", services.model, services.collection)
+        if services.random_weights:
             log.warning(
-                "model %s has random weights: search results carry no meaning", settings.model
+                "model %s has random weights: search results carry no meaning", services.model
             )
+        app.state.serving = Serving(services, settings.alias_poll_s)
         yield
-        app.state.services.close()
+        app.state.serving.close()
 
     app = FastAPI(
         title="Catalens",

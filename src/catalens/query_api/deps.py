@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -16,6 +17,12 @@ from catalens.store import IndexReader
 
 @dataclass
 class Services:
+    """One generation as the API serves it: the index it searches and the towers of the
+    model that made that index. A request takes one Services for its whole life, so a
+    query vector and the stored vectors it is compared with always come from one model;
+    when the alias moves, the app swaps in a whole new Services (catalens.query_api.serving).
+    """
+
     settings: ApiSettings
     encoder: ClipEncoder
     store: IndexReader
@@ -24,14 +31,23 @@ class Services:
     metrics: Metrics
     # The model's weights are random (a demo or test model): scores carry no meaning.
     random_weights: bool = False
+    model: str = ""  # the model queries are encoded with (default: settings.model)
+    collection: str = ""  # what is searched: a generation, or the alias before there is one
+    fingerprint: str | None = None  # of the model's weights, when a generation is served
+    problem: str | None = None  # why this API is not ready, when it is not
+    # The next Services when the alias has moved (None: unchanged); None: never moves.
+    refresh: Callable[[Services], Services | None] | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        self.model = self.model or self.settings.model
+        self.collection = self.collection or self.settings.collection
 
     def close(self) -> None:
         self.batcher.close()
-        self.store.close()
 
 
 def get_services(request: Request) -> Services:
-    services: Services = request.app.state.services
+    services: Services = request.app.state.serving.current
     return services
 
 

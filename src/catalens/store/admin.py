@@ -163,6 +163,10 @@ class IndexAdmin:
 
     # -- generations ----------------------------------------------------------------------
 
+    def identity(self, collection: str) -> ModelIdentity | None:
+        """The model identity ``collection`` was created for (None: not recorded)."""
+        return _identity(str(self.milvus.describe_collection(collection).get("description") or ""))
+
     def generations(self) -> list[Generation]:
         """Every generation of the alias, with its row count (read with Strong
         consistency) and whether the alias serves it."""

@@ -17,9 +17,12 @@ def healthz() -> dict[str, str]:
 
 @router.get("/readyz", response_model=None)
 def readyz(services: ServicesDep) -> dict[str, str] | JSONResponse:
-    """Milvus answers and the model is loaded (readiness)."""
+    """Milvus answers, and the model of the generation the alias serves is loaded
+    (readiness)."""
+    if services.problem is not None:
+        return JSONResponse({"status": "unavailable", "message": services.problem}, 503)
     try:
         services.store.ping()
     except TransientError as exc:
         return JSONResponse({"status": "unavailable", "message": str(exc)}, status_code=503)
-    return {"status": "ready", "model": services.encoder.model}
+    return {"status": "ready", "model": services.model}

@@ -16,7 +16,10 @@ class Info(BaseModel):
         description="the model has random weights (a demo or test model): results come "
         "back in score order, but the scores say nothing about relevance"
     )
-    collection: str = Field(description="the Milvus alias searched")
+    collection: str = Field(
+        description="the collection searched: the generation the alias serves (or the alias "
+        "itself while nothing is indexed)"
+    )
 
 
 @router.get("/info", response_model=Info)
@@ -24,7 +27,7 @@ def info(services: ServicesDep) -> Info:
     """What this API serves: its model, and whether that model's results mean anything."""
     return Info(
         version=__version__,
-        model=services.settings.model,
+        model=services.model,
         random_weights=services.random_weights,
-        collection=services.settings.collection,
+        collection=services.collection,
     )

@@ -33,6 +33,10 @@ class Result(BaseModel):
 class SearchResponse(BaseModel):
     results: list[Result]
     took_ms: float
+    model: str = Field(
+        description="the model that encoded the query and the results' vectors (one model "
+        "per response, also while a new model's generation is being promoted)"
+    )
 
 
 K = Annotated[int, Query(ge=1, le=MAX_K, description="how many results (1-1000)")]
@@ -94,7 +98,9 @@ def run_search(
     )[0]
     services.metrics.search.observe(time.perf_counter() - search_started)
     return SearchResponse(
-        results=results(hits), took_ms=round((time.perf_counter() - started) * 1000, 3)
+        results=results(hits),
+        took_ms=round((time.perf_counter() - started) * 1000, 3),
+        model=services.model,
     )
 
 

@@ -108,6 +108,7 @@ def test_a_new_model_is_built_beside_the_live_one_and_promoted_without_downtime(
         for k, v in stack.env.items()
         if k not in ("CATALENS_EMBEDDER_GROUP", "CATALENS_SINK_GROUP", "CATALENS_API_PORT")
     } | {"CATALENS_MODEL": str(model_b)}
+    building = time.monotonic()
     for role in ("embedder", "sink"):
         child = Child(
             f"{role}-b",
@@ -153,5 +154,6 @@ def test_a_new_model_is_built_beside_the_live_one_and_promoted_without_downtime(
 
     statuses = {code for code, _ in watcher.seen}
     assert statuses <= {200, 503}, statuses
+    print(f"{len(watcher.seen)} searches during the migration: {sorted(statuses)}")
     assert watcher.models() == [str(model_a), str(model_b)]  # one switch, never a mix
     stack.assert_running()

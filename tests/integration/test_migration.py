@@ -130,6 +130,7 @@ def test_a_new_model_is_built_beside_the_live_one_and_promoted_without_downtime(
     assert 0 < len(expected) < len(products)
     stack.wait_indexed(expected, timeout_s=180)
     wait_for(lambda: live_versions(stack, model_b, products) == expected, 240, "B to be built")
+    print(f"generation of {len(products)} products built in {time.monotonic() - building:.1f}s")
 
     status = json.loads(catalens(stack, "index", "status", "--json").stdout)
     by_model = {g["model"]: g for g in status}

@@ -21,7 +21,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
-from catalens.images import ImageError, ImageLimits, Pixels, PreprocessSpec, preprocess
+from catalens.errors import BadInput
+from catalens.images import ImageLimits, Pixels, PreprocessSpec, preprocess
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +55,7 @@ def from_folder(folder: Path, spec: PreprocessSpec, limit: int) -> list[Pixels]:
             break
         try:
             crops.append(preprocess(path.read_bytes(), spec, ImageLimits()))
-        except (OSError, ImageError) as exc:
+        except (OSError, BadInput) as exc:
             log.warning("calibration image %s skipped: %s", path, exc)
     return crops
 

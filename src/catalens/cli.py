@@ -17,8 +17,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from catalens.errors import OperatorError
-from catalens.retry import Stopped
+from catalens.errors import OperatorError, Stopped
 from catalens.settings import (
     ApiSettings,
     CatalensSettings,

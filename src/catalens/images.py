@@ -19,20 +19,12 @@ import numpy as np
 import numpy.typing as npt
 from PIL import Image, UnidentifiedImageError
 
+from catalens.errors import BadInput
 from catalens.schemas.dead_letter import Reason
 
 Pixels = npt.NDArray[np.uint8]
 
 _PILLOW_LIMIT = threading.Lock()
-
-
-class ImageError(Exception):
-    """The bytes are not a usable image. Dead-lettered with ``reason``; never retried."""
-
-    def __init__(self, reason: Reason, message: str) -> None:
-        super().__init__(message)
-        self.reason = reason
-        self.message = message
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,23 +47,23 @@ class ImageLimits:
 def open_checked(data: bytes, limits: ImageLimits) -> Image.Image:
     """Open (lazily) and check size limits before a single pixel is decoded."""
     if len(data) > limits.max_bytes:
-        raise ImageError(
+        raise BadInput(
             Reason.IMAGE_TOO_LARGE, f"image has {len(data)} bytes, limit is {limits.max_bytes}"
         )
     if not data:
-        raise ImageError(Reason.NOT_AN_IMAGE, "image is empty")
+        raise BadInput(Reason.NOT_AN_IMAGE, "image is empty")
     try:
         with _own_pixel_limit():
             image = Image.open(io.BytesIO(data))
     except UnidentifiedImageError:
-        raise ImageError(Reason.NOT_AN_IMAGE, "bytes are not a recognised image format") from None
+        raise BadInput(Reason.NOT_AN_IMAGE, "bytes are not a recognised image format") from None
     except (OSError, ValueError, SyntaxError) as exc:
-        raise ImageError(Reason.CORRUPT_IMAGE, f"unreadable image header: {exc}") from None
+        raise BadInput(Reason.CORRUPT_IMAGE, f"unreadable image header: {exc}") from None
     width, height = image.size
     if width <= 0 or height <= 0:
-        raise ImageError(Reason.CORRUPT_IMAGE, f"image has no pixels ({width}x{height})")
+        raise BadInput(Reason.CORRUPT_IMAGE, f"image has no pixels ({width}x{height})")
     if width * height > limits.max_pixels:
-        raise ImageError(
+        raise BadInput(
             Reason.TOO_MANY_PIXELS,
             f"image is {width}x{height} = {width * height} pixels, limit is {limits.max_pixels}",
         )
@@ -138,7 +130,7 @@ def _preprocess(
             image = image.convert("RGB")
         crop = _resized_crop(image, spec)
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
-        raise ImageError(Reason.CORRUPT_IMAGE, f"corrupt or truncated image: {exc}") from None
+        raise BadInput(Reason.CORRUPT_IMAGE, f"corrupt or truncated image: {exc}") from None
     return crop, image
 
 

@@ -18,7 +18,8 @@ import threading
 from pathlib import Path
 from typing import IO
 
-from catalens.retry import Backoff, TransientError, retry_transient
+from catalens.errors import TransientError
+from catalens.retry import Backoff, retry_transient
 
 log = logging.getLogger(__name__)
 

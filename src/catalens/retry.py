@@ -10,16 +10,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
+from catalens.errors import Stopped, TransientError
+
+__all__ = ["Backoff", "Stopped", "TransientError", "retry_transient"]
+
 T = TypeVar("T")
 log = logging.getLogger(__name__)
-
-
-class TransientError(Exception):
-    """A dependency (broker, database, network) is away for now; the work must be retried."""
-
-
-class Stopped(Exception):
-    """The service was asked to stop while it was waiting for a dependency."""
 
 
 @dataclass(frozen=True)

@@ -12,8 +12,9 @@ from pathlib import Path
 
 import httpx
 
+from catalens.errors import Stopped, TransientError
 from catalens.localstack import Child, free_port, start_broker, start_milvus
-from catalens.retry import Backoff, Stopped, TransientError, retry_transient
+from catalens.retry import Backoff, retry_transient
 from catalens.settings import DEFAULT_MODEL, ApiSettings, CatalensSettings, to_env
 
 log = logging.getLogger(__name__)

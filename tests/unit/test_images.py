@@ -10,8 +10,8 @@ import pytest
 from PIL import Image
 from transformers import CLIPImageProcessorPil
 
+from catalens.errors import BadInput
 from catalens.images import (
-    ImageError,
     ImageLimits,
     PreprocessSpec,
     open_checked,
@@ -147,7 +147,7 @@ def bomb(width: int, height: int) -> bytes:
 def test_bad_images_are_refused_with_a_reason(
     data: bytes, limits: ImageLimits, reason: Reason
 ) -> None:
-    with pytest.raises(ImageError) as caught:
+    with pytest.raises(BadInput) as caught:
         preprocess(data, SPEC, limits)
     assert caught.value.reason is reason
 
@@ -159,7 +159,7 @@ def test_a_bomb_is_refused_from_its_header_without_decoding() -> None:
     data = bomb(60000, 60000)  # 3.6 G pixels claimed by a 70-byte file
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     started = time.perf_counter()
-    with pytest.raises(ImageError) as caught:
+    with pytest.raises(BadInput) as caught:
         preprocess(data, SPEC, LIMITS)
     assert caught.value.reason is Reason.TOO_MANY_PIXELS
     assert "60000x60000" in caught.value.message
@@ -195,7 +195,7 @@ def test_the_callers_pixel_limit_applies_even_above_pillows_and_pillows_is_resto
     def refused(_: int) -> Reason:
         try:
             open_checked(above_pillow, LIMITS)
-        except ImageError as exc:
+        except BadInput as exc:
             return exc.reason
         raise AssertionError("not refused")
 

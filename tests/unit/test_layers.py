@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 PURE = [
+    "catalens.errors",
     "catalens.records",
     "catalens.schemas",
     "catalens.settings",

@@ -7,7 +7,8 @@ from typing import Any
 
 import pytest
 
-from catalens.schemas import EventError, Op, Reason, parse_event
+from catalens.errors import BadInput
+from catalens.schemas import Op, Reason, parse_event
 from catalens.schemas.embedding import EmbeddingRecord
 
 DESIGN_EXAMPLE = {
@@ -28,7 +29,7 @@ def parse(body: dict[str, Any], key: bytes | None = b"0108775015"):  # type: ign
 
 def reason_of(body: dict[str, Any] | bytes, key: bytes | None = b"0108775015") -> Reason:
     raw = body if isinstance(body, bytes) else json.dumps(body).encode()
-    with pytest.raises(EventError) as caught:
+    with pytest.raises(BadInput) as caught:
         parse_event(key, raw)
     assert caught.value.message
     return caught.value.reason
@@ -77,7 +78,7 @@ def test_contract_violations_have_precise_reasons(body: Any, reason: Reason) -> 
 
 
 def test_the_error_names_the_offending_field() -> None:
-    with pytest.raises(EventError) as caught:
+    with pytest.raises(BadInput) as caught:
         parse(DESIGN_EXAMPLE | {"version": "three"})
     assert "version" in caught.value.message
     assert caught.value.product_id == "0108775015"

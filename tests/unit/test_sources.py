@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from catalens.embedder.sources import ImageSource, SourcePolicy, parse_networks
-from catalens.images import ImageError
+from catalens.errors import BadInput
 from catalens.schemas import ImageRef, Reason
 
 
@@ -20,7 +20,7 @@ def resolver_to(*addresses: str):  # type: ignore[no-untyped-def]
 
 
 def refused(source: ImageSource, ref: ImageRef) -> Reason:
-    with pytest.raises(ImageError) as caught:
+    with pytest.raises(BadInput) as caught:
         source.read(ref)
     return caught.value.reason
 

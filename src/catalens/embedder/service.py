@@ -29,8 +29,8 @@ from dataclasses import dataclass
 from catalens.embedder.batcher import Batcher, Closed
 from catalens.embedder.sources import ImageSource
 from catalens.embedder.steps import NeedsImage, Output, Topics, dead_letter, decide, embedded
+from catalens.errors import BadInput, Stopped
 from catalens.images import (
-    ImageError,
     ImageLimits,
     Pixels,
     PreprocessSpec,
@@ -40,8 +40,7 @@ from catalens.images import (
 from catalens.kafka import DeliveryError, Partition, Record, RecordPublisher, RecordSource
 from catalens.offsets import OffsetTracker
 from catalens.records import ModelIdentity
-from catalens.retry import Stopped
-from catalens.schemas import EventError, ProductImageEvent
+from catalens.schemas import ProductImageEvent
 from catalens.schemas.embedding import Vector
 
 log = logging.getLogger(__name__)
@@ -245,10 +244,8 @@ class EmbedderService:
                     )
                 else:
                     pixels = preprocess(data, self.config.spec, self.config.limits)
-        except ImageError as exc:
-            error = EventError(
-                exc.reason, exc.message, product_id=event.product_id, event_id=event.event_id
-            )
+        except BadInput as exc:
+            error = exc.about(event.product_id, event.event_id)
             self._outcomes.put((record, dead_letter(record, error, self.config.topics)))
         except Stopped:
             log.debug("stopping: %s@%d left for redelivery", record.tp, record.offset)

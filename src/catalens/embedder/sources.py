@@ -8,7 +8,7 @@
 * ``path``: only under the configured image roots, after resolving ``..`` and symlinks.
 * ``data``: base64, size-capped before decoding.
 
-Every refusal is an :class:`ImageError` with a reason, i.e. a dead letter. So is a URL
+Every refusal is an :class:`BadInput` with a reason, i.e. a dead letter. So is a URL
 that still times out or answers 5xx/429 after ``retries`` more tries: unlike a broker or
 Milvus outage, one bad CDN URL must not stall a partition that holds everyone else's
 products (README, "Transient faults wait").
@@ -29,8 +29,8 @@ from urllib.parse import urljoin, urlsplit, urlunsplit
 import httpx
 import pybase64
 
-from catalens.images import ImageError
-from catalens.retry import Backoff, TransientError, retry_transient
+from catalens.errors import BadInput, TransientError
+from catalens.retry import Backoff, retry_transient
 from catalens.schemas import ImageRef, Reason
 
 log = logging.getLogger(__name__)
@@ -116,39 +116,39 @@ class ImageSource:
 
     def _read_data(self, data: str) -> bytes:
         if len(data) * 3 // 4 > self.policy.max_bytes + 3:
-            raise ImageError(
+            raise BadInput(
                 Reason.IMAGE_TOO_LARGE, f"inline image exceeds {self.policy.max_bytes} bytes"
             )
         try:
             return pybase64.b64decode(data, validate=True)  # SIMD: 50x the stdlib
         except (binascii.Error, ValueError):
-            raise ImageError(Reason.SCHEMA_VIOLATION, "image.data is not valid base64") from None
+            raise BadInput(Reason.SCHEMA_VIOLATION, "image.data is not valid base64") from None
 
     # -- local files ----------------------------------------------------------------------
 
     def _read_path(self, raw: str) -> bytes:
         path = Path(raw)
         if not path.is_absolute():
-            raise ImageError(Reason.FORBIDDEN_SOURCE, f"image path {raw!r} is not absolute")
+            raise BadInput(Reason.FORBIDDEN_SOURCE, f"image path {raw!r} is not absolute")
         if not self._roots:
-            raise ImageError(
+            raise BadInput(
                 Reason.FORBIDDEN_SOURCE, "image paths are disabled: no image roots are configured"
             )
         try:
             real = path.resolve(strict=True)
         except (FileNotFoundError, NotADirectoryError):
-            raise ImageError(Reason.IMAGE_NOT_FOUND, f"no such file: {raw}") from None
+            raise BadInput(Reason.IMAGE_NOT_FOUND, f"no such file: {raw}") from None
         except (OSError, RuntimeError) as exc:
-            raise ImageError(Reason.IMAGE_NOT_FOUND, f"cannot resolve {raw}: {exc}") from None
+            raise BadInput(Reason.IMAGE_NOT_FOUND, f"cannot resolve {raw}: {exc}") from None
         if not any(real.is_relative_to(root) for root in self._roots):
-            raise ImageError(
+            raise BadInput(
                 Reason.FORBIDDEN_SOURCE, f"{raw} resolves outside the configured image roots"
             )
         if not real.is_file():
-            raise ImageError(Reason.IMAGE_NOT_FOUND, f"{raw} is not a regular file")
+            raise BadInput(Reason.IMAGE_NOT_FOUND, f"{raw} is not a regular file")
         size = real.stat().st_size
         if size > self.policy.max_bytes:
-            raise ImageError(
+            raise BadInput(
                 Reason.IMAGE_TOO_LARGE, f"{raw} has {size} bytes, limit is {self.policy.max_bytes}"
             )
         with real.open("rb") as handle:
@@ -160,24 +160,24 @@ class ImageSource:
         """Check one hop; returns (url with the vetted address, Host header, TLS name)."""
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https"):
-            raise ImageError(
+            raise BadInput(
                 Reason.FORBIDDEN_SOURCE, f"scheme {parts.scheme or '(none)'!r} is not allowed"
             )
         host = parts.hostname
         if not host:
-            raise ImageError(Reason.SCHEMA_VIOLATION, f"url {url!r} has no host")
+            raise BadInput(Reason.SCHEMA_VIOLATION, f"url {url!r} has no host")
         if parts.username or parts.password:
-            raise ImageError(Reason.FORBIDDEN_SOURCE, "credentials in image URLs are refused")
+            raise BadInput(Reason.FORBIDDEN_SOURCE, "credentials in image URLs are refused")
         port = parts.port or (443 if parts.scheme == "https" else 80)
         try:
             addresses = [ipaddress.ip_address(a.split("%")[0]) for a in self._resolve(host, port)]
         except (socket.gaierror, UnicodeError, ValueError) as exc:
-            raise ImageError(Reason.IMAGE_NOT_FOUND, f"cannot resolve {host}: {exc}") from None
+            raise BadInput(Reason.IMAGE_NOT_FOUND, f"cannot resolve {host}: {exc}") from None
         if not addresses:
-            raise ImageError(Reason.IMAGE_NOT_FOUND, f"{host} has no address")
+            raise BadInput(Reason.IMAGE_NOT_FOUND, f"{host} has no address")
         refused = [a for a in addresses if not self.policy.address_allowed(a)]
         if refused:
-            raise ImageError(
+            raise BadInput(
                 Reason.FORBIDDEN_SOURCE, f"{host} resolves to non-public address {refused[0]}"
             )
         address = addresses[0]
@@ -199,7 +199,7 @@ class ImageSource:
                 log_level=logging.DEBUG,
             )
         except _Retryable as exc:
-            raise ImageError(exc.reason, exc.message) from None
+            raise BadInput(exc.reason, exc.message) from None
 
     def _follow(self, url: str) -> bytes:
         for _hop in range(self.policy.max_redirects + 1):
@@ -214,9 +214,7 @@ class ImageSource:
                     if response.is_redirect:
                         location = response.headers.get("location")
                         if not location:
-                            raise ImageError(
-                                Reason.FETCH_FAILED, f"redirect without Location: {url}"
-                            )
+                            raise BadInput(Reason.FETCH_FAILED, f"redirect without Location: {url}")
                         url = urljoin(url, location)
                         continue
                     return self._body(url, response)
@@ -224,19 +222,19 @@ class ImageSource:
                 raise _Retryable(Reason.FETCH_TIMEOUT, f"timed out fetching {url}") from None
             except httpx.TransportError as exc:
                 raise _Retryable(Reason.FETCH_FAILED, f"cannot fetch {url}: {exc}") from None
-        raise ImageError(Reason.FETCH_FAILED, f"more than {self.policy.max_redirects} redirects")
+        raise BadInput(Reason.FETCH_FAILED, f"more than {self.policy.max_redirects} redirects")
 
     def _body(self, url: str, response: httpx.Response) -> bytes:
         status = response.status_code
         if status in (404, 410):
-            raise ImageError(Reason.IMAGE_NOT_FOUND, f"{url} answered {status}")
+            raise BadInput(Reason.IMAGE_NOT_FOUND, f"{url} answered {status}")
         if status == 429 or status >= 500:
             raise _Retryable(Reason.FETCH_FAILED, f"{url} answered {status}")
         if status != 200:
-            raise ImageError(Reason.FETCH_FAILED, f"{url} answered {status}")
+            raise BadInput(Reason.FETCH_FAILED, f"{url} answered {status}")
         declared = response.headers.get("content-length")
         if declared and declared.isdigit() and int(declared) > self.policy.max_bytes:
-            raise ImageError(
+            raise BadInput(
                 Reason.IMAGE_TOO_LARGE,
                 f"{url} declares {declared} bytes, limit is {self.policy.max_bytes}",
             )
@@ -244,7 +242,7 @@ class ImageSource:
         for chunk in response.iter_bytes():
             body += chunk
             if len(body) > self.policy.max_bytes:
-                raise ImageError(
+                raise BadInput(
                     Reason.IMAGE_TOO_LARGE, f"{url} sent more than {self.policy.max_bytes} bytes"
                 )
         return bytes(body)

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from catalens.errors import BadInput
 from catalens.records import ModelIdentity, Record
-from catalens.schemas import DeadLetter, EmbeddingRecord, EventError, Op, ProductImageEvent, Reason
+from catalens.schemas import DeadLetter, EmbeddingRecord, Op, ProductImageEvent, Reason
 from catalens.schemas.embedding import INPUT_OFFSET_HEADER, MODEL_HEADER, Vector
 from catalens.schemas.event import parse_event
 
@@ -41,14 +42,14 @@ def decide(record: Record, topics: Topics, model: ModelIdentity) -> Decision:
     if record.value is None:
         if not record.key:
             return dead_letter(
-                record, EventError(Reason.SCHEMA_VIOLATION, "tombstone without a key"), topics
+                record, BadInput(Reason.SCHEMA_VIOLATION, "tombstone without a key"), topics
             )
         # A tombstone deletes the product; it travels on as a tombstone, with the
         # position that orders it among the product's records.
         return Output(topics.embeddings, record.key, None, headers(model, record.offset))
     try:
         event = parse_event(record.key, record.value)
-    except EventError as error:
+    except BadInput as error:
         return dead_letter(record, error, topics)
     if event.op is Op.DELETE:
         value = embedding_record(event, None, model, input_offset=record.offset)
@@ -107,7 +108,7 @@ def embedded(
 
 def dead_letter(
     record: Record,
-    error: EventError,
+    error: BadInput,
     topics: Topics,
 ) -> Output:
     letter = DeadLetter.of(

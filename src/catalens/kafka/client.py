@@ -20,9 +20,9 @@ from confluent_kafka import (
 )
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
+from catalens.errors import TransientError
 from catalens.kafka import DeliveryError
 from catalens.records import Headers, Partition, Record
-from catalens.retry import TransientError
 from catalens.settings import CatalensSettings
 
 log = logging.getLogger(__name__)

@@ -7,8 +7,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
+from catalens.errors import TransientError
 from catalens.query_api.filters import FilterError
-from catalens.retry import TransientError
 
 
 class BadRequest(Exception):

@@ -18,10 +18,9 @@ from collections.abc import Callable
 from dataclasses import replace
 
 from catalens.encoder.files import ModelNotFound, resolve_model_dir, weights_digest
-from catalens.errors import OperatorError
+from catalens.errors import OperatorError, TransientError
 from catalens.query_api.deps import Services
 from catalens.records import ModelIdentity
-from catalens.retry import TransientError
 from catalens.settings import ApiSettings
 from catalens.store.admin import IndexAdmin
 from catalens.store.client import Milvus

@@ -4,7 +4,6 @@ from catalens.schemas.dead_letter import DeadLetter, Reason
 from catalens.schemas.embedding import EmbeddingRecord
 from catalens.schemas.event import (
     SCHEMA_VERSION,
-    EventError,
     ImageRef,
     Op,
     ProductImageEvent,
@@ -15,7 +14,6 @@ __all__ = [
     "SCHEMA_VERSION",
     "DeadLetter",
     "EmbeddingRecord",
-    "EventError",
     "ImageRef",
     "Op",
     "ProductImageEvent",

@@ -19,6 +19,7 @@ from pydantic import (
     model_validator,
 )
 
+from catalens.errors import BadInput
 from catalens.schemas.dead_letter import Reason
 
 SCHEMA_VERSION = 1
@@ -96,24 +97,6 @@ class ProductImageEvent(BaseModel):
         return self.product_id.encode()
 
 
-class EventError(Exception):
-    """An input that breaks the contract. It is dead-lettered, never retried."""
-
-    def __init__(
-        self,
-        reason: Reason,
-        message: str,
-        *,
-        product_id: str | None = None,
-        event_id: str | None = None,
-    ) -> None:
-        super().__init__(message)
-        self.reason = reason
-        self.message = message
-        self.product_id = product_id
-        self.event_id = event_id
-
-
 def _describe(error: ValidationError) -> str:
     parts = []
     for item in error.errors(include_url=False):
@@ -123,7 +106,7 @@ def _describe(error: ValidationError) -> str:
 
 
 def parse_event(key: bytes | None, value: bytes) -> ProductImageEvent:
-    """Validate one record of the input topic, or raise :class:`EventError` saying why.
+    """Validate one record of the input topic, or raise :class:`BadInput` saying why.
 
     The key must be the product id (when present) so that all events of a product
     share a partition and keep their order.
@@ -141,14 +124,14 @@ def _parse_failing(key: bytes | None, value: bytes) -> ProductImageEvent:
     try:
         raw: Any = json.loads(value)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise EventError(Reason.INVALID_JSON, f"value is not UTF-8 JSON: {exc}") from None
+        raise BadInput(Reason.INVALID_JSON, f"value is not UTF-8 JSON: {exc}") from None
     if not isinstance(raw, dict):
-        raise EventError(Reason.SCHEMA_VIOLATION, "event must be a JSON object")
+        raise BadInput(Reason.SCHEMA_VIOLATION, "event must be a JSON object")
     product_id = raw.get("product_id") if isinstance(raw.get("product_id"), str) else None
     event_id = raw.get("event_id") if isinstance(raw.get("event_id"), str) else None
     version = raw.get("schema_version", SCHEMA_VERSION)
     if version != SCHEMA_VERSION:
-        raise EventError(
+        raise BadInput(
             Reason.UNSUPPORTED_SCHEMA_VERSION,
             f"schema_version {version!r} is not supported (this service reads {SCHEMA_VERSION})",
             product_id=product_id,
@@ -157,7 +140,7 @@ def _parse_failing(key: bytes | None, value: bytes) -> ProductImageEvent:
     try:
         event = ProductImageEvent.model_validate(raw)
     except ValidationError as exc:
-        raise EventError(
+        raise BadInput(
             Reason.SCHEMA_VIOLATION, _describe(exc), product_id=product_id, event_id=event_id
         ) from None
     _check_key(key, event)
@@ -166,7 +149,7 @@ def _parse_failing(key: bytes | None, value: bytes) -> ProductImageEvent:
 
 def _check_key(key: bytes | None, event: ProductImageEvent) -> None:
     if key is not None and key != event.key:
-        raise EventError(
+        raise BadInput(
             Reason.KEY_MISMATCH,
             f"record key {key!r} differs from product_id {event.product_id!r}",
             product_id=event.product_id,

@@ -21,10 +21,10 @@ from typing import TypeVar
 
 from pydantic import ValidationError
 
-from catalens.errors import OperatorError
+from catalens.errors import OperatorError, Stopped, TransientError
 from catalens.kafka import DeliveryError, Record, RecordPublisher, RecordSource
 from catalens.records import UNKNOWN_OFFSET, ModelIdentity
-from catalens.retry import Backoff, Stopped, TransientError, retry_transient
+from catalens.retry import Backoff, retry_transient
 from catalens.schemas import DeadLetter, EmbeddingRecord, Op, Reason
 from catalens.schemas.embedding import INPUT_OFFSET_HEADER, MODEL_HEADER
 from catalens.sink.plan import Change, Item, Plan, collapse, plan_writes

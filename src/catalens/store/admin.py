@@ -14,9 +14,8 @@ from dataclasses import dataclass
 
 from pymilvus import DataType, MilvusClient
 
-from catalens.errors import OperatorError
+from catalens.errors import OperatorError, TransientError
 from catalens.records import ModelIdentity, model_key
-from catalens.retry import TransientError
 from catalens.store.client import Milvus
 
 log = logging.getLogger(__name__)

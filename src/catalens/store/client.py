@@ -25,7 +25,7 @@ from pymilvus.exceptions import (
 )
 from pymilvus.milvus_client.index import IndexParams
 
-from catalens.retry import TransientError
+from catalens.errors import TransientError
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

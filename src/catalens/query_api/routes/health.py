@@ -3,8 +3,8 @@ from __future__ import annotations
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
+from catalens.errors import TransientError
 from catalens.query_api.deps import ServicesDep
-from catalens.retry import TransientError
 
 router = APIRouter(tags=["health"])
 

@@ -7,7 +7,8 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, File, Query, UploadFile
 from pydantic import BaseModel, Field
 
-from catalens.images import ImageError, ImageLimits, preprocess
+from catalens.errors import BadInput
+from catalens.images import ImageLimits, preprocess
 from catalens.query_api.deps import Services, ServicesDep
 from catalens.query_api.errors import BadRequest
 from catalens.query_api.filters import Filters
@@ -135,7 +136,7 @@ def search_by_image(
     data = image.file.read(limits.max_bytes + 1)
     try:
         pixels = preprocess(data, services.encoder.spec, limits)
-    except ImageError as exc:
+    except BadInput as exc:
         raise BadRequest(f"{exc.reason.value}: {exc.message}") from None
     vector = services.encoder.encode_images([pixels])[0]
     services.metrics.encode.labels("image").observe(time.perf_counter() - started)

@@ -245,3 +245,23 @@ def test_a_milvus_restart_mid_stream_is_waited_out(
     assert httpx.get(f"{stack.api}/readyz", timeout=30).status_code == 200
     stack.assert_running()
     assert stack.children["sink"].running and stack.children["embedder"].running
+
+
+def test_sigterm_while_milvus_is_down_exits_cleanly_and_loses_nothing(
+    stack: Stack, milvus_server: MilvusServer | None
+) -> None:
+    if milvus_server is None:
+        pytest.skip("Milvus is external to the tests")
+    stack.start("embedder", "sink", "api")
+    stack.publish(event("before", 1, image=SMALL))
+    stack.wait_indexed({"before": 1})
+    milvus_server.kill()
+    try:
+        stack.publish(event("during", 1, image=SMALL))
+        wait_for(lambda: "retrying" in stack.log("sink"), 60, "the sink to wait for Milvus")
+        assert stack.terminate("sink") == 0
+    finally:
+        milvus_server.start()
+    assert "Traceback" not in stack.log("sink")
+    stack.start("sink")  # the batch it held was not committed: the next sink writes it
+    stack.wait_indexed({"before": 1, "during": 1})

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import itertools
+import json
 import threading
 import time
 from collections.abc import Callable
@@ -36,9 +38,13 @@ class FlakyStore(MemoryIndex):
         super().apply(plan)
 
 
+_positions = itertools.count()
+
+
 def embedding(
     pid: str, version: int, *, model: str = "m", fingerprint: str = "f", dim: int = 4
 ) -> tuple[bytes, bytes]:
+    """An embedding record at the next input position."""
     """The key and value of an embedding record."""
     value = EmbeddingRecord(
         op=Op.UPSERT,
@@ -50,6 +56,7 @@ def embedding(
         model_fingerprint=fingerprint,
         dim=dim,
         vector=EmbeddingRecord.pack(np.ones(dim, dtype=np.float32)),
+        input_offset=next(_positions),
     )
     return pid.encode(), value.to_json()
 
@@ -153,3 +160,63 @@ def test_a_tombstone_with_a_garbled_position_is_dead_lettered() -> None:
         assert letter.key == b"a" and set(store.rows) == {"b"}
     finally:
         stop.set()
+
+
+def test_records_without_an_input_position_are_skipped_not_applied() -> None:
+    """Older embedders' records: the upgraded embedder emits them again, positioned."""
+    broker = MemoryBroker(partitions=1)
+    key, value = embedding("old", 1)
+    legacy = json.loads(value)
+    del legacy["input_offset"]
+    broker.append(TOPIC, key, json.dumps(legacy).encode())
+    broker.append(TOPIC, b"gone", None, [(MODEL_HEADER, b"m")])  # a tombstone, unpositioned
+    broker.append(TOPIC, *embedding("new", 1))
+    store = MemoryIndex()
+    service, stop = serve(broker, store)
+    try:
+        wait_until(lambda: broker.committed(GROUP) == {(TOPIC, 0): 3})
+        assert set(store.rows) == {"new"} and service.unpositioned == 2
+    finally:
+        stop.set()
+
+
+def test_a_partition_lost_while_a_write_waits_for_milvus_is_left_to_its_new_owner() -> None:
+    """The retry must not write the lost partition's products over what the new owner
+    writes from the committed offset (there is no conditional write in Milvus)."""
+    broker = MemoryBroker(partitions=2)
+    broker.append(TOPIC, *embedding("p", 1), partition=0)
+    broker.append(TOPIC, *embedding("q", 1), partition=1)
+    second: list[MemorySource] = []
+
+    class JoinWhileAway(FlakyStore):
+        def apply(self, plan: Plan) -> None:
+            if self.failures and not second:  # Milvus is away; another replica joins
+                second.append(MemorySource(broker, group_id=GROUP, topics=[TOPIC]))
+            super().apply(plan)
+
+    store = JoinWhileAway(failures=1)
+    services: list[SinkService] = []
+    source = MemorySource(
+        broker, group_id=GROUP, topics=[TOPIC], on_revoke=lambda p: services[0].revoked(p)
+    )
+    stop = threading.Event()
+    service = SinkService(
+        SinkConfig(model="m", dlq_topic="dlq", batch_wait_s=0.05, backoff=Backoff(0.05, 0.1)),
+        source=source,
+        publisher=MemoryPublisher(broker),
+        store=store,
+        stop=stop,
+    )
+    services.append(service)
+    runner = threading.Thread(target=service.run, daemon=True)
+    runner.start()
+    try:
+        wait_until(lambda: bool(second) and store.failures == 0 and not source.paused)
+        wait_until(lambda: len(store.rows) == 1)
+        time.sleep(0.2)
+        (written,) = store.rows  # only the product of the partition it kept
+        (lost,) = service._lost
+        assert {"p": (TOPIC, 0), "q": (TOPIC, 1)}[written] != lost
+    finally:
+        stop.set()
+        runner.join(10)

@@ -27,6 +27,13 @@ def run(settings: SinkSettings, stop: threading.Event) -> None:
         hnsw_m=settings.hnsw_m,
         ef_construction=settings.hnsw_ef_construction,
     )
+    revoked: list[SinkService] = []  # the service, once built: the source tells it of losses
+    source = Source(
+        settings,
+        group_id=settings.sink_group,
+        topics=[settings.embeddings_topic],
+        on_revoke=lambda partitions: revoked[0].revoked(partitions),
+    )
     service = SinkService(
         SinkConfig(
             model=settings.model,
@@ -35,11 +42,12 @@ def run(settings: SinkSettings, stop: threading.Event) -> None:
             batch_wait_s=settings.sink_batch_wait_ms / 1000,
             backoff=backoff,
         ),
-        source=Source(settings, group_id=settings.sink_group, topics=[settings.embeddings_topic]),
+        source=source,
         publisher=Publisher(settings),
         store=store,
         stop=stop,
     )
+    revoked.append(service)
     health = None
     if settings.health_port:
         health = serve_health(

@@ -17,17 +17,18 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import TypeVar
 
 from pydantic import ValidationError
 
 from catalens.errors import OperatorError, Stopped, TransientError
 from catalens.kafka import DeliveryError, Record, RecordPublisher, RecordSource
-from catalens.records import UNKNOWN_OFFSET, ModelIdentity
+from catalens.records import ModelIdentity, Partition
 from catalens.retry import Backoff, retry_transient
 from catalens.schemas import DeadLetter, EmbeddingRecord, Op, Reason
 from catalens.schemas.embedding import INPUT_OFFSET_HEADER, MODEL_HEADER
-from catalens.sink.plan import Change, Item, Plan, collapse, plan_writes
+from catalens.sink.plan import Item, Plan, collapse, plan_writes
 from catalens.store import IndexWriter
 
 log = logging.getLogger(__name__)
@@ -65,6 +66,8 @@ class SinkService:
         self.deleted = 0
         self.dead_lettered = 0
         self.other_model = 0
+        self.unpositioned = 0
+        self._lost: set[Partition] = set()
         self.halted: str | None = None  # why the sink stopped consuming, if it did
         self._identity: ModelIdentity | None = None
 
@@ -97,12 +100,14 @@ class SinkService:
             if time.monotonic() - last_report > 10:
                 last_report = time.monotonic()
                 log.info(
-                    "written %d, deleted %d, stale %d, dead-lettered %d, other models' %d",
+                    "written %d, deleted %d, stale %d, dead-lettered %d, skipped %d of other "
+                    "models and %d without an input position",
                     self.written,
                     self.deleted,
                     self.stale,
                     self.dead_lettered,
                     self.other_model,
+                    self.unpositioned,
                 )
 
     def _halt(self, reason: str) -> None:
@@ -117,26 +122,34 @@ class SinkService:
             if not self._stop.is_set():
                 log.error("sink still halted: %s", reason)
 
+    def revoked(self, partitions: list[Partition]) -> None:
+        """The group took ``partitions`` away (called from inside a poll). Their records in
+        the batch in hand belong to the next owner now: a retry must not write them over
+        what that owner writes."""
+        self._lost.update(partitions)
+
     def process(self, records: list[Record]) -> None:
         """Apply one batch to Milvus, then mark its offsets done."""
-        items: list[Item] = []
+        self._lost = set()
+        items: list[tuple[Record, Item]] = []
         letters: list[tuple[Record, DeadLetter]] = []
         identities: set[ModelIdentity] = set()
         for record in records:
             decoded = self._decode(record)
-            if decoded is None:
+            if decoded is Skip.OTHER_MODEL:
                 self.other_model += 1
+            elif decoded is Skip.UNPOSITIONED:
+                self.unpositioned += 1
             elif isinstance(decoded, DeadLetter):
                 letters.append((record, decoded))
-            else:
-                items.append(decoded)
+            elif not isinstance(decoded, Skip):
+                items.append((record, decoded))
                 if (identity := _identity(decoded[1])) is not None:
                     identities.add(identity)
         if identities:
             self._retry(lambda: self._check_generation(identities), "open the generation")
-        changes = collapse(items)
-        if changes:
-            plan: Plan = self._retry(lambda: self._apply(changes), "write batch")
+        if items:
+            plan: Plan = self._retry(lambda: self._apply(items), "write batch")
             self.written += len(plan.upserts)
             self.deleted += len(plan.deletes)
             self.stale += plan.stale
@@ -147,9 +160,13 @@ class SinkService:
         offsets: dict[tuple[str, int], int] = {}
         for record in records:
             offsets[record.tp] = max(offsets.get(record.tp, 0), record.offset + 1)
-        self._source.mark_done(offsets)
+        self._source.mark_done(offsets)  # skips partitions no longer owned
 
-    def _apply(self, changes: dict[str, Change]) -> Plan:
+    def _apply(self, items: list[tuple[Record, Item]]) -> Plan:
+        """One attempt: plan the records of partitions still owned against the stored
+        state, and write. A partition lost while an earlier attempt waited is left to its
+        new owner, which reads it again from the committed offset."""
+        changes = collapse(item for record, item in items if record.tp not in self._lost)
         plan = plan_writes(changes, self._store.stored(list(changes)))
         self._store.apply(plan)
         return plan
@@ -170,28 +187,36 @@ class SinkService:
                     "generation (catalens index drop) to rebuild it"
                 )
 
-    def _decode(self, record: Record) -> Item | DeadLetter | None:
-        """The record as (product id, embedding or None for a tombstone, input position);
-        None for another model's record, which this sink skips."""
+    def _decode(self, record: Record) -> Item | DeadLetter | Skip:
+        """The record as (product id, embedding or None for a tombstone, input position),
+        or why this sink skips it: another model's record, or one written by an older
+        embedder, without the input position that orders it (the embedder of this
+        release re-reads its input in a group of its own and emits it again, positioned)."""
         model = next((v for k, v in record.headers if k == MODEL_HEADER), None)
         if model is not None and model.decode("utf-8", "replace") != self.config.model:
-            return None
+            return Skip.OTHER_MODEL
         key = record.key.decode("utf-8", "replace") if record.key else None
         if record.value is None:
             if not key:
                 return self._letter(record, "tombstone without a key")
-            position = _header_offset(record)
+            raw = next((v for k, v in record.headers if k == INPUT_OFFSET_HEADER), None)
+            if raw is None:
+                return Skip.UNPOSITIONED
+            position = _offset(raw)
             if position is None:
-                return self._letter(record, f"bad {INPUT_OFFSET_HEADER} header")
+                return self._letter(record, f"bad {INPUT_OFFSET_HEADER} header {raw!r}")
             return key, None, position
         try:
             embedding = EmbeddingRecord.model_validate_json(record.value)
         except ValidationError as exc:
             return self._letter(record, f"bad embedding record: {exc}")
         if embedding.model != self.config.model:
-            return None
-        position = UNKNOWN_OFFSET if embedding.input_offset is None else embedding.input_offset
-        return embedding.product_id, embedding, position
+            return Skip.OTHER_MODEL
+        if embedding.input_offset is None or (
+            embedding.op is Op.UPSERT and embedding.model_fingerprint is None
+        ):
+            return Skip.UNPOSITIONED
+        return embedding.product_id, embedding, embedding.input_offset
 
     @staticmethod
     def _letter(record: Record, message: str) -> DeadLetter:
@@ -261,20 +286,24 @@ class SinkService:
             self.healthy_at = time.monotonic()
 
 
+class Skip(Enum):
+    """Records a sink passes over (counted, never dead-lettered, offsets committed)."""
+
+    OTHER_MODEL = "other_model"
+    UNPOSITIONED = "unpositioned"
+
+
 def _identity(record: EmbeddingRecord | None) -> ModelIdentity | None:
-    """The identity of an upsert's vector; records of older embedders name no weights."""
-    if record is None or record.op is not Op.UPSERT:
+    """The identity of an upsert's vector (decoded upserts always name their weights)."""
+    if record is None or record.op is not Op.UPSERT or record.model_fingerprint is None:
         return None
-    return ModelIdentity(record.model, record.dim, record.model_fingerprint or "unrecorded")
+    return ModelIdentity(record.model, record.dim, record.model_fingerprint)
 
 
-def _header_offset(record: Record) -> int | None:
-    """The tombstone's input position: UNKNOWN_OFFSET without the header, None if bad."""
-    values = [v for k, v in record.headers if k == INPUT_OFFSET_HEADER]
-    if not values:
-        return UNKNOWN_OFFSET
+def _offset(raw: bytes) -> int | None:
+    """A tombstone's input position from its header; None when it is not one."""
     try:
-        position = int(values[-1].decode("ascii"))
+        position = int(raw.decode("ascii"))
     except (UnicodeDecodeError, ValueError):
         return None
     return position if position >= 0 else None

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import itertools
 
-from catalens.records import Stored
 from catalens.schemas import EmbeddingRecord
 from catalens.sink.plan import Item, collapse, plan_writes
 from catalens.store.memory import MemoryIndex
@@ -70,13 +69,6 @@ def test_a_record_re_emitted_within_a_batch_is_folded_once() -> None:
     changes = collapse(stream + stream)  # an embedder restarted before committing
     assert changes["p"].upsert is not None and changes["p"].upsert.version == 2
     assert changes["p"].floor == 1
-
-
-def test_a_tombstone_without_a_position_removes_whatever_is_stored() -> None:
-    """Tombstones of older embedders carry no position: the rule they were made under."""
-    changes = collapse([("p", None, -1)])
-    plan = plan_writes(changes, {"p": Stored(live=3, input_offset=10)})
-    assert plan.deletes == ["p"] and plan.floors == [("p", 3)]
 
 
 def test_duplicates_within_a_batch_collapse_to_one_write() -> None:

@@ -27,7 +27,8 @@ from dataclasses import dataclass
 from catalens.records import UNKNOWN_OFFSET, Plan, Row, Stored
 from catalens.schemas import EmbeddingRecord, Op
 
-# product id, record (None: a tombstone), input position (UNKNOWN_OFFSET: not carried)
+# product id, record (None: a tombstone), input position (≥ 0; the sink skips records
+# that carry none)
 Item = tuple[str, EmbeddingRecord | None, int]
 
 __all__ = ["Change", "Item", "Plan", "collapse", "plan_writes", "to_row"]
@@ -45,17 +46,14 @@ class Change:
     last_offset: int = UNKNOWN_OFFSET  # the furthest input position folded so far
 
     def apply(self, record: EmbeddingRecord | None, offset: int) -> None:
-        if offset != UNKNOWN_OFFSET:
-            if offset <= self.last_offset:
-                return  # a re-emission of an event already folded
-            self.last_offset = offset
+        if offset <= self.last_offset:
+            return  # a re-emission of an event already folded
+        self.last_offset = offset
         if record is None:
             if self.upsert is not None:
                 self._raise_floor(self.upsert.version)
             self.upsert = None
-            # A tombstone without a position removes whatever is stored (the rule of
-            # records from older embedders, which carried none).
-            self.wipe_offset = _MAX_OFFSET if offset == UNKNOWN_OFFSET else offset
+            self.wipe_offset = offset
         elif record.op is Op.DELETE:
             self._raise_floor(record.version)
             if self.upsert is not None and self.upsert.version <= record.version:
@@ -67,9 +65,6 @@ class Change:
 
     def _raise_floor(self, version: int) -> None:
         self.floor = version if self.floor is None else max(self.floor, version)
-
-
-_MAX_OFFSET = 2**63 - 1
 
 
 def collapse(items: Iterable[Item]) -> dict[str, Change]:

@@ -78,7 +78,8 @@ def records() -> list[Event]:
         (b"bad", b"{nope"),
         (b"b", event("b", 2, op="delete", image=None)),
         (b"a", None),  # tombstone right behind a's upsert
-        (None, event("c", 3)),
+        (b"c", event("c", 3)),
+        (None, event("e", 5)),  # no key: nothing would order it against e's others
         (b"d", event("d", 4, image={"data": base64.b64encode(b"not an image").decode()})),
     ]
 
@@ -90,12 +91,16 @@ def test_every_input_yields_exactly_one_output_and_offsets_follow_them(
     produced = outputs(broker)
     topics = [topic for topic, _, _ in produced]
     assert len(produced) == len(records)
-    assert topics.count("catalens.product-images.dlq") == 2
+    assert topics.count("catalens.product-images.dlq") == 3
     assert broker.committed(GROUP) == {(TOPIC, 0): len(records)}
     letters = [
         DeadLetter.model_validate_json(v) for t, _, v in produced if t.endswith(".dlq") and v
     ]
-    assert sorted(letter.reason.value for letter in letters) == ["invalid_json", "not_an_image"]
+    assert sorted(letter.reason.value for letter in letters) == [
+        "invalid_json",
+        "key_mismatch",
+        "not_an_image",
+    ]
     embeddings = [
         EmbeddingRecord.model_validate_json(v)
         for t, _, v in produced

@@ -84,9 +84,10 @@ def test_the_error_names_the_offending_field() -> None:
     assert caught.value.product_id == "0108775015"
 
 
-def test_a_key_that_differs_from_the_product_id_is_refused() -> None:
+def test_a_key_that_differs_from_the_product_id_or_no_key_is_refused() -> None:
     assert reason_of(DESIGN_EXAMPLE, key=b"other") is Reason.KEY_MISMATCH
-    assert parse(DESIGN_EXAMPLE, key=None).product_id == "0108775015"
+    assert reason_of(DESIGN_EXAMPLE, key=None) is Reason.KEY_MISMATCH
+    assert parse(DESIGN_EXAMPLE, key=b"0108775015").product_id == "0108775015"
 
 
 def test_embedding_records_round_trip_the_vector_exactly() -> None:
@@ -113,4 +114,5 @@ def test_the_fast_path_and_the_diagnosing_path_agree_on_valid_events() -> None:
 
     for body in (DESIGN_EXAMPLE, {**DESIGN_EXAMPLE, "schema_version": 1.0, "extra": [1, 2]}):
         raw = json.dumps(body).encode()
-        assert parse_event(None, raw) == _parse_failing(None, raw)
+        key = b"0108775015"
+        assert parse_event(key, raw) == _parse_failing(key, raw)

@@ -108,8 +108,8 @@ def _describe(error: ValidationError) -> str:
 def parse_event(key: bytes | None, value: bytes) -> ProductImageEvent:
     """Validate one record of the input topic, or raise :class:`BadInput` saying why.
 
-    The key must be the product id (when present) so that all events of a product
-    share a partition and keep their order.
+    The key must be the product id so that all events of a product share a partition
+    and keep their order.
     """
     try:  # the common case: one pass of pydantic's own JSON parser, no Python objects
         event = ProductImageEvent.model_validate_json(value)
@@ -148,7 +148,16 @@ def _parse_failing(key: bytes | None, value: bytes) -> ProductImageEvent:
 
 
 def _check_key(key: bytes | None, event: ProductImageEvent) -> None:
-    if key is not None and key != event.key:
+    if key is None:
+        # Without the key, the event lands on any partition: nothing orders it against
+        # the product's other events, in Kafka or in the index.
+        raise BadInput(
+            Reason.KEY_MISMATCH,
+            f"record has no key; it must be the product id {event.product_id!r}",
+            product_id=event.product_id,
+            event_id=event.event_id,
+        )
+    if key != event.key:
         raise BadInput(
             Reason.KEY_MISMATCH,
             f"record key {key!r} differs from product_id {event.product_id!r}",

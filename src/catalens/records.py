@@ -71,6 +71,19 @@ class Stored:
     live: int | None = None
     deleted_upto: int | None = None
     input_offset: int = UNKNOWN_OFFSET  # of the live row (see Row.input_offset)
+    # Input position of the last tombstone applied: rows made from events before it are
+    # gone, and an upsert from before it, however late it arrives, stays out.
+    wiped_upto: int = UNKNOWN_OFFSET
+
+
+@dataclass(frozen=True, slots=True)
+class Floor:
+    """What a product's deletes leave behind: the highest version deleted (None: none) and
+    the input position of the last tombstone (UNKNOWN_OFFSET: none)."""
+
+    product_id: str
+    deleted_upto: int | None
+    wiped_upto: int = UNKNOWN_OFFSET
 
 
 @dataclass(slots=True)
@@ -80,7 +93,7 @@ class Plan:
 
     upserts: list[Row] = field(default_factory=list)
     deletes: list[str] = field(default_factory=list)
-    floors: list[tuple[str, int]] = field(default_factory=list)
+    floors: list[Floor] = field(default_factory=list)
     stale: int = 0  # upserts dropped as older than what the index holds
 
 

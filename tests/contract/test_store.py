@@ -19,7 +19,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from catalens.errors import OperatorError
-from catalens.records import ModelIdentity, Plan, Row, Stored
+from catalens.records import Floor, ModelIdentity, Plan, Row, Stored
 from catalens.store import IndexReader, IndexWriter
 from catalens.store.admin import IndexAdmin
 from catalens.store.client import Milvus
@@ -115,7 +115,7 @@ def test_a_product_never_written_has_no_state(backend: Backend) -> None:
 
 
 def test_floors_hold_before_any_vector_was_written(backend: Backend) -> None:
-    backend.writer.apply(Plan(floors=[("p", 4)]))
+    backend.writer.apply(Plan(floors=[Floor("p", 4)]))
     assert backend.writer.stored(["p"]) == {"p": Stored(deleted_upto=4)}
 
 
@@ -145,21 +145,23 @@ def test_an_upsert_replaces_the_row_and_a_delete_removes_it_keeping_the_floor(
     backend.write(Plan(upserts=[row("p", 1, 1)]))
     backend.write(Plan(upserts=[row("p", 2, 5)]))
     assert backend.writer.stored(["p"]) == {"p": Stored(live=2, input_offset=5)}
-    backend.writer.apply(Plan(deletes=["p"], floors=[("p", 2)]))
+    backend.writer.apply(Plan(deletes=["p"], floors=[Floor("p", 2)]))
     assert backend.writer.stored(["p"]) == {"p": Stored(deleted_upto=2)}
     eventually(lambda: _assert_equal(backend.reader.get(["p"]), []))
-    backend.writer.apply(Plan(floors=[("p", 6)]))
-    assert backend.writer.stored(["p"]) == {"p": Stored(deleted_upto=6)}
+    backend.writer.apply(Plan(floors=[Floor("p", 6, 9)]))
+    assert backend.writer.stored(["p"]) == {"p": Stored(deleted_upto=6, wiped_upto=9)}
 
 
 def test_applying_the_same_plan_again_changes_nothing(backend: Backend) -> None:
-    plan = Plan(upserts=[row("p", 2, 3)], deletes=["q"], floors=[("q", 1), ("p", 1)])
+    plan = Plan(
+        upserts=[row("p", 2, 3)], deletes=["q"], floors=[Floor("q", 1), Floor("p", None, 2)]
+    )
     backend.write(Plan(upserts=[row("q", 1, 0)]))
     backend.writer.apply(plan)
     once = backend.writer.stored(["p", "q"])
     backend.writer.apply(plan)
     assert backend.writer.stored(["p", "q"]) == once
-    assert once == {"p": Stored(2, 1, 3), "q": Stored(deleted_upto=1)}
+    assert once == {"p": Stored(2, None, 3, 2), "q": Stored(deleted_upto=1)}
 
 
 ODD_IDS = [
@@ -176,7 +178,7 @@ ODD_IDS = [
 
 def test_ids_of_any_characters_are_read_and_written_exactly(backend: Backend) -> None:
     backend.write(Plan(upserts=[row(p, 1, i) for i, p in enumerate(ODD_IDS)]))
-    backend.writer.apply(Plan(floors=[(ODD_IDS[0], 0)]))
+    backend.writer.apply(Plan(floors=[Floor(ODD_IDS[0], 0)]))
     stored = backend.writer.stored(ODD_IDS)
     assert {p: s.live for p, s in stored.items()} == dict.fromkeys(ODD_IDS, 1)
     assert stored[ODD_IDS[0]].deleted_upto == 0
@@ -190,7 +192,7 @@ def test_ids_of_any_characters_are_read_and_written_exactly(backend: Backend) ->
 def test_more_products_than_one_query_holds_are_all_read(backend: Backend) -> None:
     ids = [f"p{i}" for i in range(QUERY_CHUNK + 37)]
     backend.write(Plan(upserts=[row(p, 1, i) for i, p in enumerate(ids)]))
-    backend.writer.apply(Plan(deletes=ids[:3], floors=[(p, 1) for p in ids[:3]]))
+    backend.writer.apply(Plan(deletes=ids[:3], floors=[Floor(p, 1) for p in ids[:3]]))
     stored = backend.writer.stored(ids)
     assert [p for p in ids if stored[p].live == 1] == ids[3:]
     assert [p for p in ids if stored[p].deleted_upto == 1] == ids[:3]

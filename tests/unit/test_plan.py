@@ -53,7 +53,7 @@ def test_a_tombstone_deletes_and_keeps_older_upserts_out() -> None:
     apply_batch(index, at(("p", upsert("p", 7))))
     apply_batch(index, at(("p", None), ("p", upsert("p", 6))))
     assert live(index) == {}
-    assert index.floors == {"p": 7}
+    assert {p: f.deleted_upto for p, f in index.floors.items()} == {"p": 7}
 
 
 def test_a_tombstone_removes_only_rows_made_from_events_before_it() -> None:
@@ -76,3 +76,15 @@ def test_duplicates_within_a_batch_collapse_to_one_write() -> None:
     plan = plan_writes(changes, {})
     assert [(r.product_id, r.version) for r in plan.upserts] == [("p", 2)]
     assert plan.deletes == [] and plan.floors == []
+
+
+def test_an_upsert_from_before_an_applied_tombstone_stays_out_however_late_it_arrives() -> None:
+    """Its image failed to load at first (dead-lettered) and loaded when the embedder
+    emitted it again, after the tombstone had been applied to nothing."""
+    index = MemoryIndex()
+    apply_batch(index, [("p", None, 6)])
+    assert live(index) == {} and index.floors["p"].wiped_upto == 6
+    apply_batch(index, [("p", upsert("p", 1), 5)])
+    assert live(index) == {}
+    apply_batch(index, [("p", upsert("p", 2), 7)])  # after the tombstone: a re-add
+    assert live(index) == {"p": 2}

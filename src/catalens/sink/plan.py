@@ -12,7 +12,9 @@ a sink re-reads the embedding topic, so:
 
 * a record whose input position is not past the last one folded for its product is a
   re-emission of something already folded, and changes nothing;
-* a tombstone removes only a stored row made from an event before it.
+* a tombstone removes only a stored row made from an event before it, and leaves its
+  position behind, so that an upsert from before it stays out however late it arrives
+  (an image that failed to load at first and loads on a re-emission, say).
 
 Hence applying a plan is idempotent, and re-applying any suffix of the embedding topic,
 from any consumer group, leaves the index as it was (``tests/contract/test_store.py``
@@ -24,7 +26,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from catalens.records import UNKNOWN_OFFSET, Plan, Row, Stored
+from catalens.records import UNKNOWN_OFFSET, Floor, Plan, Row, Stored
 from catalens.schemas import EmbeddingRecord, Op
 
 # product id, record (None: a tombstone), input position (≥ 0; the sink skips records
@@ -87,9 +89,13 @@ def plan_writes(changes: Mapping[str, Change], stored: Mapping[str, Stored]) -> 
         )
         candidates = [change.floor, now.deleted_upto, now.live if wiped else None]
         floor = max((v for v in candidates if v is not None), default=None)
+        wiped_upto = max(
+            now.wiped_upto, UNKNOWN_OFFSET if change.wipe_offset is None else change.wipe_offset
+        )
         upsert = change.upsert
         newest = (
             upsert is not None
+            and change.upsert_offset > now.wiped_upto  # not from before a tombstone applied
             and (floor is None or upsert.version > floor)
             and (now.live is None or wiped or upsert.version > now.live)
         )
@@ -99,8 +105,9 @@ def plan_writes(changes: Mapping[str, Change], stored: Mapping[str, Stored]) -> 
             plan.stale += upsert is not None
             if now.live is not None and floor is not None and now.live <= floor:
                 plan.deletes.append(product_id)
-        if floor is not None and (now.deleted_upto is None or floor > now.deleted_upto):
-            plan.floors.append((product_id, floor))
+        raised = floor is not None and (now.deleted_upto is None or floor > now.deleted_upto)
+        if raised or wiped_upto > now.wiped_upto:
+            plan.floors.append(Floor(product_id, floor, wiped_upto))
     return plan
 
 

@@ -1,9 +1,11 @@
 """The layout of an index in Milvus, and its administration.
 
-One collection per model, ``<alias>__<model slug>_<digest>`` (a *generation*), served to
-the query side through the alias; beside them ``<alias>__tombstones``, the delete floor
-of each deleted product, shared by every generation of the alias so that a delete holds
-in all of them and a late, older upsert resurrects a product in none.
+One collection per model, ``<alias>__<model key>`` (a *generation*), served to the query
+side through the alias; beside each, ``<alias>__<model key>__floors``: what the deletes
+of each product left behind (the highest version deleted, the position of the last
+tombstone), so that a late, older upsert never resurrects it. Floors belong to their
+generation: a tombstone's floor is the version that generation held, which can differ
+between generations when an image loaded for one and not for the other.
 """
 
 from __future__ import annotations
@@ -39,8 +41,11 @@ def collection_name(alias: str, model: str) -> str:
     return f"{alias}__{model_key(model)}"
 
 
-def tombstones_name(alias: str) -> str:
-    return f"{alias}__tombstones"
+FLOORS_SUFFIX = "__floors"
+
+
+def floors_name(alias: str, model: str) -> str:
+    return collection_name(alias, model) + FLOORS_SUFFIX
 
 
 # A generation's collection description: this prefix, then its ModelIdentity as JSON.
@@ -69,18 +74,15 @@ class IndexAdmin:
         self.milvus = milvus
         self.alias = alias
 
-    @property
-    def tombstones(self) -> str:
-        return tombstones_name(self.alias)
-
-    def ensure_tombstones(self) -> str:
-        name = self.tombstones
+    def ensure_floors(self, model: str) -> str:
+        name = floors_name(self.alias, model)
         if not self.milvus.has_collection(name):
             schema = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False)
             schema.add_field(
                 "product_id", DataType.VARCHAR, is_primary=True, max_length=MAX_ID_LENGTH
             )
-            schema.add_field("version", DataType.INT64)
+            schema.add_field("version", DataType.INT64)  # -1: no version deleted
+            schema.add_field(ORDER_FIELD, DataType.INT64)  # -1: no tombstone
             schema.add_field("marker", DataType.FLOAT_VECTOR, dim=TOMBSTONE_DIM)
             index = MilvusClient.prepare_index_params()
             index.add_index("marker", index_type="FLAT", metric_type="L2")
@@ -170,10 +172,12 @@ class IndexAdmin:
         """Every generation of the alias, with its row count (read with Strong
         consistency) and whether the alias serves it."""
         serving = self.milvus.alias_target(self.alias)
-        prefix, tombstones = f"{self.alias}__", self.tombstones
+        prefix = f"{self.alias}__"
         out = []
         for name in sorted(self.milvus.list_collections()):
-            if not name.startswith(prefix) or name == tombstones:
+            if not name.startswith(prefix) or name.endswith(FLOORS_SUFFIX):
+                continue
+            if name == f"{self.alias}__tombstones":  # the shared floors of older releases
                 continue
             described = self.milvus.describe_collection(name)
             self.milvus.load(name)
@@ -215,6 +219,8 @@ class IndexAdmin:
                 f"{collection} is served by alias {self.alias}: promote another generation first"
             )
         self.milvus.drop_collection(collection)
+        if self.milvus.has_collection(collection + FLOORS_SUFFIX):
+            self.milvus.drop_collection(collection + FLOORS_SUFFIX)
 
     def drop_all(self) -> None:
         """Drop the alias and every collection behind it (tests, reindexing from scratch)."""

@@ -15,7 +15,7 @@ from dataclasses import replace
 import numpy as np
 
 from catalens.errors import OperatorError
-from catalens.records import Hit, ModelIdentity, Plan, Row, Stored
+from catalens.records import UNKNOWN_OFFSET, Floor, Hit, ModelIdentity, Plan, Row, Stored
 from catalens.schemas.embedding import Vector
 
 
@@ -24,7 +24,7 @@ class MemoryIndex:
 
     def __init__(self) -> None:
         self.rows: dict[str, Row] = {}
-        self.floors: dict[str, int] = {}
+        self.floors: dict[str, Floor] = {}
         self.identity: ModelIdentity | None = None
         self._lock = threading.Lock()
 
@@ -42,11 +42,12 @@ class MemoryIndex:
         with self._lock:
             out: dict[str, Stored] = {}
             for p in product_ids:
-                row = self.rows.get(p)
+                row, floor = self.rows.get(p), self.floors.get(p)
                 out[p] = Stored(
                     live=None if row is None else row.version,
-                    deleted_upto=self.floors.get(p),
-                    input_offset=-1 if row is None else row.input_offset,
+                    deleted_upto=None if floor is None else floor.deleted_upto,
+                    input_offset=UNKNOWN_OFFSET if row is None else row.input_offset,
+                    wiped_upto=UNKNOWN_OFFSET if floor is None else floor.wiped_upto,
                 )
             return out
 
@@ -54,7 +55,7 @@ class MemoryIndex:
         with self._lock:
             if plan.upserts and self.identity is None:
                 raise RuntimeError("create() the generation before writing vectors")
-            self.floors.update(plan.floors)
+            self.floors.update((f.product_id, f) for f in plan.floors)
             for p in plan.deletes:
                 self.rows.pop(p, None)
             for row in plan.upserts:

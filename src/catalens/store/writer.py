@@ -7,18 +7,20 @@ from typing import Any
 
 import numpy as np
 
-from catalens.records import ModelIdentity, Plan, Row, Stored, quote
+from catalens.records import UNKNOWN_OFFSET, ModelIdentity, Plan, Row, Stored, quote
 from catalens.store.admin import (
     MAX_IMAGE_LENGTH,
     MAX_TEXT_LENGTH,
     ORDER_FIELD,
     TOMBSTONE_DIM,
     IndexAdmin,
+    floors_name,
 )
 from catalens.store.client import Milvus
 
 # Milvus answers an `in [...]` filter over this many primary keys quickly.
 QUERY_CHUNK = 500
+_NONE = -1  # a floor's version when no version was deleted (versions are ≥ 0)
 
 
 class MilvusWriter:
@@ -42,6 +44,7 @@ class MilvusWriter:
         self._model = model
         self._hnsw = {"hnsw_m": hnsw_m, "ef_construction": ef_construction}
         self._collection: str | None = None
+        self._floors = floors_name(alias, model)
         self._identity: ModelIdentity | None = None
         self._opened = False
 
@@ -51,7 +54,7 @@ class MilvusWriter:
 
     def open(self) -> ModelIdentity | None:
         if not self._opened:
-            self._admin.ensure_tombstones()
+            self._admin.ensure_floors(self._model)
             self._opened = True
         if self._collection is None:
             # Another replica may have created the generation since: a partition it wrote
@@ -69,13 +72,13 @@ class MilvusWriter:
         """Read with Strong consistency, so the sink's own previous writes are seen."""
         self.open()
         live: dict[str, tuple[int, int]] = {}
-        floors: dict[str, int] = {}
+        floors: dict[str, tuple[int, int]] = {}
         for chunk in _chunks(product_ids, QUERY_CHUNK):
             expr = f"product_id in [{', '.join(quote(p) for p in chunk)}]"
             for row in self._milvus.query(
-                self._admin.tombstones, expr, ["product_id", "version"], strong=True
+                self._floors, expr, ["product_id", "version", ORDER_FIELD], strong=True
             ):
-                floors[row["product_id"]] = int(row["version"])
+                floors[row["product_id"]] = (int(row["version"]), int(row[ORDER_FIELD]))
             if self._collection is not None:
                 for row in self._milvus.query(
                     self._collection, expr, ["product_id", "version", ORDER_FIELD], strong=True
@@ -83,8 +86,14 @@ class MilvusWriter:
                     live[row["product_id"]] = (int(row["version"]), int(row[ORDER_FIELD]))
         out: dict[str, Stored] = {}
         for p in product_ids:
-            version, position = live.get(p, (None, -1))
-            out[p] = Stored(live=version, deleted_upto=floors.get(p), input_offset=position)
+            version, position = live.get(p, (None, UNKNOWN_OFFSET))
+            deleted, wiped = floors.get(p, (_NONE, UNKNOWN_OFFSET))
+            out[p] = Stored(
+                live=version,
+                deleted_upto=None if deleted == _NONE else deleted,
+                input_offset=position,
+                wiped_upto=wiped,
+            )
         return out
 
     def apply(self, plan: Plan) -> None:
@@ -96,8 +105,16 @@ class MilvusWriter:
         if plan.floors:
             marker = [0.0] * TOMBSTONE_DIM
             self._milvus.upsert(
-                self._admin.tombstones,
-                [{"product_id": p, "version": v, "marker": marker} for p, v in plan.floors],
+                self._floors,
+                [
+                    {
+                        "product_id": f.product_id,
+                        "version": _NONE if f.deleted_upto is None else f.deleted_upto,
+                        ORDER_FIELD: f.wiped_upto,
+                        "marker": marker,
+                    }
+                    for f in plan.floors
+                ],
             )
         if plan.deletes and self._collection is not None:
             for chunk in _chunks(plan.deletes, QUERY_CHUNK):

@@ -241,3 +241,46 @@ def test_a_moved_alias_swaps_the_whole_services_and_a_failed_look_keeps_them() -
         assert client.get("/readyz").json() == {"status": "ready", "model": "model-b"}
         serving.refresh_once()
         assert looks == ["model-a", "model-a", "model-b"]
+
+
+class FakeMilvus:
+    """Where the alias points and what each collection records, as the follower asks."""
+
+    def __init__(self) -> None:
+        self.target: str | None = None
+        self.identities: dict[str, str] = {}
+
+    def alias_target(self, alias: str) -> str | None:
+        return self.target
+
+    def describe_collection(self, name: str) -> dict[str, str]:
+        return {"description": self.identities[name]}
+
+
+def test_before_any_generation_the_api_searches_nothing_and_an_unloadable_one_stays_unserved() -> (
+    None
+):
+    from catalens.encoder.files import ModelNotFound
+    from catalens.query_api.serving import AliasFollower
+    from catalens.records import ModelIdentity
+    from catalens.store.admin import _IDENTITY_PREFIX
+
+    milvus = FakeMilvus()
+    loads: list[str] = []
+    settings = ApiSettings(model="mine")
+
+    def load(model: str, collection: str) -> Services:
+        loads.append(model)
+        if model != "mine":
+            raise ModelNotFound(f"{model} is not on this machine")
+        return services(settings, Metrics(), FakeStore(["plain"]), model=model)
+
+    follower = AliasFollower(settings, milvus, load)  # type: ignore[arg-type]
+    first = follower.initial()
+    assert first.model == "mine" and first.store.search([np.ones(4)], k=5) == [[]]
+    milvus.target = "shop__other_1234"  # another model's sink made the first generation
+    milvus.identities[milvus.target] = _IDENTITY_PREFIX + ModelIdentity("other", 4, "f").to_json()
+    unserved = follower.refresh(first)
+    assert unserved is not None and unserved.problem and "other" in unserved.problem
+    assert unserved.store.search([np.ones(4)], k=5) == [[]]  # still nothing of "other"
+    assert follower.refresh(unserved) is None and loads == ["mine", "other"]  # not retried

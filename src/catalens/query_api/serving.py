@@ -24,6 +24,7 @@ from catalens.records import ModelIdentity
 from catalens.settings import ApiSettings
 from catalens.store.admin import IndexAdmin
 from catalens.store.client import Milvus
+from catalens.store.memory import MemoryIndex
 from catalens.store.reader import MilvusReader
 
 log = logging.getLogger(__name__)
@@ -31,7 +32,7 @@ log = logging.getLogger(__name__)
 # Builds the services of a model: (settings, model name, collection searched) → Services.
 Load = Callable[[str, str], Services]
 # A retired Services is closed this long after the swap, so requests that took it finish.
-RETIRE_AFTER_S = 30.0
+RETIRE_AFTER_S = 120.0
 
 
 class Serving:
@@ -81,21 +82,23 @@ class AliasFollower:
         self._milvus = milvus
         self._admin = IndexAdmin(milvus, settings.collection)
         self._load = load
+        self._failed: str | None = None  # a target that could not be served: not retried
 
     def initial(self) -> Services:
-        """What the alias serves now; before any generation exists, the configured model
-        over the alias (an empty index), until the first generation appears."""
+        """What the alias serves now. Before any generation exists: the configured model
+        over an empty index — never over the alias itself, which the first sink to write
+        may point at another model's generation — until the follower sees one."""
         target = self._milvus.alias_target(self._settings.collection)
         if target is None:
-            services = self._load(self._settings.model, self._settings.collection)
-            return replace(services, refresh=self.refresh)
+            services = self._load(self._settings.model, "")
+            return replace(services, store=MemoryIndex(), collection="", refresh=self.refresh)
         served = self._serve(target, None)
         assert served is not None  # with nothing served yet, a failure raises
         return served
 
     def refresh(self, current: Services) -> Services | None:
         target = self._milvus.alias_target(self._settings.collection)
-        if target is None or target == current.collection:
+        if target is None or target in (current.collection, self._failed):
             return None
         return self._serve(target, current)
 
@@ -117,7 +120,8 @@ class AliasFollower:
             log.error(problem)
             if current is None:
                 raise OperatorError(problem) from exc
-            return None if current.problem == problem else replace(current, problem=problem)
+            self._failed = target  # until the alias moves again (or a restart)
+            return replace(current, problem=problem)
         return replace(services, fingerprint=identity.fingerprint, refresh=self.refresh)
 
     @staticmethod

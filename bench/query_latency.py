@@ -58,7 +58,8 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def fill(uri: str, model: str, vectors: np.ndarray, labels: np.ndarray) -> None:
-    from catalens.records import Plan, Row
+    from catalens.encoder.files import resolve_model_dir, weights_digest
+    from catalens.records import ModelIdentity, Plan, Row
     from catalens.store.admin import IndexAdmin
     from catalens.store.client import Milvus
     from catalens.store.writer import MilvusWriter
@@ -67,6 +68,7 @@ def fill(uri: str, model: str, vectors: np.ndarray, labels: np.ndarray) -> None:
     admin = IndexAdmin(milvus, ALIAS)
     admin.drop_all()
     writer = MilvusWriter(milvus, alias=ALIAS, model=model)
+    writer.create(ModelIdentity(model, DIM, weights_digest(resolve_model_dir(model))))
     batch = 2000
     started = time.perf_counter()
     for start in range(0, len(vectors), batch):
@@ -77,6 +79,7 @@ def fill(uri: str, model: str, vectors: np.ndarray, labels: np.ndarray) -> None:
                 vectors[i],
                 {"category": f"c{labels[i] % 20}", "price": float(i % 100)},
                 None,
+                input_offset=i,
             )
             for i in range(start, min(start + batch, len(vectors)))
         ]

@@ -65,45 +65,42 @@ def test_offsets_are_committed_only_after_the_write_and_a_failing_write_is_retri
     broker = MemoryBroker(partitions=1)
     for key, value in [embedding("a", 1), embedding("b", 1), embedding("a", 2)]:
         broker.append(TOPIC, key, value)
-    source = MemorySource(broker, group_id=GROUP, topics=[TOPIC])
     store = FlakyStore(failures=3)
-    stop = threading.Event()
-    service = SinkService(
-        SinkConfig(model="m", dlq_topic="dlq", batch_wait_s=0.05, backoff=Backoff(0.05, 0.1)),
-        source=source,
-        publisher=MemoryPublisher(broker),
-        store=store,
-        stop=stop,
-    )  # type: ignore[arg-type]
-    runner = threading.Thread(target=service.run)
-    runner.start()
+    service, stop, source = serve(broker, store)
     try:
         deadline = time.monotonic() + 10
         while store.failures and time.monotonic() < deadline:
             assert broker.committed(GROUP) == {}  # nothing is committed while the write fails
             assert source.paused or store.failures == 3
             time.sleep(0.01)
-        while not broker.committed(GROUP) and time.monotonic() < deadline:
-            time.sleep(0.01)
+        wait_until(lambda: bool(broker.committed(GROUP)))
         assert broker.committed(GROUP) == {(TOPIC, 0): 3}
         assert {p: r.version for p, r in store.rows.items()} == {"a": 2, "b": 1}
         assert not source.paused and service.ready.is_set()
     finally:
         stop.set()
-        runner.join(10)
 
 
-def serve(broker: MemoryBroker, store: MemoryIndex) -> tuple[SinkService, threading.Event]:
+def serve(
+    broker: MemoryBroker, store: MemoryIndex
+) -> tuple[SinkService, threading.Event, MemorySource]:
+    """A sink over ``broker`` and ``store``, running; its source tells it of revocations,
+    as the sink's wiring does."""
     stop = threading.Event()
+    services: list[SinkService] = []
+    source = MemorySource(
+        broker, group_id=GROUP, topics=[TOPIC], on_revoke=lambda p: services[0].revoked(p)
+    )
     service = SinkService(
-        SinkConfig(model="m", dlq_topic="dlq", backoff=Backoff(0.05, 0.1)),
-        source=MemorySource(broker, group_id=GROUP, topics=[TOPIC]),
+        SinkConfig(model="m", dlq_topic="dlq", batch_wait_s=0.05, backoff=Backoff(0.05, 0.1)),
+        source=source,
         publisher=MemoryPublisher(broker),
         store=store,
         stop=stop,
     )
+    services.append(service)
     threading.Thread(target=service.run, daemon=True).start()
-    return service, stop
+    return service, stop, source
 
 
 def wait_until(check: Callable[[], bool]) -> None:
@@ -121,7 +118,7 @@ def test_other_models_records_are_skipped_not_dead_lettered() -> None:
     broker.append(TOPIC, *embedding("c", 1, model="other", dim=8))  # no header: read, skipped
     broker.append(TOPIC, *embedding("d", 1))
     store = MemoryIndex()
-    service, stop = serve(broker, store)
+    service, stop, _source = serve(broker, store)
     try:
         wait_until(lambda: broker.committed(GROUP) == {(TOPIC, 0): 4})
         assert set(store.rows) == {"d"} and service.other_model == 3
@@ -136,7 +133,7 @@ def test_vectors_of_another_checkpoint_under_the_same_name_halt_the_sink() -> No
     broker.append(TOPIC, *embedding("b", 1, fingerprint="retrained"))
     store = MemoryIndex()
     store.create(ModelIdentity("m", 4, "f"))
-    service, stop = serve(broker, store)
+    service, stop, _source = serve(broker, store)
     try:
         wait_until(lambda: service.halted is not None)
         assert "weights fingerprint 'retrained'" in (service.halted or "")
@@ -153,7 +150,7 @@ def test_a_tombstone_with_a_garbled_position_is_dead_lettered() -> None:
     broker.append(TOPIC, b"a", None, [(INPUT_OFFSET_HEADER, b"minus one")])
     broker.append(TOPIC, *embedding("b", 1))
     store = MemoryIndex()
-    _service, stop = serve(broker, store)
+    _service, stop, _source = serve(broker, store)
     try:
         wait_until(lambda: broker.committed(GROUP) == {(TOPIC, 0): 2})
         (letter,) = broker.records("dlq")
@@ -172,7 +169,7 @@ def test_records_without_an_input_position_are_skipped_not_applied() -> None:
     broker.append(TOPIC, b"gone", None, [(MODEL_HEADER, b"m")])  # a tombstone, unpositioned
     broker.append(TOPIC, *embedding("new", 1))
     store = MemoryIndex()
-    service, stop = serve(broker, store)
+    service, stop, _source = serve(broker, store)
     try:
         wait_until(lambda: broker.committed(GROUP) == {(TOPIC, 0): 3})
         assert set(store.rows) == {"new"} and service.unpositioned == 2
@@ -195,21 +192,7 @@ def test_a_partition_lost_while_a_write_waits_for_milvus_is_left_to_its_new_owne
             super().apply(plan)
 
     store = JoinWhileAway(failures=1)
-    services: list[SinkService] = []
-    source = MemorySource(
-        broker, group_id=GROUP, topics=[TOPIC], on_revoke=lambda p: services[0].revoked(p)
-    )
-    stop = threading.Event()
-    service = SinkService(
-        SinkConfig(model="m", dlq_topic="dlq", batch_wait_s=0.05, backoff=Backoff(0.05, 0.1)),
-        source=source,
-        publisher=MemoryPublisher(broker),
-        store=store,
-        stop=stop,
-    )
-    services.append(service)
-    runner = threading.Thread(target=service.run, daemon=True)
-    runner.start()
+    service, stop, source = serve(broker, store)
     try:
         wait_until(lambda: bool(second) and store.failures == 0 and not source.paused)
         wait_until(lambda: len(store.rows) == 1)
@@ -219,4 +202,3 @@ def test_a_partition_lost_while_a_write_waits_for_milvus_is_left_to_its_new_owne
         assert {"p": (TOPIC, 0), "q": (TOPIC, 1)}[written] != lost
     finally:
         stop.set()
-        runner.join(10)

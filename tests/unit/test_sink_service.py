@@ -202,3 +202,34 @@ def test_a_partition_lost_while_a_write_waits_for_milvus_is_left_to_its_new_owne
         assert {"p": (TOPIC, 0), "q": (TOPIC, 1)}[written] != lost
     finally:
         stop.set()
+
+
+class LatePause(MemorySource):
+    """A source whose pause takes effect late, as librdkafka's does for a partition
+    assigned while the member is paused: what it fetched before still comes out."""
+
+    def pause(self) -> None:
+        pass
+
+
+def test_records_handed_over_while_waiting_for_milvus_are_kept_and_written_next() -> None:
+    broker = MemoryBroker(partitions=1)
+    broker.append(TOPIC, *embedding("a", 1))
+    store = FlakyStore(failures=3)
+    source = LatePause(broker, group_id=GROUP, topics=[TOPIC])
+    stop = threading.Event()
+    service = SinkService(
+        SinkConfig(model="m", dlq_topic="dlq", backoff=Backoff(0.05, 0.1)),
+        source=source,
+        publisher=MemoryPublisher(broker),
+        store=store,
+        stop=stop,
+    )
+    threading.Thread(target=service.run, daemon=True).start()
+    try:
+        wait_until(lambda: store.failures < 3)
+        broker.append(TOPIC, *embedding("b", 1))  # arrives while the write waits
+        wait_until(lambda: broker.committed(GROUP) == {(TOPIC, 0): 2})
+        assert set(store.rows) == {"a", "b"}
+    finally:
+        stop.set()

@@ -68,6 +68,7 @@ class SinkService:
         self.other_model = 0
         self.unpositioned = 0
         self._lost: set[Partition] = set()
+        self._held: list[Record] = []
         self.halted: str | None = None  # why the sink stopped consuming, if it did
         self._identity: ModelIdentity | None = None
 
@@ -91,9 +92,15 @@ class SinkService:
     def _serve(self) -> None:
         last_report = time.monotonic()
         while not self._stop.is_set():
-            records = self._source.poll(
-                self.config.batch_size, 0.5, fill_s=self.config.batch_wait_s
-            )
+            if self._held:  # fetched while waiting: they come first, in the order they came
+                records, self._held = (
+                    self._held[: self.config.batch_size],
+                    self._held[self.config.batch_size :],
+                )
+            else:
+                records = self._source.poll(
+                    self.config.batch_size, 0.5, fill_s=self.config.batch_wait_s
+                )
             self.healthy_at = time.monotonic()
             if records:
                 self.process(records)
@@ -125,8 +132,9 @@ class SinkService:
     def revoked(self, partitions: list[Partition]) -> None:
         """The group took ``partitions`` away (called from inside a poll). Their records in
         the batch in hand belong to the next owner now: a retry must not write them over
-        what that owner writes."""
+        what that owner writes. Records held back for them are dropped for the same reason."""
         self._lost.update(partitions)
+        self._held = [record for record in self._held if record.tp not in self._lost]
 
     def process(self, records: list[Record]) -> None:
         """Apply one batch to Milvus, then mark its offsets done."""
@@ -277,12 +285,12 @@ class SinkService:
             self._source.resume()
 
     def _sleep_polling(self, seconds: float) -> None:
-        # Keep polling (paused, so nothing is fetched) to stay a member of the group.
+        # Keep polling, paused, to stay a member of the group. A partition assigned while
+        # paused can still hand over what it fetched before the pause took: those records
+        # are held, uncommitted, and processed next (a crash redelivers them).
         deadline = time.monotonic() + seconds
         while not self._stop.is_set() and time.monotonic() < deadline:
-            leftover = self._source.poll(1, min(0.5, max(0.0, deadline - time.monotonic())))
-            if leftover:  # cannot happen while paused; never drop a record if it does
-                raise RuntimeError("records arrived while the sink was paused")
+            self._held += self._source.poll(1, min(0.5, max(0.0, deadline - time.monotonic())))
             self.healthy_at = time.monotonic()
 
 

@@ -65,7 +65,9 @@ class Serving:
         self.current = following
         log.info("serving %s (model %s)", following.collection, following.model)
         if following.batcher is not current.batcher:
-            threading.Timer(RETIRE_AFTER_S, current.close).start()
+            retire = threading.Timer(RETIRE_AFTER_S, current.close)
+            retire.daemon = True  # a stopping process does not wait to close it
+            retire.start()
 
     def close(self) -> None:
         self._stop.set()

@@ -67,7 +67,7 @@ def test_offsets_are_committed_only_after_the_write_and_a_failing_write_is_retri
         publisher=MemoryPublisher(broker),
         store=store,
         stop=stop,
-    )  # type: ignore[arg-type]
+    )
     runner = threading.Thread(target=service.run)
     runner.start()
     try:

@@ -40,10 +40,11 @@ test-unit: $(STAMP) ## run the fast unit tests only
 test-integration: $(STAMP) ## run the integration tests only
 	$(PY) -m pytest -m integration
 
-lint: $(STAMP) ## ruff (lint + format check) and mypy (the package and the benchmarks)
+lint: $(STAMP) ## ruff (lint + format check) and mypy (the package, the tests and the benchmarks)
 	$(VENV)/bin/ruff check src tests bench
 	$(VENV)/bin/ruff format --check src tests bench
 	$(VENV)/bin/mypy
+	$(VENV)/bin/mypy tests
 	$(VENV)/bin/mypy bench
 
 format: $(STAMP) ## apply ruff's fixes and formatting

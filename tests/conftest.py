@@ -89,4 +89,7 @@ def milvus_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MilvusSe
 
 @pytest.fixture(scope="session")
 def milvus(milvus_server: MilvusServer | None) -> str:
-    return os.environ.get("CATALENS_TEST_MILVUS_URI") or milvus_server.uri  # type: ignore[union-attr]
+    if external := os.environ.get("CATALENS_TEST_MILVUS_URI"):
+        return external
+    assert milvus_server is not None
+    return milvus_server.uri

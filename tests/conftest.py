@@ -1,5 +1,6 @@
-"""Fixtures shared by every test: a tiny CLIP, and the real broker (Tansu) and the real
-Milvus standalone server, started once per session when a test asks for them.
+"""Fixtures shared by every test: caches kept out of ``$HOME``, a tiny CLIP, and the real
+broker (Tansu) and the real Milvus standalone server, started once per session when a
+test asks for them.
 
 Set ``CATALENS_TEST_KAFKA_BOOTSTRAP`` / ``CATALENS_TEST_MILVUS_URI`` to run against an
 existing Kafka / Milvus instead of starting them.
@@ -18,6 +19,17 @@ from PIL import Image
 
 from catalens.localstack import Child, free_port, start_broker, start_milvus
 from catalens.modelkit import build_random_clip
+
+
+@pytest.fixture(scope="session", autouse=True)
+def session_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The embedder's int8 cache (``EmbedderSettings.cache_dir``, by default under
+    ``~/.cache``) in a folder of the session's: tests write nothing to ``$HOME``. Child
+    processes the tests start inherit it."""
+    cache = tmp_path_factory.mktemp("cache")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("CATALENS_CACHE_DIR", str(cache / "catalens"))
+        yield cache
 
 
 @pytest.fixture(scope="session")

@@ -200,3 +200,18 @@ def test_stopping_does_not_wait_for_a_url_that_keeps_failing_nor_dead_letters_it
         server.shutdown()
     assert [key for _, key, _ in outputs(broker)] == [b"y"]
     assert (TOPIC, 0) not in broker.committed(GROUP)
+
+
+def test_building_the_service_leaves_the_process_allocator_alone(
+    tiny_model: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Tuning glibc is process-wide, so only the entry point (``run``) does it."""
+    import catalens.embedder.main
+
+    tuned: list[bool] = []
+    monkeypatch.setattr(catalens.embedder.main, "keep_freed_memory", lambda: tuned.append(True))
+    settings = settings_for(tiny_model)
+    broker = MemoryBroker(partitions=1)
+    source = MemorySource(broker, group_id=GROUP, topics=[TOPIC])
+    build_service(settings, threading.Event(), source=source, publisher=MemoryPublisher(broker))
+    assert tuned == []

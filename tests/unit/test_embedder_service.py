@@ -89,6 +89,7 @@ def records() -> list[Event]:
     ]
 
 
+@pytest.mark.slow
 def test_every_input_yields_exactly_one_output_and_offsets_follow_them(
     tiny_model: Path, records: list[Event]
 ) -> None:
@@ -113,6 +114,7 @@ def test_every_input_yields_exactly_one_output_and_offsets_follow_them(
     assert by_id["b"].vector is None and by_id["b"].op.value == "delete"
 
 
+@pytest.mark.slow
 def test_records_of_one_product_leave_in_the_order_they_came(
     tiny_model: Path, records: list[Event]
 ) -> None:
@@ -120,6 +122,7 @@ def test_records_of_one_product_leave_in_the_order_they_came(
     assert len(of_a) == 2 and of_a[0] is not None and of_a[1] is None  # upsert, then tombstone
 
 
+@pytest.mark.slow
 def test_no_offset_is_committed_before_its_output_is_acknowledged(
     tiny_model: Path, records: list[Event]
 ) -> None:
@@ -155,6 +158,7 @@ def test_no_offset_is_committed_before_its_output_is_acknowledged(
         runner.join(30)
 
 
+@pytest.mark.slow
 def test_stopping_does_not_wait_for_a_url_that_keeps_failing_nor_dead_letters_it(
     tiny_model: Path,
 ) -> None:

@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
+from catalens.query_api import serving as serving_module
 from catalens.query_api.app import create_app
 from catalens.query_api.deps import Services
 from catalens.query_api.metrics import Metrics
@@ -211,8 +212,13 @@ def test_the_page_has_a_notice_for_random_weights_that_its_script_reveals() -> N
     assert 'fetch("/info")' in script and "info.random_weights" in script
 
 
-def test_a_moved_alias_swaps_the_whole_services_and_a_failed_look_keeps_them() -> None:
+def test_a_moved_alias_swaps_the_whole_services_and_a_failed_look_keeps_them(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """Every response names the one model that made it; the swap happens between requests."""
+    # The retired services are closed by a timer that would otherwise keep the test
+    # process alive for 30 s after the last test.
+    monkeypatch.setattr(serving_module, "RETIRE_AFTER_S", 0.0)
     looks: list[str] = []
 
     def refresh(current: Services) -> Services | None:

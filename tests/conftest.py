@@ -32,6 +32,21 @@ def session_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         yield cache
 
 
+@pytest.fixture(scope="session", autouse=True)
+def openvino_telemetry_declined() -> Iterator[None]:
+    """OpenVINO's telemetry (run by ``openvino.convert_model`` and NNCF) keeps a client id
+    and a usage counter in ``~/intel``. Told there is no home folder to keep them in, it
+    declines and writes nothing."""
+    try:
+        from openvino_telemetry.utils.opt_in_checker import OptInChecker
+    except ImportError:  # not installed: nothing to decline
+        yield
+        return
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(OptInChecker, "consent_file_base_dir", staticmethod(lambda: None))
+        yield
+
+
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A randomly initialised tiny CLIP in the Hugging Face format (no downloads here)."""

@@ -34,16 +34,17 @@ browser:
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
 	  || echo "chromium not installed: the browser test will be skipped"; }
 
-test-unit: $(STAMP) ## run the fast unit tests only
-	$(PY) -m pytest -m "not integration"
+test-unit: $(STAMP) ## run the fast unit tests (no integration, no slow ones; make test runs those)
+	$(PY) -m pytest -m "not integration and not slow"
 
 test-integration: $(STAMP) ## run the integration tests only
 	$(PY) -m pytest -m integration
 
-lint: $(STAMP) ## ruff (lint + format check) and mypy (the package and the benchmarks)
+lint: $(STAMP) ## ruff (lint + format check) and mypy (the package, the tests and the benchmarks)
 	$(VENV)/bin/ruff check src tests bench
 	$(VENV)/bin/ruff format --check src tests bench
 	$(VENV)/bin/mypy
+	$(VENV)/bin/mypy tests
 	$(VENV)/bin/mypy bench
 
 format: $(STAMP) ## apply ruff's fixes and formatting

@@ -150,10 +150,12 @@ def vectors_of(records: list[bytes], ids: list[str]) -> np.ndarray:
 def catalens_in_process(hf_dir: Path, paths: list[Path]) -> tuple[float, np.ndarray, str, float]:
     """The embedder service with default settings; Kafka replaced by memory. Returns
     images/s, the vectors, the encoder's mode and the CPU seconds used while timed."""
+    from catalens.allocator import keep_freed_memory
     from catalens.embedder.main import build_service
     from catalens.kafka.memory import MemoryBroker, MemoryPublisher, MemorySource
     from catalens.settings import EmbedderSettings
 
+    keep_freed_memory()  # as the embedder's entry point does
     settings = EmbedderSettings(model=str(hf_dir))
     broker = MemoryBroker()
     source = MemorySource(broker, group_id=settings.embedder_group, topics=[settings.input_topic])

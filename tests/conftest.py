@@ -1,5 +1,6 @@
-"""Fixtures shared by every test: a tiny CLIP, and the real broker (Tansu) and the real
-Milvus standalone server, started once per session when a test asks for them.
+"""Fixtures shared by every test: caches kept out of ``$HOME``, a tiny CLIP, and the real
+broker (Tansu) and the real Milvus standalone server, started once per session when a
+test asks for them.
 
 Set ``CATALENS_TEST_KAFKA_BOOTSTRAP`` / ``CATALENS_TEST_MILVUS_URI`` to run against an
 existing Kafka / Milvus instead of starting them.
@@ -18,6 +19,32 @@ from PIL import Image
 
 from catalens.localstack import Child, free_port, start_broker, start_milvus
 from catalens.modelkit import build_random_clip
+
+
+@pytest.fixture(scope="session", autouse=True)
+def session_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The embedder's int8 cache (``EmbedderSettings.cache_dir``, by default under
+    ``~/.cache``) in a folder of the session's: tests write nothing to ``$HOME``. Child
+    processes the tests start inherit it."""
+    cache = tmp_path_factory.mktemp("cache")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("CATALENS_CACHE_DIR", str(cache / "catalens"))
+        yield cache
+
+
+@pytest.fixture(scope="session", autouse=True)
+def openvino_telemetry_declined() -> Iterator[None]:
+    """OpenVINO's telemetry (run by ``openvino.convert_model`` and NNCF) keeps a client id
+    and a usage counter in ``~/intel``. Told there is no home folder to keep them in, it
+    declines and writes nothing."""
+    try:
+        from openvino_telemetry.utils.opt_in_checker import OptInChecker
+    except ImportError:  # not installed: nothing to decline
+        yield
+        return
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(OptInChecker, "consent_file_base_dir", staticmethod(lambda: None))
+        yield
 
 
 @pytest.fixture(scope="session")
@@ -89,4 +116,7 @@ def milvus_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MilvusSe
 
 @pytest.fixture(scope="session")
 def milvus(milvus_server: MilvusServer | None) -> str:
-    return os.environ.get("CATALENS_TEST_MILVUS_URI") or milvus_server.uri  # type: ignore[union-attr]
+    if external := os.environ.get("CATALENS_TEST_MILVUS_URI"):
+        return external
+    assert milvus_server is not None
+    return milvus_server.uri

@@ -7,11 +7,12 @@ moves (assignors differ); each uses fresh topic and group names.
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 
 from catalens.kafka import DeliveryError, Partition, Record, RecordSource
-from tests.contract.brokers import Broker, collect, contents, fresh, publish, quiet
+from tests.contract.brokers import Broker, Produced, collect, contents, fresh, publish, quiet
 
 
 def joined(kafka: Broker, topic: str, group_id: str) -> RecordSource:
@@ -50,7 +51,7 @@ def test_records_of_one_key_share_a_partition_and_arrive_in_the_order_produced(
 ) -> None:
     topic = kafka.topic(partitions=3)
     keys = [b"a", b"b", b"c", b"d", b"e"]
-    produced = [(key, b"%s-%d" % (key, i), []) for i in range(10) for key in keys]
+    produced: list[Produced] = [(key, b"%s-%d" % (key, i), []) for i in range(10) for key in keys]
     publish(kafka.publisher(), topic, produced)
     got = collect(kafka.source(fresh("g"), [topic]), len(produced), kafka.join_s)
     assert len(got) == len(produced)
@@ -64,13 +65,12 @@ def test_each_delivery_callback_runs_once_with_none_from_poll_or_flush(kafka: Br
     topic = kafka.topic()
     publisher = kafka.publisher()
     outcomes: list[tuple[int, DeliveryError | None]] = []
+
+    def delivered(i: int, error: DeliveryError | None) -> None:
+        outcomes.append((i, error))
+
     for i in range(5):
-        publisher.produce(
-            topic,
-            b"k",
-            b"%d" % i,
-            on_delivery=lambda error, i=i: outcomes.append((i, error)),  # type: ignore[misc]
-        )
+        publisher.produce(topic, b"k", b"%d" % i, on_delivery=functools.partial(delivered, i))
     assert outcomes == []  # never from produce itself
     assert publisher.flush(10) == 0
     assert publisher.pending() == 0

@@ -27,7 +27,7 @@ T = TypeVar("T")
 Value = bytes | dict[str, Any] | None
 
 
-def wait_for(check: Callable[[], T], timeout_s: float, what: str, every_s: float = 0.3) -> T:
+def wait_for(check: Callable[[], T | None], timeout_s: float, what: str, every_s: float = 0.3) -> T:
     """Poll ``check`` until it returns something truthy; fail with ``what`` otherwise."""
     deadline = time.monotonic() + timeout_s
     last: T | None = None
@@ -191,8 +191,11 @@ class Stack:
         try:
             while len(letters) < expected and time.monotonic() < deadline:
                 message = consumer.poll(0.5)
-                if message is not None and message.error() is None:
-                    letters.append(DeadLetter.model_validate_json(message.value()))
+                if message is None or message.error() is not None:
+                    continue
+                value = message.value()
+                assert value is not None, "a dead letter always has a value"
+                letters.append(DeadLetter.model_validate_json(value))
         finally:
             consumer.close()
         return letters

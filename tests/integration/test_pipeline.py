@@ -6,6 +6,7 @@ import base64
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -86,7 +87,7 @@ def test_deletes_and_tombstones_remove_products(stack: Stack) -> None:
 
 def test_query_api_rejects_bad_queries_with_json_errors(stack: Stack) -> None:
     stack.start("api")
-    for params in (
+    bad_queries: list[dict[str, str | int]] = [
         {"q": "x", "k": 0},
         {"q": "x", "k": 1001},
         {"k": 5},
@@ -95,7 +96,8 @@ def test_query_api_rejects_bad_queries_with_json_errors(stack: Stack) -> None:
         {"q": "x", "k": "ten"},
         {"q": "x", "price_min": "nan"},
         {"q": "x", "price_min": 5, "price_max": 1},
-    ):
+    ]
+    for params in bad_queries:
         response = httpx.get(f"{stack.api}/search", params=params, timeout=10)
         assert 400 <= response.status_code < 500, (params, response.status_code)
         assert response.json()["message"], params
@@ -152,7 +154,7 @@ def test_services_configured_only_by_the_design_variables_index_events_from_anot
         producer.flush()
         producer.close()
 
-        def searchable() -> list[dict[str, object]] | None:
+        def searchable() -> list[dict[str, Any]] | None:
             try:
                 response = httpx.get(
                     f"http://127.0.0.1:{port}/search", params={"q": "dress", "k": 10}, timeout=10

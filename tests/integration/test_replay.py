@@ -57,7 +57,9 @@ def ends(stack: Stack, topic: str) -> dict[int, int]:
         while time.monotonic() - idle_since < 3:
             message = consumer.poll(0.5)
             if message is not None and message.error() is None:
-                last[message.partition()] = message.offset() + 1  # type: ignore[operator]
+                partition, offset = message.partition(), message.offset()
+                assert partition is not None and offset is not None  # set on consumed messages
+                last[partition] = offset + 1
                 idle_since = time.monotonic()
     finally:
         consumer.close()

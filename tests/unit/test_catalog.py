@@ -97,7 +97,8 @@ def test_csv_rows_find_their_image_in_the_hm_layout_or_flat_and_are_upserts(
     # A price that is not a number stays text; empty columns are left out.
     assert by_id["flat"].attributes["price"] == "not a number"
     assert "detail_desc" not in by_id["flat"].attributes
-    assert by_id["shot"].image is not None and by_id["shot"].image.path.endswith("shot.png")
+    shot = by_id["shot"].image
+    assert shot is not None and shot.path is not None and shot.path.endswith("shot.png")
     assert len({e.event_id for e in by_id.values()}) == 3
 
 

@@ -36,6 +36,12 @@ def event(pid: str, version: int, **extra: Any) -> bytes:
     return json.dumps(body).encode()
 
 
+def settings_for(tiny_model: Path, **extra: Any) -> EmbedderSettings:
+    """The loop is under test here, not the encoder: fp32 on PyTorch needs no int8 model
+    quantised and checked first (test_encoder covers choosing the precision)."""
+    return EmbedderSettings(model=str(tiny_model), precision="fp32", runtime="torch", **extra)
+
+
 def broker_with(records: list[Event]) -> MemoryBroker:
     """A broker whose one-partition input topic holds ``records`` at offsets 0, 1, ..."""
     broker = MemoryBroker(partitions=1)
@@ -54,7 +60,7 @@ def outputs(broker: MemoryBroker) -> list[tuple[str, bytes | None, bytes | None]
 
 
 def run(tiny_model: Path, records: list[Event]) -> MemoryBroker:
-    settings = EmbedderSettings(model=str(tiny_model))
+    settings = settings_for(tiny_model)
     broker = broker_with(records)
     source = MemorySource(broker, group_id=GROUP, topics=[TOPIC])
     stop = threading.Event()
@@ -84,6 +90,7 @@ def records() -> list[Event]:
     ]
 
 
+@pytest.mark.slow
 def test_every_input_yields_exactly_one_output_and_offsets_follow_them(
     tiny_model: Path, records: list[Event]
 ) -> None:
@@ -112,6 +119,7 @@ def test_every_input_yields_exactly_one_output_and_offsets_follow_them(
     assert by_id["b"].vector is None and by_id["b"].op.value == "delete"
 
 
+@pytest.mark.slow
 def test_records_of_one_product_leave_in_the_order_they_came(
     tiny_model: Path, records: list[Event]
 ) -> None:
@@ -119,10 +127,11 @@ def test_records_of_one_product_leave_in_the_order_they_came(
     assert len(of_a) == 2 and of_a[0] is not None and of_a[1] is None  # upsert, then tombstone
 
 
+@pytest.mark.slow
 def test_no_offset_is_committed_before_its_output_is_acknowledged(
     tiny_model: Path, records: list[Event]
 ) -> None:
-    settings = EmbedderSettings(model=str(tiny_model))
+    settings = settings_for(tiny_model)
     broker = broker_with(records)
     source = MemorySource(broker, group_id=GROUP, topics=[TOPIC])
     # The broker takes the records but acknowledges none yet.
@@ -154,6 +163,7 @@ def test_no_offset_is_committed_before_its_output_is_acknowledged(
         runner.join(30)
 
 
+@pytest.mark.slow
 def test_stopping_does_not_wait_for_a_url_that_keeps_failing_nor_dead_letters_it(
     tiny_model: Path,
 ) -> None:
@@ -177,9 +187,7 @@ def test_stopping_does_not_wait_for_a_url_that_keeps_failing_nor_dead_letters_it
     broker.append(TOPIC, b"x", event("x", 1, image={"url": url}), partition=0)
     broker.append(TOPIC, b"x", event("x", 2, image={"url": url}), partition=0)
     broker.append(TOPIC, b"y", event("y", 3), partition=1)
-    settings = EmbedderSettings(
-        model=str(tiny_model), allowed_networks=["127.0.0.1/32"], fetch_retries=1000
-    )
+    settings = settings_for(tiny_model, allowed_networks=["127.0.0.1/32"], fetch_retries=1000)
     source = MemorySource(broker, group_id=GROUP, topics=[TOPIC])
     publisher = MemoryPublisher(broker)
     stop = threading.Event()
@@ -201,3 +209,18 @@ def test_stopping_does_not_wait_for_a_url_that_keeps_failing_nor_dead_letters_it
         server.shutdown()
     assert [key for _, key, _ in outputs(broker)] == [b"y"]
     assert (TOPIC, 0) not in broker.committed(GROUP)
+
+
+def test_building_the_service_leaves_the_process_allocator_alone(
+    tiny_model: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Tuning glibc is process-wide, so only the entry point (``run``) does it."""
+    import catalens.embedder.main
+
+    tuned: list[bool] = []
+    monkeypatch.setattr(catalens.embedder.main, "keep_freed_memory", lambda: tuned.append(True))
+    settings = settings_for(tiny_model)
+    broker = MemoryBroker(partitions=1)
+    source = MemorySource(broker, group_id=GROUP, topics=[TOPIC])
+    build_service(settings, threading.Event(), source=source, publisher=MemoryPublisher(broker))
+    assert tuned == []

@@ -13,7 +13,7 @@ from transformers import CLIPModel, CLIPProcessor
 
 from catalens.encoder import MIN_COSINE, ClipEncoder, image, openvino, policy
 from catalens.encoder.image import ImageSetup
-from catalens.encoder.policy import Candidate
+from catalens.encoder.policy import Candidate, ConcretePrecision, ConcreteRuntime
 from catalens.images import ImageLimits, PreprocessSpec, preprocess
 from tests.conftest import jpeg_bytes
 
@@ -37,6 +37,7 @@ def crops(seeds: range) -> list[np.ndarray]:
     return [preprocess(jpeg_bytes(seed=s), PreprocessSpec(), ImageLimits()) for s in seeds]
 
 
+@pytest.mark.slow
 def test_image_vectors_match_the_hugging_face_pipeline(
     tiny_model: Path, reference: tuple[CLIPModel, CLIPProcessor]
 ) -> None:
@@ -54,6 +55,7 @@ def test_image_vectors_match_the_hugging_face_pipeline(
     assert (ours * theirs).sum(axis=1).min() > 0.999
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("runtime", "precision"),
     [
@@ -65,15 +67,15 @@ def test_image_vectors_match_the_hugging_face_pipeline(
     ],
 )
 def test_every_runtime_and_precision_stays_close_to_fp32(
-    tiny_model: Path, runtime: str, precision: str
+    tiny_model: Path, runtime: ConcreteRuntime, precision: ConcretePrecision
 ) -> None:
     pixels = crops(range(6))
     exact = ClipEncoder(str(tiny_model), towers=("image",), precision="fp32", runtime="torch")
     fast = ClipEncoder(
         str(tiny_model),
         towers=("image",),
-        precision=precision,  # type: ignore[arg-type]
-        runtime=runtime,  # type: ignore[arg-type]
+        precision=precision,
+        runtime=runtime,
     )
     assert (fast.info.runtime, fast.info.precision) == (runtime, precision)
     cosines = (exact.encode_images(pixels) * fast.encode_images(pixels)).sum(axis=1)
@@ -82,12 +84,14 @@ def test_every_runtime_and_precision_stays_close_to_fp32(
         assert fast.info.check_cosine is not None and fast.info.check_cosine > 0.99
 
 
+@pytest.mark.slow
 def test_auto_on_a_cpu_is_openvino_int8_within_the_cosine_bound(tiny_model: Path) -> None:
     encoder = ClipEncoder(str(tiny_model), towers=("image",))
     assert (encoder.info.runtime, encoder.info.precision) == ("openvino", "int8")
     assert encoder.info.check_cosine is not None and encoder.info.check_cosine >= MIN_COSINE
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "candidate", [Candidate("torch", "int8"), Candidate("openvino", "int8")], ids=str
 )
@@ -100,10 +104,11 @@ def test_one_candidate_is_built_and_checked_on_its_own(
     assert tower.check_cosine is not None and tower.check_cosine >= MIN_COSINE
     pixels = np.stack(crops(range(4)))  # images the check did not see
     ours = torch.nn.functional.normalize(torch.as_tensor(tower.features(pixels)).float(), dim=-1)
-    theirs = torch.nn.functional.normalize(exact.features(pixels).float(), dim=-1)  # type: ignore[union-attr]
+    theirs = torch.nn.functional.normalize(torch.as_tensor(exact.features(pixels)).float(), dim=-1)
     assert (ours * theirs).sum(dim=1).min() > 0.999
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(
     openvino.cpu_has_vnni(), reason="with VNNI, int8 products add up in int32: nothing saturates"
 )
@@ -131,12 +136,13 @@ def test_int8_kernels_without_vnni_are_told_from_the_cpu_flags() -> None:
     assert openvino.int8_recipe(vnni=False) != openvino.int8_recipe(vnni=True)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("runtime", ["torch", "openvino"])
 def test_auto_falls_back_to_fp32_when_no_reduced_precision_passes_the_check(
-    tiny_model: Path, runtime: str, monkeypatch: pytest.MonkeyPatch
+    tiny_model: Path, runtime: ConcreteRuntime, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(policy, "MIN_COSINE", 1.0001)  # no reduced precision can pass
-    encoder = ClipEncoder(str(tiny_model), towers=("image",), runtime=runtime)  # type: ignore[arg-type]
+    encoder = ClipEncoder(str(tiny_model), towers=("image",), runtime=runtime)
     assert (encoder.info.runtime, encoder.info.precision) == (runtime, "fp32")
     assert encoder.info.check_cosine is None  # the served tower is the reference itself
     exact = ClipEncoder(str(tiny_model), towers=("image",), precision="fp32", runtime="torch")
@@ -144,6 +150,7 @@ def test_auto_falls_back_to_fp32_when_no_reduced_precision_passes_the_check(
     assert (exact.encode_images(pixels) * encoder.encode_images(pixels)).sum(axis=1).min() > 0.999
 
 
+@pytest.mark.slow
 def test_the_quantised_model_is_cached_and_not_quantised_again(
     tiny_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -36,7 +36,8 @@ def reference_pixels(data: bytes) -> np.ndarray:
 
 
 def normalised(pixels: np.ndarray) -> np.ndarray:
-    return (pixels.astype(np.float32) / 255 - np.array(SPEC.mean)) / np.array(SPEC.std)
+    mean, std = np.array(SPEC.mean, dtype=np.float64), np.array(SPEC.std, dtype=np.float64)
+    return (pixels.astype(np.float32) / 255 - mean) / std
 
 
 def cosine(a: np.ndarray, b: np.ndarray) -> float:

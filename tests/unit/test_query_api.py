@@ -277,10 +277,11 @@ def test_before_any_generation_the_api_searches_nothing_and_an_unloadable_one_st
 
     follower = AliasFollower(settings, milvus, load)  # type: ignore[arg-type]
     first = follower.initial()
-    assert first.model == "mine" and first.store.search([np.ones(4)], k=5) == [[]]
+    assert first.model == "mine" and first.store.search([np.ones(4, dtype=np.float32)], k=5) == [[]]
     milvus.target = "shop__other_1234"  # another model's sink made the first generation
     milvus.identities[milvus.target] = _IDENTITY_PREFIX + ModelIdentity("other", 4, "f").to_json()
     unserved = follower.refresh(first)
     assert unserved is not None and unserved.problem and "other" in unserved.problem
-    assert unserved.store.search([np.ones(4)], k=5) == [[]]  # still nothing of "other"
+    nothing = unserved.store.search([np.ones(4, dtype=np.float32)], k=5)
+    assert nothing == [[]]  # still nothing of "other"
     assert follower.refresh(unserved) is None and loads == ["mine", "other"]  # not retried

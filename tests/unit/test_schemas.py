@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
 from catalens.errors import BadInput
-from catalens.schemas import Op, Reason, parse_event
+from catalens.schemas import Op, ProductImageEvent, Reason, parse_event
 from catalens.schemas.embedding import EmbeddingRecord
 
-DESIGN_EXAMPLE = {
+DESIGN_EXAMPLE: dict[str, Any] = {
     "schema_version": 1,
     "event_id": "0f8c3a2e-4b7d-4e55-9d7e-3f1a7c2b9e10",
     "op": "upsert",
@@ -23,7 +24,7 @@ DESIGN_EXAMPLE = {
 }
 
 
-def parse(body: dict[str, Any], key: bytes | None = b"0108775015"):  # type: ignore[no-untyped-def]
+def parse(body: dict[str, Any], key: bytes | None = b"0108775015") -> ProductImageEvent:
     return parse_event(key, json.dumps(body).encode())
 
 
@@ -99,7 +100,7 @@ def test_embedding_records_round_trip_the_vector_exactly() -> None:
         product_id="p",
         version=1,
         event_id="e",
-        occurred_at="2026-11-24T10:00:00Z",
+        occurred_at=datetime(2026, 11, 24, 10, tzinfo=UTC),
         model="m",
         dim=512,
         vector=EmbeddingRecord.pack(vector),

@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from catalens.embedder.sources import ImageSource, SourcePolicy, parse_networks
+from catalens.embedder.sources import ImageSource, Resolver, SourcePolicy, parse_networks
 from catalens.errors import BadInput
 from catalens.schemas import ImageRef, Reason
 
 
-def resolver_to(*addresses: str):  # type: ignore[no-untyped-def]
+def resolver_to(*addresses: str) -> Resolver:
     return lambda _host, _port: list(addresses)
 
 

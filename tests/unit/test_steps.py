@@ -48,7 +48,7 @@ def test_an_embedding_carries_the_input_position_of_its_event() -> None:
     record = consumed(12, b"p/1", event("upsert", image={"url": "https://x/1.jpg"}))
     decision = decide(record, TOPICS, MODEL)
     assert isinstance(decision, NeedsImage)
-    output = embedded(record, decision.event, np.ones(4, dtype=np.float32) / 2, TOPICS, MODEL)
+    output = embedded(record, decision.event, np.full(4, 0.5, dtype=np.float32), TOPICS, MODEL)
     assert output.value is not None
     parsed = EmbeddingRecord.model_validate_json(output.value)
     assert (parsed.input_offset, parsed.version, parsed.dim) == (12, 4, 4)

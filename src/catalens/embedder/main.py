@@ -29,8 +29,8 @@ def build_service(
     publisher: RecordPublisher | None = None,
 ) -> tuple[EmbedderService, ClipEncoder]:
     """The embedder service with its encoder and image source. ``source``/``publisher``
-    default to Kafka; benchmarks pass in-memory ones to measure the pipeline alone."""
-    keep_freed_memory()  # ~1 MB buffers per event reuse memory instead of faulting it in
+    default to Kafka; benchmarks pass in-memory ones to measure the pipeline alone.
+    The process's allocator is left as it is: tuning it is :func:`run`'s job."""
     if settings.inference_threads:
         # PyTorch's pool is process-wide, so it is sized here at the wiring, not by the
         # encoder; the OpenVINO tower takes the same count per compiled model.
@@ -93,6 +93,7 @@ def build_service(
 
 
 def run(settings: EmbedderSettings, stop: threading.Event) -> None:
+    keep_freed_memory()  # ~1 MB buffers per event reuse memory instead of faulting it in
     backoff = Backoff(settings.retry_initial_s, settings.retry_max_s)
     topics = [settings.input_topic, settings.embeddings_topic, settings.dlq_topic]
     retry_transient(

@@ -67,8 +67,8 @@ def read_preprocess_spec(model_dir: Path) -> PreprocessSpec:
     return PreprocessSpec(
         size=as_int(size, "shortest_edge"),
         crop=as_int(crop, "height"),
-        mean=tuple(config.get("image_mean", defaults.mean)),  # type: ignore[arg-type]
-        std=tuple(config.get("image_std", defaults.std)),  # type: ignore[arg-type]
+        mean=tuple(config.get("image_mean", defaults.mean)),
+        std=tuple(config.get("image_std", defaults.std)),
     )
 
 

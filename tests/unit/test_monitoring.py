@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -223,3 +225,45 @@ def test_the_agreement_check_sees_a_name_nobody_agreed_on() -> None:
     rogue["panels"][1]["targets"][0]["expr"] = "rate(catalens_made_up_total[5m])"
     found = set().union(*(promql_metrics(e) for e in dashboard_expressions(rogue)))
     assert found - set(AGREED) == {"catalens_made_up_total"}
+
+
+def _promtool() -> str:
+    """promtool checks PromQL for real; it ships with Prometheus (Debian: the
+    ``prometheus`` package), not with Python."""
+    path = shutil.which("promtool")
+    if path is None:
+        pytest.skip("promtool is not installed (apt-get install prometheus)")
+    return path
+
+
+def test_the_alert_rules_fire_and_stay_quiet_as_their_promtool_tests_say() -> None:
+    done = subprocess.run(
+        [_promtool(), "test", "rules", str(ALERTS.parent / "alerts_test.yml")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_every_dashboard_query_is_valid_promql(tmp_path: Path) -> None:
+    # As recording rules, promtool parses every expression; Grafana's interval variable
+    # becomes what it stands for.
+    expressions = [e.replace("$__rate_interval", "5m") for e in dashboard_expressions(dashboard())]
+    recorded = {
+        "groups": [
+            {
+                "name": "dashboard",
+                "rules": [
+                    {"record": f"panel:query{i}", "expr": e} for i, e in enumerate(expressions)
+                ],
+            }
+        ]
+    }
+    path = tmp_path / "dashboard_rules.yml"
+    path.write_text(yaml.safe_dump(recorded))
+    done = subprocess.run(
+        [_promtool(), "check", "rules", str(path)], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert f"{len(expressions)} rules found" in done.stdout

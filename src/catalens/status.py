@@ -336,7 +336,7 @@ def collect(
     since = datetime.now(UTC) - dead_letters_since
     try:
         tail = read_tail(settings, settings.dlq_topic, dead_letters_per_partition)
-        status.dead_letters = count_dead_letters((r.value for r in tail), since)
+        status.dead_letters = count_dead_letters((record.value for record in tail), since)
     except TransientError as error:
         status.errors["dead letters"] = str(error)
     status.workers = [

@@ -48,12 +48,23 @@ def metrics_worker() -> Iterator[str]:
     server.shutdown()
 
 
+def catalens(stack: Stack, *args: str) -> subprocess.CompletedProcess[str]:
+    done = subprocess.run(
+        [sys.executable, "-m", "catalens", *args],
+        env=stack.full_env(),
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert done.stdout, done.stderr
+    return done
+
+
 def status(stack: Stack, *workers: str) -> tuple[int, dict[str, Any]]:
-    argv = [sys.executable, "-m", "catalens", "status", "--json"]
+    argv = ["status", "--json"]
     for worker in workers:
         argv += ["--worker", worker]
-    done = subprocess.run(argv, env=stack.full_env(), capture_output=True, text=True, timeout=180)
-    assert done.stdout, done.stderr
+    done = catalens(stack, *argv)
     report: dict[str, Any] = json.loads(done.stdout)
     return done.returncode, report
 
@@ -129,6 +140,14 @@ def test_status_shows_groups_generation_rows_dead_letters_and_freshness(
     assert fresh["samples"] >= 100
     assert report["errors"] == {}
     assert code == 1  # a worker could not be read
+
+    # The generations are the ones `catalens index status` shows.
+    index = json.loads(catalens(stack, "index", "status", "--json").stdout)
+    assert index == report["generations"]
+    # The same report for people.
+    text = catalens(stack, "status", "--worker", metrics_worker).stdout
+    assert f"t{stack.name}-sink" in text and "invalid_json: 2" in text
+    assert "p50 1.38 s  p99 1.99 s" in text
 
 
 def test_status_with_milvus_and_no_workers_away_says_so_and_fails(stack: Stack) -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 from confluent_kafka import (
@@ -119,12 +119,14 @@ def read_tail(
     *,
     idle_s: float = 1.0,
     timeout_s: float = 30.0,
-) -> list[Record]:
+) -> Iterator[Record]:
     """About the last ``per_partition`` records of every partition of ``topic``, read
-    outside any consumer group (nothing is committed). Reads on until ``idle_s`` passes
-    without a record (or ``timeout_s`` in all, on a topic that never goes quiet), not up
-    to the end offset: the development broker reports end offsets too low, so there it
-    returns some records more, never fewer. Empty when the topic does not exist."""
+    outside any consumer group (nothing is committed), one at a time: dead letters carry
+    whole events, images included, so they are not all held at once. Reads on until
+    ``idle_s`` passes without a record (or ``timeout_s`` in all, on a topic that never goes
+    quiet), not up to the end offset: the development broker reports end offsets too low,
+    so there it yields some records more, never fewer. Nothing when the topic does not
+    exist."""
     consumer = Consumer(
         client_config(settings)
         | {
@@ -139,20 +141,20 @@ def read_tail(
     try:
         metadata = consumer.list_topics(topic, timeout=10).topics.get(topic)
         if metadata is None or metadata.error is not None:
-            return []
+            return
         starts = []
         for partition in metadata.partitions:
             low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=10)
             starts.append(TopicPartition(topic, partition, max(low, high - per_partition)))
         consumer.assign(starts)
-        records: list[Record] = []
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
-            messages = consumer.consume(num_messages=500, timeout=idle_s)
+            messages = consumer.consume(num_messages=100, timeout=idle_s)
             if not messages:
-                return records
-            records.extend(_record(m) for m in messages if m.error() is None)
-        return records
+                return
+            for message in messages:
+                if message.error() is None:
+                    yield _record(message)
     except KafkaException as exc:
         raise TransientError(f"cannot read {topic}: {exc}") from exc
     finally:

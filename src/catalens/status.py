@@ -12,7 +12,6 @@ without metrics) is reported as such beside the parts that could, never by crash
 from __future__ import annotations
 
 import json
-import logging
 import math
 from collections import Counter
 from collections.abc import Iterable, Sequence
@@ -30,8 +29,7 @@ from catalens.index import commands
 from catalens.kafka.client import partition_lag, read_tail
 from catalens.schemas import DeadLetter
 from catalens.settings import StatusSettings
-
-log = logging.getLogger(__name__)
+from catalens.store.admin import Generation
 
 FRESHNESS = "catalens_freshness_seconds"
 # (upper bound, cumulative count) of one histogram, +Inf included: Prometheus' buckets.
@@ -345,7 +343,7 @@ def collect(
     return status
 
 
-def _groups(settings: StatusSettings, generations: Sequence[Any]) -> list[tuple[str, str]]:
+def _groups(settings: StatusSettings, generations: Sequence[Generation]) -> list[tuple[str, str]]:
     """(group, topic) of every consumer group of the deployment: each generation's
     default embedder and sink groups, and the ones set explicitly."""
     pairs: list[tuple[str, str]] = []

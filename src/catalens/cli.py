@@ -1,4 +1,4 @@
-"""``catalens up | publish | embedder | sink | api | dlq | index | model``.
+"""``catalens up | publish | embedder | sink | api | dlq | index | status | model``.
 
 Options override the ``CATALENS_*`` environment variables of the same name
 (``--kafka-bootstrap`` ↔ ``CATALENS_KAFKA_BOOTSTRAP``).
@@ -23,6 +23,7 @@ from catalens.settings import (
     CatalensSettings,
     EmbedderSettings,
     SinkSettings,
+    StatusSettings,
 )
 
 log = logging.getLogger("catalens")
@@ -211,6 +212,24 @@ def cmd_index(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_status(args: argparse.Namespace) -> int:
+    from datetime import timedelta
+
+    from catalens import status
+
+    settings = _settings(StatusSettings, args)
+    _configure_logging(settings.log_level)
+    report = status.collect(
+        settings,
+        workers=args.worker or (),
+        dead_letters_per_partition=args.dead_letters,
+        dead_letters_since=timedelta(seconds=args.since),
+    )
+    print(status.as_json(report) if args.json else status.render(report))
+    # Scripts learn from the exit status that some part could not be read.
+    return 0 if report.complete else 1
+
+
 def cmd_dlq(args: argparse.Namespace) -> int:
     from catalens.dlq import run_dlq
 
@@ -288,6 +307,35 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_common(index, ("embeddings_topic",))
     index.set_defaults(func=cmd_index)
+
+    status = commands.add_parser(
+        "status",
+        help="a running deployment: consumer lag, generations, dead letters, freshness",
+    )
+    status.add_argument("--json", action="store_true", help="as JSON, for machines")
+    status.add_argument(
+        "--worker",
+        action="append",
+        metavar="URL",
+        help="a worker's health port (http://sink:8082), read for its /metrics; repeatable,"
+        " adds to CATALENS_STATUS_WORKERS",
+    )
+    status.add_argument(
+        "--dead-letters",
+        type=int,
+        default=1000,
+        metavar="N",
+        help="read the last N dead letters of each partition (default %(default)s)",
+    )
+    status.add_argument(
+        "--since",
+        type=float,
+        default=3600,
+        metavar="SECONDS",
+        help="count the dead letters of this recent past (default %(default)s)",
+    )
+    _add_common(status, ("embeddings_topic", "dlq_topic", "embedder_group", "sink_group"))
+    status.set_defaults(func=cmd_status)
 
     model = commands.add_parser("model", help="write a random-weights CLIP (tests, benchmarks)")
     model.add_argument("directory")

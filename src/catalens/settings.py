@@ -167,3 +167,20 @@ class ApiSettings(CatalensSettings):
     @classmethod
     def _roots_from_env(cls, value: Any) -> Any:
         return _split_commas(value)
+
+
+class StatusSettings(CatalensSettings):
+    """``catalens status``: which workers to ask for their metrics, and which consumer
+    groups to show beside the ones each generation's model implies."""
+
+    # Base URLs of the workers' health ports (``http://sink:8082``); their ``/metrics``
+    # is read for freshness. Repeatable ``--worker`` options add to these.
+    status_workers: CommaList = Field(default_factory=list)
+    # Groups set explicitly on the workers (CATALENS_EMBEDDER_GROUP, CATALENS_SINK_GROUP).
+    embedder_group: str = ""
+    sink_group: str = ""
+
+    @field_validator("status_workers", mode="before")
+    @classmethod
+    def _workers_from_env(cls, value: Any) -> Any:
+        return _split_commas(value)

@@ -13,6 +13,7 @@ from catalens.settings import (
     CatalensSettings,
     EmbedderSettings,
     SinkSettings,
+    StatusSettings,
 )
 from catalens.up import service_env
 
@@ -23,11 +24,13 @@ SETTINGS = {
     "sink": SinkSettings,
     "api": ApiSettings,
     "dlq": CatalensSettings,
+    "status": StatusSettings,
 }
 POSITIONAL = {"publish": ["events.jsonl"], "dlq": ["show"]}
 # Options that are the command's own, not settings.
 OWN = {"data_dir", "sample_size", "images", "version", "image_base_url", "quiet", "reason"}
 OWN |= {"product", "limit", "timeout", "action", "path", "command", "func"}
+OWN |= {"json", "worker", "dead_letters", "since"}
 
 
 def _value(field: str) -> str:

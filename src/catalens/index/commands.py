@@ -41,22 +41,33 @@ class GenerationStatus:
 
 
 def status(settings: CatalensSettings) -> list[GenerationStatus]:
-    milvus = Milvus(settings.milvus_uri, _token(settings))
-    try:
-        generations = IndexAdmin(milvus, settings.collection).generations()
-    finally:
-        milvus.close()
     out = []
-    for generation in generations:
-        key = model_key(generation.model)
+    for generation in generations(settings):
+        embedder, sink = generation_groups(generation)
         out.append(
             GenerationStatus(
                 generation,
-                group_lag(settings, f"catalens-embedder.{key}", settings.input_topic),
-                group_lag(settings, f"catalens-sink.{key}", settings.embeddings_topic),
+                group_lag(settings, embedder, settings.input_topic),
+                group_lag(settings, sink, settings.embeddings_topic),
             )
         )
     return out
+
+
+def generations(settings: CatalensSettings) -> list[Generation]:
+    """Every generation of the alias ``settings.collection``, with its row count."""
+    milvus = Milvus(settings.milvus_uri, _token(settings))
+    try:
+        return IndexAdmin(milvus, settings.collection).generations()
+    finally:
+        milvus.close()
+
+
+def generation_groups(generation: Generation) -> tuple[str, str]:
+    """The consumer groups (embedder, sink) that build ``generation`` when the workers
+    keep their default group names (settings.EmbedderSettings.embedder_group)."""
+    key = model_key(generation.model)
+    return f"catalens-embedder.{key}", f"catalens-sink.{key}"
 
 
 def table(rows: list[GenerationStatus]) -> str:

@@ -7,7 +7,8 @@ roles see plain :class:`~catalens.records.Record` values, never librdkafka objec
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Mapping
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 from confluent_kafka import (
@@ -78,9 +79,17 @@ def ensure_topics(settings: CatalensSettings, topics: Iterable[str]) -> None:
 
 
 def group_lag(settings: CatalensSettings, group: str, topic: str) -> int | None:
-    """Records of ``topic`` that ``group`` has not committed yet: end offset minus committed
-    offset, summed over partitions; None when the group has committed nothing. Correct on
-    Kafka; the development broker (Tansu) reports wrong end offsets."""
+    """Records of ``topic`` that ``group`` has not committed yet, summed over partitions
+    (see :func:`partition_lag`); None when the group has committed nothing."""
+    lag = partition_lag(settings, group, topic)
+    return None if lag is None else sum(lag.values())
+
+
+def partition_lag(settings: CatalensSettings, group: str, topic: str) -> dict[int, int] | None:
+    """partition → records of ``topic`` that ``group`` has not committed yet (end offset
+    minus committed offset; a partition without a commit counts from its start); None when
+    the group has committed nothing. Correct on Kafka; the development broker (Tansu)
+    reports wrong end offsets."""
     consumer = Consumer(client_config(settings) | {"group.id": group, "enable.auto.commit": False})
     try:
         metadata = consumer.list_topics(topic, timeout=10).topics.get(topic)
@@ -90,15 +99,64 @@ def group_lag(settings: CatalensSettings, group: str, topic: str) -> int | None:
         committed = consumer.committed(partitions, timeout=10)
         if all(tp.offset < 0 for tp in committed):
             return None
-        behind = 0
+        behind: dict[int, int] = {}
         for tp in committed:
             low, high = consumer.get_watermark_offsets(
                 TopicPartition(topic, tp.partition), timeout=10
             )
-            behind += max(0, high - (tp.offset if tp.offset >= 0 else low))
+            behind[tp.partition] = max(0, high - (tp.offset if tp.offset >= 0 else low))
         return behind
     except KafkaException as exc:
         raise TransientError(f"cannot read the lag of {group}: {exc}") from exc
+    finally:
+        consumer.close()
+
+
+def read_tail(
+    settings: CatalensSettings,
+    topic: str,
+    per_partition: int,
+    *,
+    idle_s: float = 1.0,
+    timeout_s: float = 30.0,
+) -> Iterator[Record]:
+    """About the last ``per_partition`` records of every partition of ``topic``, read
+    outside any consumer group (nothing is committed), one at a time: dead letters carry
+    whole events, images included, so they are not all held at once. Reads on until
+    ``idle_s`` passes without a record (or ``timeout_s`` in all, on a topic that never goes
+    quiet), not up to the end offset: the development broker reports end offsets too low,
+    so there it yields some records more, never fewer. Nothing when the topic does not
+    exist."""
+    consumer = Consumer(
+        client_config(settings)
+        | {
+            # Offsets are assigned explicitly and never committed; librdkafka still wants
+            # a group id.
+            "group.id": "catalens-status",
+            "enable.auto.commit": False,
+            "enable.partition.eof": False,
+            "max.partition.fetch.bytes": 16 * 1024 * 1024,
+        }
+    )
+    try:
+        metadata = consumer.list_topics(topic, timeout=10).topics.get(topic)
+        if metadata is None or metadata.error is not None:
+            return
+        starts = []
+        for partition in metadata.partitions:
+            low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=10)
+            starts.append(TopicPartition(topic, partition, max(low, high - per_partition)))
+        consumer.assign(starts)
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            messages = consumer.consume(num_messages=100, timeout=idle_s)
+            if not messages:
+                return
+            for message in messages:
+                if message.error() is None:
+                    yield _record(message)
+    except KafkaException as exc:
+        raise TransientError(f"cannot read {topic}: {exc}") from exc
     finally:
         consumer.close()
 

@@ -1,0 +1,161 @@
+"""``catalens status`` against a running deployment: the real broker, the real Milvus and
+the real services, plus workers that answer with metrics, without them, or not at all."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+from prometheus_client import CollectorRegistry, Histogram, generate_latest
+
+from catalens.localstack import free_port
+from tests.integration.stack import Stack, event, wait_for
+from tests.integration.test_guarantees import SMALL
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def metrics_worker() -> Iterator[str]:
+    """A worker's /metrics serving a real registry with the sink's freshness histogram:
+    20 writes within 1 s of their event, 80 within 2 s."""
+    registry = CollectorRegistry()
+    freshness = Histogram(
+        "catalens_freshness_seconds", "freshness", buckets=(1, 2, 5), registry=registry
+    )
+    for value in [0.5] * 20 + [1.5] * 80:
+        freshness.observe(value)
+    body = generate_latest(registry)
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200 if self.path == "/metrics" else 404)
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *_args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+def catalens(stack: Stack, *args: str) -> subprocess.CompletedProcess[str]:
+    done = subprocess.run(
+        [sys.executable, "-m", "catalens", *args],
+        env=stack.full_env(),
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert done.stdout, done.stderr
+    return done
+
+
+def status(stack: Stack, *workers: str) -> tuple[int, dict[str, Any]]:
+    argv = ["status", "--json"]
+    for worker in workers:
+        argv += ["--worker", worker]
+    done = catalens(stack, *argv)
+    report: dict[str, Any] = json.loads(done.stdout)
+    return done.returncode, report
+
+
+def test_status_shows_groups_generation_rows_dead_letters_and_freshness(
+    stack: Stack, metrics_worker: str
+) -> None:
+    # Only the sink gets a health port: both on one would collide.
+    sink_port = free_port()
+    stack.extra_env["CATALENS_HEALTH_PORT"] = str(sink_port)
+    stack.start("sink")
+    del stack.extra_env["CATALENS_HEALTH_PORT"]
+    stack.start("embedder")
+    good = [event(f"p{i}", 1, image=SMALL) for i in range(5)]
+    stack.publish(*good)
+    stack.produce(
+        [
+            (b"bad-1", b"{not json"),
+            (b"bad-2", b"[nor this]"),
+            (b"gone", event("gone", 1, image={"path": str(stack.images / "nope.jpg")})),
+        ]
+    )
+    wait_for(lambda: len(stack.rows([e["product_id"] for e in good])) == len(good), 90, "the rows")
+    stack.dead_letters(3)
+
+    gone = f"http://127.0.0.1:{free_port()}"
+    sink = f"http://127.0.0.1:{sink_port}"
+
+    def settled() -> tuple[int, dict[str, Any]] | None:
+        # Offsets are committed about every second after the writes: wait for both groups.
+        code, report = status(stack, metrics_worker, sink, gone)
+        lags = {g["group"]: g["lag"] for g in report["groups"]}
+        embedder, sink_group = f"t{stack.name}-embedder", f"t{stack.name}-sink"
+        committed = lags.get(embedder) is not None and lags.get(sink_group) is not None
+        return (code, report) if committed else None
+
+    code, report = wait_for(settled, 60, "both groups to have committed", every_s=1)
+
+    groups = {(g["group"], g["topic"]): g for g in report["groups"]}
+    embedder_group = groups[(f"t{stack.name}-embedder", stack.input_topic)]
+    sink_group = groups[(f"t{stack.name}-sink", stack.embeddings_topic)]
+    # One entry per partition, summing to the total (the values themselves are not checked:
+    # the development broker reports end offsets wrong).
+    for group in (embedder_group, sink_group):
+        assert group["partitions"] and all(p.isdigit() for p in group["partitions"])
+        assert group["lag"] == sum(group["partitions"].values())
+    # The generation's default groups are listed too; nobody used them here.
+    model_groups = [g for g in report["groups"] if g["group"].startswith("catalens-")]
+    assert len(model_groups) == 2 and all(g["lag"] is None for g in model_groups)
+
+    [generation] = report["generations"]
+    assert generation["rows"] == len(good)
+    assert generation["serving"] is True
+
+    assert report["dead_letters"]["by_reason"] == {"invalid_json": 2, "image_not_found": 1}
+    assert report["dead_letters"]["unreadable"] == 0
+
+    workers = {w["url"]: w for w in report["workers"]}
+    assert workers[metrics_worker]["reachable"] is True
+    assert workers[metrics_worker]["freshness_samples"] == 100
+    assert workers[gone]["reachable"] is False and workers[gone]["error"]
+    # The sink's own /metrics: served once the workers export metrics; until then the sink
+    # answers 404 there, and is reported unreachable with that reason — never a crash.
+    if not workers[sink]["reachable"]:
+        assert "404" in workers[sink]["error"]
+    else:
+        assert workers[sink]["roles"] == ["sink"]
+    fresh = report["freshness_seconds"]
+    if workers[sink]["freshness_samples"] is None:
+        # Prometheus' histogram_quantile over the test worker's buckets.
+        assert fresh["p50"] == pytest.approx(1 + 30 / 80)
+        assert fresh["p99"] == pytest.approx(1 + 79 / 80)
+    assert fresh["samples"] >= 100
+    assert report["errors"] == {}
+    assert code == 1  # a worker could not be read
+
+    # The generations are the ones `catalens index status` shows.
+    index = json.loads(catalens(stack, "index", "status", "--json").stdout)
+    assert index == report["generations"]
+    # The same report for people.
+    text = catalens(stack, "status", "--worker", metrics_worker).stdout
+    assert f"t{stack.name}-sink" in text and "invalid_json: 2" in text
+    assert "p50 1.38 s  p99 1.99 s" in text
+
+
+def test_status_with_milvus_and_no_workers_away_says_so_and_fails(stack: Stack) -> None:
+    stack.extra_env["CATALENS_MILVUS_URI"] = f"http://127.0.0.1:{free_port()}"
+    code, report = status(stack)
+    assert code == 1
+    assert "generations" in report["errors"]
+    assert report["generations"] == []
+    assert report["dead_letters"] is not None  # Kafka was there
+    assert report["workers"] == []
+    assert report["freshness_seconds"]["p50"] is None

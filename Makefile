@@ -5,7 +5,7 @@ PY      := $(VENV)/bin/python
 STAMP   := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install up test browser test-unit test-integration lint format bench clean
+.PHONY: help install up test browser promtool test-unit test-integration lint format bench clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-17s %s\n", $$1, $$2}'
@@ -24,7 +24,7 @@ $(STAMP): pyproject.toml
 up: $(STAMP) ## run the whole pipeline locally with a sample catalog (Ctrl-C stops it)
 	$(VENV)/bin/catalens up
 
-test: $(STAMP) browser ## run all tests (unit + integration against the real broker and Milvus)
+test: $(STAMP) browser promtool ## run all tests (unit + integration against the real broker and Milvus)
 	$(PY) -m pytest
 
 # The browser test drives Debian's Chromium (Playwright's own browser download cannot
@@ -33,6 +33,13 @@ browser:
 	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
 	  || echo "chromium not installed: the browser test will be skipped"; }
+
+# The monitoring tests check the alert rules and every dashboard query with promtool,
+# which ships with Prometheus (Debian: prometheus). Installed like Chromium; else skipped.
+promtool:
+	@command -v promtool >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null) \
+	  || echo "promtool not installed: the promtool checks will be skipped"; }
 
 test-unit: $(STAMP) ## run the fast unit tests (no integration, no slow ones; make test runs those)
 	$(PY) -m pytest -m "not integration and not slow"

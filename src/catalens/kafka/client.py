@@ -81,7 +81,21 @@ def group_lag(settings: CatalensSettings, group: str, topic: str) -> int | None:
     """Records of ``topic`` that ``group`` has not committed yet: end offset minus committed
     offset, summed over partitions; None when the group has committed nothing. Correct on
     Kafka; the development broker (Tansu) reports wrong end offsets."""
-    consumer = Consumer(client_config(settings) | {"group.id": group, "enable.auto.commit": False})
+    lags = partition_lag(settings, group, topic)
+    return None if lags is None else sum(lags.values())
+
+
+def partition_lag(settings: CatalensSettings, group: str, topic: str) -> dict[int, int] | None:
+    """Per partition of ``topic``, the records ``group`` has not committed yet (a partition
+    it never committed counts from its low watermark); None when the topic is unknown or
+    the group has committed nothing. Correct on Kafka; the development broker (Tansu)
+    reports wrong end offsets, so there the figures are not to be trusted."""
+    try:
+        consumer = Consumer(
+            client_config(settings) | {"group.id": group, "enable.auto.commit": False}
+        )
+    except KafkaException as exc:
+        raise TransientError(f"cannot read the lag of {group}: {exc}") from exc
     try:
         metadata = consumer.list_topics(topic, timeout=10).topics.get(topic)
         if metadata is None or metadata.error is not None:
@@ -90,12 +104,12 @@ def group_lag(settings: CatalensSettings, group: str, topic: str) -> int | None:
         committed = consumer.committed(partitions, timeout=10)
         if all(tp.offset < 0 for tp in committed):
             return None
-        behind = 0
+        behind: dict[int, int] = {}
         for tp in committed:
             low, high = consumer.get_watermark_offsets(
                 TopicPartition(topic, tp.partition), timeout=10
             )
-            behind += max(0, high - (tp.offset if tp.offset >= 0 else low))
+            behind[tp.partition] = max(0, high - (tp.offset if tp.offset >= 0 else low))
         return behind
     except KafkaException as exc:
         raise TransientError(f"cannot read the lag of {group}: {exc}") from exc

@@ -74,9 +74,8 @@ def serve_worker(
     topic: str,
     stop: threading.Event,
 ) -> ThreadingHTTPServer:
-    """:func:`serve_health` with the worker's metrics at ``/metrics``, its readiness
-    mirrored in ``catalens_ready`` and its group's lag on ``topic`` refreshed from ``lag``
-    (partition → records behind; None: nothing committed yet) until ``stop``."""
-    metrics.follow_ready(ready)
+    """:func:`serve_health` with the worker's metrics at ``/metrics``, and its group's lag
+    on ``topic`` refreshed from ``lag`` (partition → records behind; None: nothing
+    committed yet) until ``stop``."""
     watch_lag(metrics, lambda: lag() or {}, group=group, topic=topic, stop=stop)
     return serve_health(port, last_turn=last_turn, ready=ready, metrics=metrics.render)

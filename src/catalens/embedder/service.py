@@ -135,6 +135,7 @@ class EmbedderService:
         self.dead_lettered = 0
         self.healthy_at = time.monotonic()
         self.ready = threading.Event()
+        self.metrics.follow_ready(self.ready.is_set)
 
     # -- main loop ------------------------------------------------------------------------
 

@@ -64,6 +64,7 @@ class SinkService:
         self._store = store
         self._stop = stop
         self.ready = threading.Event()
+        self.metrics.follow_ready(self.ready.is_set)
         self.healthy_at = time.monotonic()
         self.written = 0
         self.stale = 0

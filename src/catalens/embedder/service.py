@@ -294,8 +294,10 @@ class EmbedderService:
         try:
             assert event.image is not None
             started = time.perf_counter()
-            data = self._images.read(event.image)
-            self.metrics.fetch_seconds.observe(time.perf_counter() - started)
+            try:
+                data = self._images.read(event.image)
+            finally:  # failed fetches too: timeouts are what an operator looks for here
+                self.metrics.fetch_seconds.observe(time.perf_counter() - started)
             thumbnail = None
             with self._decoding:
                 started = time.perf_counter()

@@ -124,9 +124,11 @@ class WorkerMetrics:
         self.count("dead_lettered")
         self.dead_letters.labels(self.role, reason).inc()
 
-    def follow_ready(self, ready: Callable[[], bool]) -> None:
-        """Read readiness at scrape time, so the gauge and /readyz never disagree."""
+    def follow(self, *, ready: Callable[[], bool], paused: Callable[[], bool]) -> None:
+        """Read readiness and pausing at scrape time, so the gauges never disagree with
+        /readyz or the consumer, whichever loop (serving, waiting, halted) is turning."""
         self.ready.set_function(lambda: 1.0 if ready() else 0.0)
+        self.paused.set_function(lambda: 1.0 if paused() else 0.0)
 
     def set_lag(self, group: str, topic: str, lags: Mapping[int, int]) -> None:
         for partition, behind in lags.items():  # a partition lost keeps its last value

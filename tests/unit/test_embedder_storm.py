@@ -98,7 +98,8 @@ def test_a_dead_letter_storm_stops_the_embedder_before_it_commits_past_the_storm
     try:
         wait_until(lambda: not service.ready.is_set(), "the storm guard to trip")
         time.sleep(1.0)  # time to commit, were it to commit anything more
-        wait_until(lambda: service.metrics.paused._value.get() == 1, "the partitions to pause")
+        paused = 'catalens_paused{role="embedder"} 1.0'
+        wait_until(lambda: paused in service.metrics.render().decode(), "the pause")
     finally:
         stop.set()
         runner.join(30)

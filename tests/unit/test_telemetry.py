@@ -91,7 +91,7 @@ def test_counts_readiness_and_lag_read_back_as_they_were_set() -> None:
     metrics.dead_lettered("schema_violation")
     metrics.freshness.observe(0.3)
     ready = threading.Event()
-    metrics.follow_ready(ready.is_set)
+    metrics.follow(ready=ready.is_set, paused=lambda: True)
     ready.set()
     with serving(metrics, ready, lag={0: 7, 1: 0}) as url:
         time.sleep(0.1)  # the first lag look runs beside the server's start
@@ -109,6 +109,7 @@ def test_counts_readiness_and_lag_read_back_as_they_were_set() -> None:
     assert value(families, "catalens_dead_letters_total", {"reason": "schema_violation"}) == 1
     assert value(families, "catalens_freshness_seconds_count") == 1
     assert value(families, "catalens_ready", sink) == 1
+    assert value(families, "catalens_paused", sink) == 1
     lag = {"group": "g", "topic": "t"}
     assert value(families, "catalens_consumer_lag", lag | {"partition": "0"}) == 7
     assert value(families, "catalens_consumer_lag", lag | {"partition": "1"}) == 0

@@ -135,7 +135,7 @@ class EmbedderService:
         self.dead_lettered = 0
         self.healthy_at = time.monotonic()
         self.ready = threading.Event()
-        self.metrics.follow_ready(self.ready.is_set)
+        self.metrics.follow(ready=self.ready.is_set, paused=lambda: self._source.paused)
 
     # -- main loop ------------------------------------------------------------------------
 
@@ -153,7 +153,8 @@ class EmbedderService:
         last_report = time.monotonic()
         try:
             while not self._stop.is_set():
-                busy = self._tracker.in_flight() > 0
+                # Once a storm stopped it, what is in flight stays there: nothing to hurry.
+                busy = self._tracker.in_flight() > 0 and not self._storm.tripped
                 for record in self._source.poll(self.config.batch_size, 0.02 if busy else 0.5):
                     if not self._storm.tripped:  # else left uncommitted, for the restart
                         self._admit(record)
@@ -161,7 +162,6 @@ class EmbedderService:
                 self._backpressure()
                 self.healthy_at = time.monotonic()
                 self.metrics.in_flight.set(self._tracker.in_flight())
-                self.metrics.paused.set(self._source.paused)
                 if time.monotonic() - last_report > (60 if self._storm.tripped else 10):
                     last_report = time.monotonic()
                     self._report()

@@ -64,7 +64,7 @@ class SinkService:
         self._store = store
         self._stop = stop
         self.ready = threading.Event()
-        self.metrics.follow_ready(self.ready.is_set)
+        self.metrics.follow(ready=self.ready.is_set, paused=lambda: self._source.paused)
         self.healthy_at = time.monotonic()
         self.written = 0
         self.stale = 0
@@ -107,7 +107,6 @@ class SinkService:
                     self.config.batch_size, 0.5, fill_s=self.config.batch_wait_s
                 )
             self.healthy_at = time.monotonic()
-            self.metrics.paused.set(self._source.paused)
             if records:
                 self.process(records)
             if time.monotonic() - last_report > 10:

@@ -18,6 +18,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from catalens.errors import OperatorError, Stopped
+from catalens.logs import configure_logging
 from catalens.settings import (
     ApiSettings,
     CatalensSettings,
@@ -58,15 +59,8 @@ def _settings(cls: type[CatalensSettings], args: argparse.Namespace) -> Any:
         sys.exit(f"catalens: invalid configuration:\n{exc}")
 
 
-def _configure_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    for noisy in ("httpx", "httpcore", "urllib3"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
-    # pymilvus logs a traceback for every failed call; the store reports them itself.
-    logging.getLogger("pymilvus").setLevel(logging.CRITICAL)
+def _configure_logging(settings: CatalensSettings) -> None:
+    configure_logging(settings.log_level, settings.log_format)
 
 
 def stop_on_signals() -> threading.Event:
@@ -86,7 +80,7 @@ def cmd_embedder(args: argparse.Namespace) -> int:
     from catalens.embedder.main import run
 
     settings = _settings(EmbedderSettings, args)
-    _configure_logging(settings.log_level)
+    _configure_logging(settings)
     run(settings, stop_on_signals())
     return 0
 
@@ -95,7 +89,7 @@ def cmd_sink(args: argparse.Namespace) -> int:
     from catalens.sink.main import run
 
     settings = _settings(SinkSettings, args)
-    _configure_logging(settings.log_level)
+    _configure_logging(settings)
     run(settings, stop_on_signals())
     return 0
 
@@ -106,7 +100,7 @@ def cmd_api(args: argparse.Namespace) -> int:
     from catalens.query_api.app import create_app
 
     settings = _settings(ApiSettings, args)
-    _configure_logging(settings.log_level)
+    _configure_logging(settings)
     uvicorn.run(
         create_app(settings),
         host=settings.api_host,
@@ -126,7 +120,7 @@ def cmd_publish(args: argparse.Namespace) -> int:
     from catalens.retry import Backoff, retry_transient
 
     settings = _settings(CatalensSettings, args)
-    _configure_logging(settings.log_level)
+    _configure_logging(settings)
     path = Path(args.path)
     if not path.is_file():
         sys.exit(f"catalens publish: no such file: {path}")
@@ -178,7 +172,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     from catalens.up import run_up
 
     settings = _settings(ApiSettings, args)
-    _configure_logging(settings.log_level)
+    _configure_logging(settings)
     return run_up(
         settings, data_dir=Path(args.data_dir), sample_size=args.sample_size, stop=stop_on_signals()
     )
@@ -188,7 +182,7 @@ def cmd_index(args: argparse.Namespace) -> int:
     from catalens.index import commands
 
     settings = _settings(CatalensSettings, args)
-    _configure_logging(settings.log_level)
+    _configure_logging(settings)
     if args.action == "status":
         rows = commands.status(settings)
         print(commands.as_json(rows) if args.json else commands.table(rows))
@@ -234,7 +228,7 @@ def cmd_dlq(args: argparse.Namespace) -> int:
     from catalens.dlq import run_dlq
 
     settings = _settings(CatalensSettings, args)
-    _configure_logging(settings.log_level)
+    _configure_logging(settings)
     return run_dlq(settings, args)
 
 

@@ -78,7 +78,9 @@ class CatalensSettings(BaseSettings):
     retry_initial_s: float = Field(default=0.2, gt=0)
     retry_max_s: float = Field(default=10.0, gt=0)
     log_level: str = "INFO"
-    # Workers serve /healthz and /readyz on this port (0: no endpoint).
+    # json: one JSON object per line, for log shippers (catalens.logs).
+    log_format: Literal["text", "json"] = "text"
+    # Workers serve /healthz, /readyz and /metrics on this port (0: no endpoint).
     health_port: int = Field(default=0, ge=0, le=65535)
 
 
@@ -95,6 +97,12 @@ class EmbedderSettings(CatalensSettings):
     fetch_concurrency: int = Field(default=16, ge=1, le=512)
     decode_workers: int = Field(default=0, ge=0, description="0 = chosen from the core count")
     max_in_flight: int = Field(default=256, ge=1)
+    # The dead-letter storm guard (catalens.embedder.storm, docs/metrics.md): the embedder
+    # stops, unready and committing nothing more, once at least RATIO of the last WINDOW
+    # records (and at least MIN of them) became dead letters. RATIO 0 turns it off.
+    dead_letter_storm_ratio: float = Field(default=0.5, ge=0, le=1)
+    dead_letter_storm_window: int = Field(default=200, ge=1)
+    dead_letter_storm_min: int = Field(default=50, ge=1)
 
     max_image_bytes: int = Field(default=20 * 1024 * 1024, ge=1)
     max_image_pixels: int = Field(default=50_000_000, ge=1)

@@ -70,6 +70,8 @@ class Stack:
     extra_env: dict[str, str] = field(default_factory=dict)
     name: str = field(default_factory=lambda: uuid.uuid4().hex[:10])
     children: dict[str, Child] = field(default_factory=dict)
+    # Each worker's /healthz, /readyz and /metrics port, kept across its restarts.
+    health_ports: dict[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.api_port = free_port()
@@ -111,11 +113,15 @@ class Stack:
 
     def start(self, *roles: str) -> Stack:
         for role in roles:
+            env = self.env
+            if role in ("embedder", "sink"):
+                port = self.health_ports.setdefault(role, free_port())
+                env = env | {"CATALENS_HEALTH_PORT": str(port)}
             child = Child(
                 role,
                 [sys.executable, "-m", "catalens", role],
                 self.workdir / "logs" / f"{role}.log",
-                env=self.env,
+                env=env,
             )
             self.children[role] = child.start()
         if "api" in roles:
@@ -128,6 +134,12 @@ class Stack:
             return httpx.get(f"{self.api}/healthz", timeout=2).status_code == 200
         except httpx.HTTPError:
             return False
+
+    def metrics_url(self, role: str) -> str:
+        """Where ``role`` (embedder, sink or api) serves its Prometheus metrics."""
+        if role == "api":
+            return f"{self.api}/metrics"
+        return f"http://127.0.0.1:{self.health_ports[role]}/metrics"
 
     def kill(self, role: str) -> None:
         self.children[role].kill()

@@ -16,7 +16,7 @@ from catalens.kafka.memory import MemoryBroker, MemoryPublisher, MemorySource
 from catalens.records import ModelIdentity, Plan
 from catalens.retry import Backoff, TransientError
 from catalens.schemas import EmbeddingRecord, Op
-from catalens.schemas.embedding import INPUT_OFFSET_HEADER, MODEL_HEADER
+from catalens.schemas.embedding import INPUT_OFFSET_HEADER, INPUT_TIMESTAMP_HEADER, MODEL_HEADER
 from catalens.sink.service import SinkConfig, SinkService
 from catalens.store.memory import MemoryIndex
 
@@ -233,3 +233,38 @@ def test_records_handed_over_while_waiting_for_milvus_are_kept_and_written_next(
         assert set(store.rows) == {"a", "b"}
     finally:
         stop.set()
+
+
+def test_every_record_is_counted_once_by_outcome_and_only_applied_ones_have_an_age() -> None:
+    broker = MemoryBroker(partitions=1)
+    stamped = [(INPUT_TIMESTAMP_HEADER, str(int(time.time() * 1000)).encode())]
+    broker.append(TOPIC, *embedding("a", 1), stamped)
+    broker.append(TOPIC, *embedding("a", 2), stamped)  # a's v1 is collapsed away: stale
+    broker.append(TOPIC, *embedding("b", 1))  # from an older embedder: no timestamp
+    broker.append(TOPIC, *embedding("c", 1, model="other", dim=8))  # skipped
+    broker.append(TOPIC, b"d", b"{not an embedding")  # dead-lettered
+    store = MemoryIndex()
+    service, stop, _source = serve(broker, store)
+    try:
+        wait_until(lambda: broker.committed(GROUP) == {(TOPIC, 0): 5})
+        broker.append(TOPIC, b"a", None, [(INPUT_OFFSET_HEADER, b"999999"), *stamped])
+        broker.append(TOPIC, *embedding("b", 0))  # older than the stored row: stale
+        wait_until(lambda: broker.committed(GROUP) == {(TOPIC, 0): 7})
+    finally:
+        stop.set()
+    assert set(store.rows) == {"b"}
+    text = service.metrics.render().decode()
+    for outcome, count in [
+        ("written", 2),
+        ("deleted", 1),
+        ("stale", 2),
+        ("skipped", 1),
+        ("dead_lettered", 1),
+    ]:
+        assert f'catalens_records_total{{outcome="{outcome}",role="sink"}} {count}.0' in text
+    assert 'catalens_dead_letters_total{reason="schema_violation",role="sink"} 1.0' in text
+    # a's v2 and b's v1 were written; a's tombstone removed a row, but has no occurred_at.
+    assert "catalens_freshness_seconds_count 2.0" in text
+    # a's v2 and a's tombstone carry the input's timestamp; b's v1 does not.
+    assert "catalens_pipeline_latency_seconds_count 2.0" in text
+    assert "catalens_sink_batch_size_count" in text

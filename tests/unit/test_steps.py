@@ -9,16 +9,18 @@ import numpy as np
 from catalens.embedder.steps import NeedsImage, Output, Topics, decide, embedded
 from catalens.records import ModelIdentity, Record
 from catalens.schemas import EmbeddingRecord
-from catalens.schemas.embedding import INPUT_OFFSET_HEADER, MODEL_HEADER
+from catalens.schemas.embedding import INPUT_OFFSET_HEADER, INPUT_TIMESTAMP_HEADER, MODEL_HEADER
 
 TOPICS = Topics(embeddings="emb", dlq="dlq")
 MODEL = ModelIdentity("m", 4, "f00d")
 HEADERS = [(MODEL_HEADER, b"m")]
 
 
-def consumed(offset: int, key: bytes | None, value: dict[str, object] | None) -> Record:
+def consumed(
+    offset: int, key: bytes | None, value: dict[str, object] | None, timestamp_ms: int = -1
+) -> Record:
     body = None if value is None else json.dumps(value).encode()
-    return Record("in", 2, offset, key, body, [], 0)
+    return Record("in", 2, offset, key, body, [], timestamp_ms)
 
 
 def event(op: str, **extra: object) -> dict[str, object]:
@@ -34,7 +36,28 @@ def event(op: str, **extra: object) -> dict[str, object]:
 
 def test_a_tombstone_travels_on_with_its_input_position_in_a_header() -> None:
     output = decide(consumed(41, b"p/1", None), TOPICS, MODEL)
-    assert output == Output("emb", b"p/1", None, [*HEADERS, (INPUT_OFFSET_HEADER, b"41")])
+    assert output == Output(
+        "emb", b"p/1", None, [*HEADERS, (INPUT_OFFSET_HEADER, b"41")], "deleted"
+    )
+
+
+def test_every_output_carries_the_input_timestamp_when_the_input_has_one() -> None:
+    """The sink measures the pipeline's latency from it, for tombstones too."""
+    stamped = 1_796_000_000_123
+    tombstone = decide(consumed(41, b"p/1", None, stamped), TOPICS, MODEL)
+    delete = decide(consumed(42, b"p/1", event("delete"), stamped), TOPICS, MODEL)
+    for output in (tombstone, delete):
+        assert isinstance(output, Output)
+        assert (INPUT_TIMESTAMP_HEADER, b"1796000000123") in output.headers
+    unstamped = decide(consumed(43, b"p/1", None), TOPICS, MODEL)
+    assert isinstance(unstamped, Output)
+    assert INPUT_TIMESTAMP_HEADER not in dict(unstamped.headers)
+
+
+def test_a_dead_letter_names_its_outcome_and_reason() -> None:
+    output = decide(Record("in", 0, 3, b"p/1", b"{nope", [], -1), TOPICS, MODEL)
+    assert isinstance(output, Output)
+    assert (output.topic, output.outcome, output.reason) == ("dlq", "dead_lettered", "invalid_json")
 
 
 def test_a_delete_carries_its_input_position() -> None:

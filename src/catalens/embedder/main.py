@@ -10,15 +10,17 @@ from catalens.allocator import keep_freed_memory
 from catalens.embedder.service import EmbedderConfig, EmbedderService
 from catalens.embedder.sources import ImageSource, SourcePolicy, parse_networks
 from catalens.embedder.steps import Topics
+from catalens.embedder.storm import StormLimits
 from catalens.encoder import ClipEncoder, set_torch_threads
 from catalens.encoder.files import resolve_model_dir, weights_digest
-from catalens.health import serve_health
+from catalens.health import serve_worker
 from catalens.images import ImageLimits
 from catalens.kafka import Partition, RecordPublisher, RecordSource
-from catalens.kafka.client import Publisher, Source, ensure_topics
+from catalens.kafka.client import Publisher, Source, ensure_topics, partition_lag
 from catalens.records import ModelIdentity
 from catalens.retry import Backoff, retry_transient
 from catalens.settings import EmbedderSettings
+from catalens.telemetry import EMBEDDER, WorkerMetrics
 
 
 def build_service(
@@ -27,6 +29,7 @@ def build_service(
     *,
     source: RecordSource | None = None,
     publisher: RecordPublisher | None = None,
+    metrics: WorkerMetrics | None = None,
 ) -> tuple[EmbedderService, ClipEncoder]:
     """The embedder service with its encoder and image source. ``source``/``publisher``
     default to Kafka; benchmarks pass in-memory ones to measure the pipeline alone.
@@ -69,6 +72,11 @@ def build_service(
         fetch_concurrency=settings.fetch_concurrency,
         decode_workers=settings.decode_workers or 2 * (os.cpu_count() or 1),
         max_in_flight=settings.max_in_flight,
+        storm=StormLimits(
+            settings.dead_letter_storm_ratio,
+            settings.dead_letter_storm_window,
+            settings.dead_letter_storm_min,
+        ),
     )
 
     def make_source(on_revoke: Callable[[list[Partition]], None]) -> RecordSource:
@@ -88,6 +96,7 @@ def build_service(
         images=images,
         encode=lambda pixels: list(encoder.encode_images(pixels)),
         stop=stop,
+        metrics=metrics,
     )
     return service, encoder
 
@@ -99,11 +108,19 @@ def run(settings: EmbedderSettings, stop: threading.Event) -> None:
     retry_transient(
         lambda: ensure_topics(settings, topics), what="create topics", backoff=backoff, stop=stop
     )
-    service, _encoder = build_service(settings, stop)
+    metrics = WorkerMetrics(EMBEDDER)
+    service, _encoder = build_service(settings, stop, metrics=metrics)
     health = None
     if settings.health_port:
-        health = serve_health(
-            settings.health_port, last_turn=lambda: service.healthy_at, ready=service.ready.is_set
+        health = serve_worker(
+            settings.health_port,
+            last_turn=lambda: service.healthy_at,
+            ready=service.ready.is_set,
+            metrics=metrics,
+            lag=lambda: partition_lag(settings, settings.embedder_group, settings.input_topic),
+            group=settings.embedder_group,
+            topic=settings.input_topic,
+            stop=stop,
         )
     try:
         service.run()

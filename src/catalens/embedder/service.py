@@ -13,6 +13,12 @@ committable when that output is acknowledged by the broker (at-least-once). Reco
 one product are handled one at a time, in order, so a tombstone can never overtake an
 earlier upsert of the same product. Backpressure: past ``max_in_flight`` unfinished
 records the partitions are paused (the member stays in its group) until half drain.
+
+Dead-letter storm: when the storm guard (catalens.embedder.storm) trips, the embedder
+stops for good: partitions paused, unready, and nothing finished from the tripping record
+on is committed (outputs already in flight are still produced: at-least-once). It stays a
+member of its group, so the partitions do not wander to a replica that would dead-letter
+them; an operator fixes the cause and restarts it, and the uncommitted records are redone.
 """
 
 from __future__ import annotations
@@ -24,11 +30,12 @@ import time
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from catalens.embedder.batcher import Batcher, Closed
 from catalens.embedder.sources import ImageSource
 from catalens.embedder.steps import NeedsImage, Output, Topics, dead_letter, decide, embedded
+from catalens.embedder.storm import StormGuard, StormLimits
 from catalens.errors import BadInput, Stopped
 from catalens.images import (
     ImageLimits,
@@ -42,6 +49,7 @@ from catalens.offsets import OffsetTracker
 from catalens.records import ModelIdentity
 from catalens.schemas import ProductImageEvent
 from catalens.schemas.embedding import Vector
+from catalens.telemetry import EMBEDDER, WorkerMetrics
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +87,7 @@ class EmbedderConfig:
     max_in_flight: int = 256
     shutdown_timeout_s: float = 30.0
     revoke_timeout_s: float = 10.0
+    storm: StormLimits = field(default_factory=StormLimits)
 
 
 class EmbedderService:
@@ -91,8 +100,11 @@ class EmbedderService:
         images: ImageSource,
         encode: Callable[[list[Pixels]], list[Vector]],
         stop: threading.Event,
+        metrics: WorkerMetrics | None = None,
     ) -> None:
         self.config = config
+        self.metrics = metrics if metrics is not None else WorkerMetrics(EMBEDDER)
+        self._storm = StormGuard(config.storm)
         self._publisher = publisher
         self._images = images
         self._encode = encode
@@ -123,6 +135,7 @@ class EmbedderService:
         self.dead_lettered = 0
         self.healthy_at = time.monotonic()
         self.ready = threading.Event()
+        self.metrics.follow(ready=self.ready.is_set, paused=lambda: self._source.paused)
 
     # -- main loop ------------------------------------------------------------------------
 
@@ -140,20 +153,18 @@ class EmbedderService:
         last_report = time.monotonic()
         try:
             while not self._stop.is_set():
-                busy = self._tracker.in_flight() > 0
+                # Once a storm stopped it, what is in flight stays there: nothing to hurry.
+                busy = self._tracker.in_flight() > 0 and not self._storm.tripped
                 for record in self._source.poll(self.config.batch_size, 0.02 if busy else 0.5):
-                    self._admit(record)
+                    if not self._storm.tripped:  # else left uncommitted, for the restart
+                        self._admit(record)
                 self._pump(wait_s=0.01 if busy else 0)
                 self._backpressure()
                 self.healthy_at = time.monotonic()
-                if time.monotonic() - last_report > 10:
+                self.metrics.in_flight.set(self._tracker.in_flight())
+                if time.monotonic() - last_report > (60 if self._storm.tripped else 10):
                     last_report = time.monotonic()
-                    log.info(
-                        "embedded %d, dead-lettered %d, in flight %d",
-                        self.embedded,
-                        self.dead_lettered,
-                        self._tracker.in_flight(),
-                    )
+                    self._report()
             self._drain(self.config.shutdown_timeout_s)
         finally:
             self._close()
@@ -211,11 +222,41 @@ class EmbedderService:
             output.topic, output.key, output.value, headers=output.headers, on_delivery=delivered
         )
 
+    def _report(self) -> None:
+        if self._storm.tripped:
+            log.error("embedder still stopped by a dead-letter storm; fix the cause, restart it")
+        else:
+            log.info(
+                "embedded %d, dead-lettered %d, in flight %d",
+                self.embedded,
+                self.dead_lettered,
+                self._tracker.in_flight(),
+            )
+
     def _finished(self, record: Record, output: Output) -> None:
         if output.topic == self.config.topics.dlq:
             self.dead_lettered += 1
+            self.metrics.dead_lettered(output.reason or "unknown")
         else:
             self.embedded += 1
+            self.metrics.count(output.outcome)
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug(
+                "%s@%d: %s",
+                record.tp,
+                record.offset,
+                output.outcome,
+                extra={
+                    "product_id": output.key.decode("utf-8", "replace") if output.key else None,
+                    "partition": record.partition,
+                    "offset": record.offset,
+                    "outcome": output.outcome,
+                },
+            )
+        if self._storm.observe(output.reason):
+            self._stop_for_storm()
+        if self._storm.tripped:
+            return  # not finished: nothing from the tripping record on is committed
         self._tracker.finish(record.tp, record.offset)
         waiting = self._waiting.get(_gate(record))
         if waiting:
@@ -223,7 +264,24 @@ class EmbedderService:
         else:
             self._waiting.pop(_gate(record), None)
 
+    def _stop_for_storm(self) -> None:
+        self.ready.clear()
+        self._source.pause()
+        self.metrics.storm.set(1)
+        reasons = ", ".join(f"{reason} ×{n}" for reason, n in self._storm.top_reasons())
+        log.error(
+            "dead-letter storm: %d of the last %d records were dead letters (%s); the "
+            "embedder stops consuming and commits nothing from here on. Fix the cause "
+            "(image roots, image host, credentials) and restart it: the uncommitted "
+            "records are redone (CATALENS_DEAD_LETTER_STORM_RATIO=0 turns the guard off)",
+            self._storm.dead(),
+            self._storm.seen(),
+            reasons,
+        )
+
     def _backpressure(self) -> None:
+        if self._storm.tripped:
+            return  # stays paused
         in_flight = self._tracker.in_flight()
         if in_flight >= self.config.max_in_flight:
             self._source.pause()
@@ -235,15 +293,21 @@ class EmbedderService:
     def _prepare(self, record: Record, event: ProductImageEvent) -> None:
         try:
             assert event.image is not None
-            data = self._images.read(event.image)
+            started = time.perf_counter()
+            try:
+                data = self._images.read(event.image)
+            finally:  # failed fetches too: timeouts are what an operator looks for here
+                self.metrics.fetch_seconds.observe(time.perf_counter() - started)
             thumbnail = None
             with self._decoding:
+                started = time.perf_counter()
                 if event.image.data is not None:  # nothing else to show it by
                     pixels, thumbnail = preprocess_with_thumbnail(
                         data, self.config.spec, self.config.limits
                     )
                 else:
                     pixels = preprocess(data, self.config.spec, self.config.limits)
+                self.metrics.decode_seconds.observe(time.perf_counter() - started)
         except BadInput as exc:
             error = exc.about(event.product_id, event.event_id)
             self._outcomes.put((record, dead_letter(record, error, self.config.topics)))
@@ -265,7 +329,10 @@ class EmbedderService:
             except Closed:
                 return
             try:
+                started = time.perf_counter()
                 vectors = self._encode([item.pixels for item in batch])
+                self.metrics.inference_seconds.observe(time.perf_counter() - started)
+                self.metrics.batch_size.observe(len(batch))
             except BaseException as exc:  # noqa: BLE001 - the main loop re-raises it
                 self._outcomes.put(exc)
                 return
@@ -291,7 +358,11 @@ class EmbedderService:
         and forget the rest: the next owner re-reads it from the committed offset."""
         deadline = time.monotonic() + self.config.revoke_timeout_s
         owned = set(partitions)
-        while self._tracker.in_flight(owned) and time.monotonic() < deadline:
+        while (
+            not self._storm.tripped
+            and self._tracker.in_flight(owned)
+            and time.monotonic() < deadline
+        ):
             self._pump(wait_s=0.01)
         self._pump(wait_s=0)
         self._source.commit_now()
@@ -309,7 +380,10 @@ class EmbedderService:
             log.warning("stopping with %d records unfinished; they will be redelivered", left)
 
     def _stuck(self) -> int:
-        """Records in flight that cannot finish: the abandoned ones and those behind them."""
+        """Records in flight that cannot finish: the abandoned ones and those behind them,
+        or all of them once a dead-letter storm stopped the embedder."""
+        if self._storm.tripped:
+            return self._tracker.in_flight()
         return sum(1 + len(self._waiting.get(gate) or ()) for gate in self._abandoned)
 
     def _close(self) -> None:

@@ -7,18 +7,27 @@ from dataclasses import dataclass
 from catalens.errors import BadInput
 from catalens.records import ModelIdentity, Record
 from catalens.schemas import DeadLetter, EmbeddingRecord, Op, ProductImageEvent, Reason
-from catalens.schemas.embedding import INPUT_OFFSET_HEADER, MODEL_HEADER, Vector
+from catalens.schemas.embedding import (
+    INPUT_OFFSET_HEADER,
+    INPUT_TIMESTAMP_HEADER,
+    MODEL_HEADER,
+    Vector,
+)
 from catalens.schemas.event import parse_event
 
 
 @dataclass(frozen=True, slots=True)
 class Output:
-    """One record to produce for an input record: its acknowledgement finishes the input."""
+    """One record to produce for an input record: its acknowledgement finishes the input.
+    ``outcome`` names what became of the input (catalens_records_total), and ``reason``
+    why it is a dead letter."""
 
     topic: str
     key: bytes | None
     value: bytes | None
     headers: list[tuple[str, bytes]]
+    outcome: str
+    reason: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,24 +55,28 @@ def decide(record: Record, topics: Topics, model: ModelIdentity) -> Decision:
             )
         # A tombstone deletes the product; it travels on as a tombstone, with the
         # position that orders it among the product's records.
-        return Output(topics.embeddings, record.key, None, headers(model, record.offset))
+        return Output(topics.embeddings, record.key, None, headers(model, record), "deleted")
     try:
         event = parse_event(record.key, record.value)
     except BadInput as error:
         return dead_letter(record, error, topics)
     if event.op is Op.DELETE:
         value = embedding_record(event, None, model, input_offset=record.offset)
-        return Output(topics.embeddings, event.key, value, headers(model, record.offset))
+        return Output(topics.embeddings, event.key, value, headers(model, record), "deleted")
     return NeedsImage(event)
 
 
-def headers(model: ModelIdentity, input_offset: int) -> list[tuple[str, bytes]]:
-    """The model that made a record and the input position that orders it: a tombstone
-    has nothing else to carry them, and a sink skips other models' records by them."""
-    return [
+def headers(model: ModelIdentity, record: Record) -> list[tuple[str, bytes]]:
+    """The model that made a record, the input position that orders it and the input's
+    timestamp: a tombstone has nothing else to carry them, a sink skips other models'
+    records by them and measures the pipeline's latency from the timestamp."""
+    out = [
         (MODEL_HEADER, model.name.encode()),
-        (INPUT_OFFSET_HEADER, str(input_offset).encode("ascii")),
+        (INPUT_OFFSET_HEADER, str(record.offset).encode("ascii")),
     ]
+    if record.timestamp_ms > 0:  # librdkafka reports -1 when the record has none
+        out.append((INPUT_TIMESTAMP_HEADER, str(record.timestamp_ms).encode("ascii")))
+    return out
 
 
 def embedding_record(
@@ -103,7 +116,7 @@ def embedded(
 ) -> Output:
     """The embedding of ``event``, read from the input ``record``."""
     value = embedding_record(event, vector, model, thumbnail, input_offset=record.offset)
-    return Output(topics.embeddings, event.key, value, headers(model, record.offset))
+    return Output(topics.embeddings, event.key, value, headers(model, record), "embedded")
 
 
 def dead_letter(
@@ -127,4 +140,6 @@ def dead_letter(
         record.key,
         letter.model_dump_json().encode(),
         [("catalens-reason", error.reason.value.encode())],
+        "dead_lettered",
+        error.reason.value,
     )

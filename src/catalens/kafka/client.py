@@ -79,18 +79,24 @@ def ensure_topics(settings: CatalensSettings, topics: Iterable[str]) -> None:
 
 
 def group_lag(settings: CatalensSettings, group: str, topic: str) -> int | None:
-    """Records of ``topic`` that ``group`` has not committed yet, summed over partitions
-    (see :func:`partition_lag`); None when the group has committed nothing."""
-    lag = partition_lag(settings, group, topic)
-    return None if lag is None else sum(lag.values())
+    """Records of ``topic`` that ``group`` has not committed yet: end offset minus committed
+    offset, summed over partitions; None when the group has committed nothing. Correct on
+    Kafka; the development broker (Tansu) reports wrong end offsets."""
+    lags = partition_lag(settings, group, topic)
+    return None if lags is None else sum(lags.values())
 
 
 def partition_lag(settings: CatalensSettings, group: str, topic: str) -> dict[int, int] | None:
-    """partition → records of ``topic`` that ``group`` has not committed yet (end offset
-    minus committed offset; a partition without a commit counts from its start); None when
+    """Per partition of ``topic``, the records ``group`` has not committed yet (a partition
+    it never committed counts from its low watermark); None when the topic is unknown or
     the group has committed nothing. Correct on Kafka; the development broker (Tansu)
-    reports wrong end offsets."""
-    consumer = Consumer(client_config(settings) | {"group.id": group, "enable.auto.commit": False})
+    reports wrong end offsets, so there the figures are not to be trusted."""
+    try:
+        consumer = Consumer(
+            client_config(settings) | {"group.id": group, "enable.auto.commit": False}
+        )
+    except KafkaException as exc:
+        raise TransientError(f"cannot read the lag of {group}: {exc}") from exc
     try:
         metadata = consumer.list_topics(topic, timeout=10).topics.get(topic)
         if metadata is None or metadata.error is not None:

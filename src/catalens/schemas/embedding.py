@@ -20,6 +20,10 @@ Vector = npt.NDArray[np.float32]
 # another model's generation skips it without parsing it.
 INPUT_OFFSET_HEADER = "catalens-input-offset"
 MODEL_HEADER = "catalens-model"
+# The Kafka timestamp (ms since the epoch) of the input record a record was made from, so
+# the sink can measure the whole pipeline's latency, tombstones included (optional: absent
+# from older embedders, and where the input record had no timestamp).
+INPUT_TIMESTAMP_HEADER = "catalens-input-timestamp"
 
 
 class EmbeddingRecord(BaseModel):

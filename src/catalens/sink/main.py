@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import threading
 
-from catalens.health import serve_health
-from catalens.kafka.client import Publisher, Source, ensure_topics
+from catalens.health import serve_worker
+from catalens.kafka.client import Publisher, Source, ensure_topics, partition_lag
 from catalens.retry import Backoff, retry_transient
 from catalens.settings import SinkSettings
 from catalens.sink.service import SinkConfig, SinkService
 from catalens.store.client import Milvus
 from catalens.store.writer import MilvusWriter
+from catalens.telemetry import SINK, WorkerMetrics
 
 
 def run(settings: SinkSettings, stop: threading.Event) -> None:
@@ -46,12 +47,20 @@ def run(settings: SinkSettings, stop: threading.Event) -> None:
         publisher=Publisher(settings),
         store=store,
         stop=stop,
+        metrics=WorkerMetrics(SINK),
     )
     revoked.append(service)
     health = None
     if settings.health_port:
-        health = serve_health(
-            settings.health_port, last_turn=lambda: service.healthy_at, ready=service.ready.is_set
+        health = serve_worker(
+            settings.health_port,
+            last_turn=lambda: service.healthy_at,
+            ready=service.ready.is_set,
+            metrics=service.metrics,
+            lag=lambda: partition_lag(settings, settings.sink_group, settings.embeddings_topic),
+            group=settings.sink_group,
+            topic=settings.embeddings_topic,
+            stop=stop,
         )
     try:
         service.run()

@@ -28,8 +28,10 @@ from catalens.records import ModelIdentity, Partition
 from catalens.retry import Backoff, retry_transient
 from catalens.schemas import DeadLetter, EmbeddingRecord, Op, Reason
 from catalens.schemas.embedding import INPUT_OFFSET_HEADER, MODEL_HEADER
+from catalens.sink.freshness import applied_ages
 from catalens.sink.plan import Item, Plan, collapse, plan_writes
 from catalens.store import IndexWriter
+from catalens.telemetry import SINK, WorkerMetrics
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -53,13 +55,16 @@ class SinkService:
         publisher: RecordPublisher,
         store: IndexWriter,
         stop: threading.Event,
+        metrics: WorkerMetrics | None = None,
     ) -> None:
         self.config = config
+        self.metrics = metrics if metrics is not None else WorkerMetrics(SINK)
         self._source = source
         self._publisher = publisher
         self._store = store
         self._stop = stop
         self.ready = threading.Event()
+        self.metrics.follow(ready=self.ready.is_set, paused=lambda: self._source.paused)
         self.healthy_at = time.monotonic()
         self.written = 0
         self.stale = 0
@@ -156,8 +161,12 @@ class SinkService:
                     identities.add(identity)
         if identities:
             self._retry(lambda: self._check_generation(identities), "open the generation")
+        self.metrics.in_flight.set(len(records))
+        self.metrics.batch_size.observe(len(records))
+        self.metrics.count("skipped", len(records) - len(items) - len(letters))
         if items:
             plan: Plan = self._retry(lambda: self._apply(items), "write batch")
+            self._observe(items, plan, time.time())
             self.written += len(plan.upserts)
             self.deleted += len(plan.deletes)
             self.stale += plan.stale
@@ -165,18 +174,53 @@ class SinkService:
             unacknowledged = list(letters)
             self._retry(lambda: self._deliver(unacknowledged), "dead-letter delivery")
             self.dead_lettered += len(letters)
+            for _record, letter in letters:
+                self.metrics.dead_lettered(letter.reason.value)
         offsets: dict[tuple[str, int], int] = {}
         for record in records:
             offsets[record.tp] = max(offsets.get(record.tp, 0), record.offset + 1)
         self._source.mark_done(offsets)  # skips partitions no longer owned
+        self.metrics.in_flight.set(0)
+
+    def _observe(self, items: list[tuple[Record, Item]], plan: Plan, now_s: float) -> None:
+        """Count what a batch's write did, and how old its applied changes were."""
+        written, deleted = len(plan.upserts), len(plan.deletes)
+        self.metrics.count("written", written)
+        self.metrics.count("deleted", deleted)
+        # Collapsed away, older than the stored row, or a delete of nothing stored.
+        self.metrics.count("stale", len(items) - written - deleted)
+        ages = applied_ages(items, plan, now_s)
+        for age in ages.freshness:
+            self.metrics.freshness.observe(age)
+        for age in ages.pipeline:
+            self.metrics.pipeline_latency.observe(age)
+        if log.isEnabledFor(logging.DEBUG):
+            for record, (product_id, _embedding, position) in items:
+                log.debug(
+                    "%s@%d: product %s (input position %d) in a batch written",
+                    record.tp,
+                    record.offset,
+                    product_id,
+                    position,
+                    extra={
+                        "product_id": product_id,
+                        "partition": record.partition,
+                        "offset": record.offset,
+                    },
+                )
 
     def _apply(self, items: list[tuple[Record, Item]]) -> Plan:
         """One attempt: plan the records of partitions still owned against the stored
         state, and write. A partition lost while an earlier attempt waited is left to its
         new owner, which reads it again from the committed offset."""
         changes = collapse(item for record, item in items if record.tp not in self._lost)
-        plan = plan_writes(changes, self._store.stored(list(changes)))
+        started = time.perf_counter()
+        stored = self._store.stored(list(changes))
+        self.metrics.read_seconds.observe(time.perf_counter() - started)
+        plan = plan_writes(changes, stored)
+        started = time.perf_counter()
         self._store.apply(plan)
+        self.metrics.write_seconds.observe(time.perf_counter() - started)
         return plan
 
     def _check_generation(self, identities: set[ModelIdentity]) -> None:

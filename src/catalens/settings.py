@@ -95,6 +95,9 @@ class EmbedderSettings(CatalensSettings):
     fetch_concurrency: int = Field(default=16, ge=1, le=512)
     decode_workers: int = Field(default=0, ge=0, description="0 = chosen from the core count")
     max_in_flight: int = Field(default=256, ge=1)
+    # Products whose last embedded image (digest, vector, validators) is kept, so that a
+    # re-publish with the same image runs no model: ~2.6 KiB each at 512-d (0: no reuse).
+    reuse_cache_size: int = Field(default=100_000, ge=0)
 
     max_image_bytes: int = Field(default=20 * 1024 * 1024, ge=1)
     max_image_pixels: int = Field(default=50_000_000, ge=1)

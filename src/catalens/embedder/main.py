@@ -69,6 +69,7 @@ def build_service(
         fetch_concurrency=settings.fetch_concurrency,
         decode_workers=settings.decode_workers or 2 * (os.cpu_count() or 1),
         max_in_flight=settings.max_in_flight,
+        reuse_cache_size=settings.reuse_cache_size,
     )
 
     def make_source(on_revoke: Callable[[list[Partition]], None]) -> RecordSource:

@@ -7,6 +7,9 @@ Threads and what they own::
         │                                   ▼
         └── outcomes ◀── inference thread (adaptive batches ─▶ ClipEncoder)
 
+An upsert whose image has the bytes last embedded for its product (or whose URL answers
+304 Not Modified) skips decoding and inference: its vector is reused (``reuse.py``).
+
 Only the main loop talks to Kafka. Every input record yields exactly one output (an
 embedding record, a pass-through delete, or a dead letter); the input's offset becomes
 committable when that output is acknowledged by the broker (at-least-once). Records of
@@ -27,6 +30,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from catalens.embedder.batcher import Batcher, Closed
+from catalens.embedder.reuse import ImageReuse, Known, Origin, Reused
 from catalens.embedder.sources import ImageSource
 from catalens.embedder.steps import NeedsImage, Output, Topics, dead_letter, decide, embedded
 from catalens.errors import BadInput, Stopped
@@ -62,6 +66,7 @@ class Prepared:
     event: ProductImageEvent
     pixels: Pixels
     thumbnail: str | None
+    origin: Origin
 
 
 @dataclass(frozen=True)
@@ -77,6 +82,8 @@ class EmbedderConfig:
     # finish a burst sooner and keep the batches full; docs/embedding-speed.md).
     decode_workers: int = 4
     max_in_flight: int = 256
+    # Products whose last image's vector is kept for reuse (0: none); ~2.6 KiB each at 512-d.
+    reuse_cache_size: int = 100_000
     shutdown_timeout_s: float = 30.0
     revoke_timeout_s: float = 10.0
 
@@ -118,8 +125,11 @@ class EmbedderService:
         self._inference = threading.Thread(
             target=self._infer_forever, name="inference", daemon=True
         )
+        self._reuse = ImageReuse(config.reuse_cache_size)
         self._source = make_source(self._on_revoke)
         self.embedded = 0
+        # Upserts that got the vector already made from the same image: no model run.
+        self.reused = 0
         self.dead_lettered = 0
         self.healthy_at = time.monotonic()
         self.ready = threading.Event()
@@ -149,8 +159,9 @@ class EmbedderService:
                 if time.monotonic() - last_report > 10:
                     last_report = time.monotonic()
                     log.info(
-                        "embedded %d, dead-lettered %d, in flight %d",
+                        "embedded %d, reused %d, dead-lettered %d, in flight %d",
                         self.embedded,
+                        self.reused,
                         self.dead_lettered,
                         self._tracker.in_flight(),
                     )
@@ -214,6 +225,8 @@ class EmbedderService:
     def _finished(self, record: Record, output: Output) -> None:
         if output.topic == self.config.topics.dlq:
             self.dead_lettered += 1
+        elif isinstance(output, Reused):
+            self.reused += 1
         else:
             self.embedded += 1
         self._tracker.finish(record.tp, record.offset)
@@ -235,15 +248,18 @@ class EmbedderService:
     def _prepare(self, record: Record, event: ProductImageEvent) -> None:
         try:
             assert event.image is not None
-            data = self._images.read(event.image)
+            image = self._reuse.read(event, self._images.fetch)
+            if isinstance(image, Known):  # the image embedded last time: no decode, no model
+                self._outcomes.put((record, self._reused(record, event, image)))
+                return
             thumbnail = None
             with self._decoding:
                 if event.image.data is not None:  # nothing else to show it by
                     pixels, thumbnail = preprocess_with_thumbnail(
-                        data, self.config.spec, self.config.limits
+                        image.data, self.config.spec, self.config.limits
                     )
                 else:
-                    pixels = preprocess(data, self.config.spec, self.config.limits)
+                    pixels = preprocess(image.data, self.config.spec, self.config.limits)
         except BadInput as exc:
             error = exc.about(event.product_id, event.event_id)
             self._outcomes.put((record, dead_letter(record, error, self.config.topics)))
@@ -253,7 +269,7 @@ class EmbedderService:
         except BaseException as exc:  # noqa: BLE001 - a bug: the main loop re-raises it
             self._outcomes.put(exc)
         else:
-            self._batcher.put(Prepared(record, event, pixels, thumbnail))
+            self._batcher.put(Prepared(record, event, pixels, thumbnail, image.origin))
         finally:
             with self._preparing_lock:
                 self._preparing -= 1
@@ -270,6 +286,8 @@ class EmbedderService:
                 self._outcomes.put(exc)
                 return
             for item, vector in zip(batch, vectors, strict=True):
+                # Before the output: the product's next record starts only after it.
+                self._reuse.remember(item.event.product_id, item.origin, vector, item.thumbnail)
                 self._outcomes.put(
                     (
                         item.record,
@@ -283,6 +301,13 @@ class EmbedderService:
                         ),
                     )
                 )
+
+    def _reused(self, record: Record, event: ProductImageEvent, known: Known) -> Reused:
+        return Reused.of(
+            embedded(
+                record, event, known.vector, self.config.topics, self.config.model, known.thumbnail
+            )
+        )
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -318,7 +343,10 @@ class EmbedderService:
         self._source.close()
         self._images.close()
         log.info(
-            "embedder stopped: embedded %d, dead-lettered %d", self.embedded, self.dead_lettered
+            "embedder stopped: embedded %d, reused %d, dead-lettered %d",
+            self.embedded,
+            self.reused,
+            self.dead_lettered,
         )
 
 

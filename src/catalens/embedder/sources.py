@@ -253,14 +253,15 @@ class ImageSource:
                 with self._http.stream(
                     "GET", pinned, headers=headers, extensions={"sni_hostname": tls_name}
                 ) as response:
+                    # First: httpx counts 304 as a redirect (a 3xx), one without a Location.
+                    if conditional is not None and response.status_code == 304:
+                        return Fetched(None, conditional)
                     if response.is_redirect:
                         location = response.headers.get("location")
                         if not location:
                             raise BadInput(Reason.FETCH_FAILED, f"redirect without Location: {url}")
                         url = urljoin(url, location)
                         continue
-                    if conditional is not None and response.status_code == 304:
-                        return Fetched(None, conditional)
                     return Fetched(self._body(url, response), _validators(url, response))
             except httpx.TimeoutException:
                 raise _Retryable(Reason.FETCH_TIMEOUT, f"timed out fetching {url}") from None

@@ -40,7 +40,7 @@ from catalens.embedder.steps import Output
 from catalens.schemas import ImageRef, ProductImageEvent
 from catalens.schemas.embedding import Vector
 
-Fetch = Callable[[ImageRef, "Validators | None"], Fetched]
+Fetch = Callable[[ImageRef, Validators | None], Fetched]
 
 
 def image_digest(data: bytes) -> bytes:

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import pytest
@@ -37,7 +37,7 @@ pytestmark = pytest.mark.slow
 class Catalog(BaseHTTPRequestHandler):
     """Serves /<seed>.jpg with an ETag, and answers 304 to a request that holds it."""
 
-    answers: list[int] = []
+    answers: ClassVar[list[int]] = []
 
     def do_GET(self) -> None:
         seed = int(self.path.strip("/").removesuffix(".jpg"))

@@ -7,6 +7,7 @@ import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 
@@ -113,7 +114,7 @@ LAST_MODIFIED = "Tue, 24 Nov 2026 10:00:00 GMT"
 
 class Handler(BaseHTTPRequestHandler):
     # (path, If-None-Match, If-Modified-Since) of every request, for the conditional tests.
-    asked: list[tuple[str, str | None, str | None]] = []
+    asked: ClassVar[list[tuple[str, str | None, str | None]]] = []
 
     def do_GET(self) -> None:
         etag, modified = self.headers.get("If-None-Match"), self.headers.get("If-Modified-Since")

@@ -5,12 +5,11 @@ answering conditional GETs."""
 from __future__ import annotations
 
 import base64
-import json
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -22,7 +21,8 @@ from catalens.embedder.service import EmbedderService
 from catalens.kafka.memory import MemoryBroker, MemoryPublisher, MemorySource
 from catalens.schemas import EmbeddingRecord
 from catalens.settings import EmbedderSettings
-from tests.conftest import jpeg_bytes
+from tests.conftest import http_server, jpeg_bytes
+from tests.unit.test_embedder_service import event as upsert
 
 TOPIC = "catalens.product-images"
 EMBEDDINGS = "catalens.product-embeddings"
@@ -61,25 +61,12 @@ class Catalog(BaseHTTPRequestHandler):
 
 @pytest.fixture(scope="module")
 def cdn() -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Catalog)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
+    with http_server(Catalog) as url:
+        yield url
 
 
 def event(pid: str, version: int, image: dict[str, str], price: float) -> bytes:
-    return json.dumps(
-        {
-            "schema_version": 1,
-            "event_id": f"e-{pid}-{version}",
-            "op": "upsert",
-            "product_id": pid,
-            "version": version,
-            "occurred_at": "2026-11-24T10:00:00Z",
-            "image": image,
-            "attributes": {"price": price},
-        }
-    ).encode()
+    return upsert(pid, version, image=image, attributes={"price": price})
 
 
 def inline(seed: int) -> dict[str, str]:

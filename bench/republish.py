@@ -244,7 +244,8 @@ def main() -> None:
         f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; "
         f"model {args.model} ({info.device}, {info.runtime} {info.precision}, dim {encoder.dim}); "
         f"{args.products} products, {args.source} images {width}x{height} "
-        f"(~{sum(map(len, pools[1])) // POOL // 1024} KiB)"
+        f"(~{sum(map(len, pools[1])) // POOL // 1024} KiB)",
+        flush=True,
     )
     ids = [f"{i:07d}" for i in range(args.products)]
     produced = 0
@@ -274,10 +275,14 @@ def main() -> None:
             (answers[0] - answers_before[0], answers[1] - answers_before[1]),
         )
 
+    print(f"{'pass':<20} {'time':>10} {'rate':>14} {'model':>8} {'reused':>8}    200/304")
     try:
         first = publish("first index", 1, 1)
+        print(first.row(), flush=True)
         same = publish("attributes changed", 2, 1)
+        print(same.row(), flush=True)
         new = publish("new images", 3, 2)
+        print(new.row(), flush=True)
     finally:
         stop.set()
         runner.join()
@@ -293,9 +298,6 @@ def main() -> None:
     identical = sum(vectors[pid, 2] == vectors[pid, 1] for pid in ids)
     changed = sum(vectors[pid, 3] != vectors[pid, 1] for pid in ids)
 
-    print(f"{'pass':<20} {'time':>10} {'rate':>14} {'model':>8} {'reused':>8}    200/304")
-    for p in (first, same, new):
-        print(p.row())
     print(
         f"attributes changed vs new images: {new.seconds / same.seconds:.1f}x faster, "
         f"{same.model_images} vs {new.model_images} images through the model"

@@ -44,7 +44,7 @@ Fetch = Callable[[ImageRef, Validators | None], Fetched]
 
 
 def image_digest(data: bytes) -> bytes:
-    """What identifies an image's bytes: 256 bits, so no two images ever share one."""
+    """What identifies an image's bytes: a 256-bit digest, beyond any accidental collision."""
     return hashlib.blake2b(data, digest_size=32).digest()
 
 

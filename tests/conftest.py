@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import io
 import os
+import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import numpy as np
@@ -64,6 +67,17 @@ def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     child = start_broker(port, tmp_path_factory.mktemp("broker") / "broker.log")
     yield f"127.0.0.1:{port}"
     child.kill()  # memory only: nothing to flush
+
+
+@contextmanager
+def http_server(handler: type[BaseHTTPRequestHandler]) -> Iterator[str]:
+    """Serve ``handler`` on 127.0.0.1 in a thread; yields the base URL."""
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    finally:
+        httpd.shutdown()
 
 
 def jpeg_bytes(width: int = 320, height: int = 480, seed: int = 0, quality: int = 90) -> bytes:

@@ -103,6 +103,9 @@ class EmbedderSettings(CatalensSettings):
     dead_letter_storm_ratio: float = Field(default=0.5, ge=0, le=1)
     dead_letter_storm_window: int = Field(default=200, ge=1)
     dead_letter_storm_min: int = Field(default=50, ge=1)
+    # Products whose last embedded image (digest, vector, validators) is kept, so that a
+    # re-publish with the same image runs no model: ~2.6 KiB each at 512-d (0: no reuse).
+    reuse_cache_size: int = Field(default=100_000, ge=0)
 
     max_image_bytes: int = Field(default=20 * 1024 * 1024, ge=1)
     max_image_pixels: int = Field(default=50_000_000, ge=1)

@@ -20,6 +20,7 @@ PURE = [
     "catalens.store.memory",
     "catalens.embedder.steps",
     "catalens.embedder.batcher",
+    "catalens.embedder.reuse",
     "catalens.embedder.service",
     "catalens.sink.plan",
     "catalens.sink.service",

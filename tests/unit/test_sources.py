@@ -3,16 +3,23 @@
 from __future__ import annotations
 
 import base64
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 
-from catalens.embedder.sources import ImageSource, Resolver, SourcePolicy, parse_networks
+from catalens.embedder.sources import (
+    ImageSource,
+    Resolver,
+    SourcePolicy,
+    Validators,
+    parse_networks,
+)
 from catalens.errors import BadInput
 from catalens.schemas import ImageRef, Reason
+from tests.conftest import http_server
 
 
 def resolver_to(*addresses: str) -> Resolver:
@@ -102,14 +109,36 @@ def test_inline_data_is_decoded_and_capped() -> None:
     assert refused(source, ImageRef(data="not base64!")) is Reason.SCHEMA_VIOLATION
 
 
+LAST_MODIFIED = "Tue, 24 Nov 2026 10:00:00 GMT"
+
+
 class Handler(BaseHTTPRequestHandler):
+    # (path, If-None-Match, If-Modified-Since) of every request, for the conditional tests.
+    asked: ClassVar[list[tuple[str, str | None, str | None]]] = []
+
     def do_GET(self) -> None:
+        etag, modified = self.headers.get("If-None-Match"), self.headers.get("If-Modified-Since")
+        Handler.asked.append((self.path, etag, modified))
+        if self.path == "/tagged.jpg":
+            if etag == '"v1"' or (etag is None and modified == LAST_MODIFIED):
+                self.send_response(304)
+                self.end_headers()
+                return
+            self.send_response(200)
+            self.send_header("ETag", '"v1"')
+            self.send_header("Last-Modified", LAST_MODIFIED)
+            self.send_header("Content-Length", "100")
+            self.end_headers()
+            self.wfile.write(b"t" * 100)
+            return
         routes = {
             "/ok.jpg": (200, b"x" * 100, {}),
             "/big.jpg": (200, b"x" * 5000, {}),
             "/missing.jpg": (404, b"", {}),
             "/broken.jpg": (500, b"", {}),
             "/hop": (302, b"", {"Location": "/ok.jpg"}),
+            "/to-tagged": (302, b"", {"Location": "/tagged.jpg"}),
+            "/unasked-304": (304, b"", {}),
             "/loop": (302, b"", {"Location": "/loop"}),
             "/to-metadata": (302, b"", {"Location": "http://169.254.169.254/latest/"}),
         }
@@ -128,10 +157,8 @@ class Handler(BaseHTTPRequestHandler):
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[str]:
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}"
-    httpd.shutdown()
+    with http_server(Handler) as url:
+        yield url
 
 
 @pytest.fixture
@@ -163,3 +190,46 @@ def test_loopback_is_refused_unless_allowlisted(server: str) -> None:
         refused(ImageSource(SourcePolicy()), ImageRef(url=f"{server}/ok.jpg"))
         is Reason.FORBIDDEN_SOURCE
     )
+
+
+def test_a_fetch_returns_the_validators_the_server_answered_with(
+    server: str, local: ImageSource
+) -> None:
+    fetched = local.fetch(ImageRef(url=f"{server}/tagged.jpg"))
+    assert fetched.data == b"t" * 100
+    assert fetched.validators == Validators(f"{server}/tagged.jpg", '"v1"', LAST_MODIFIED)
+    assert local.fetch(ImageRef(url=f"{server}/ok.jpg")).validators is None
+
+
+def test_a_conditional_fetch_answered_304_comes_back_without_bytes(
+    server: str, local: ImageSource
+) -> None:
+    url = f"{server}/tagged.jpg"
+    for known in (Validators(url, '"v1"'), Validators(url, last_modified=LAST_MODIFIED)):
+        fetched = local.fetch(ImageRef(url=url), known)
+        assert fetched.data is None and fetched.validators == known
+    # Validators the server no longer holds: the bytes come, with the current ones.
+    fetched = local.fetch(ImageRef(url=url), Validators(url, '"v0"'))
+    assert fetched.data == b"t" * 100 and fetched.validators is not None
+    assert fetched.validators.etag == '"v1"'
+
+
+def test_conditions_go_only_to_the_hop_they_were_answered_for(
+    server: str, local: ImageSource
+) -> None:
+    """Through a redirect, the redirecting URL is asked unconditionally and the target
+    with its own validators; validators of another URL are never sent."""
+    target = f"{server}/tagged.jpg"
+    Handler.asked.clear()
+    fetched = local.fetch(ImageRef(url=f"{server}/to-tagged"), Validators(target, '"v1"'))
+    assert fetched.data is None
+    assert Handler.asked == [("/to-tagged", None, None), ("/tagged.jpg", '"v1"', None)]
+    Handler.asked.clear()
+    fetched = local.fetch(ImageRef(url=target), Validators(f"{server}/other.jpg", '"v1"'))
+    assert fetched.data == b"t" * 100
+    assert Handler.asked == [("/tagged.jpg", None, None)]
+
+
+def test_a_304_that_was_not_asked_for_is_a_failed_fetch(server: str, local: ImageSource) -> None:
+    """Without validators sent, a 304 carries no image: the event is dead-lettered."""
+    assert refused(local, ImageRef(url=f"{server}/unasked-304")) is Reason.FETCH_FAILED

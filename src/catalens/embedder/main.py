@@ -77,6 +77,7 @@ def build_service(
             settings.dead_letter_storm_window,
             settings.dead_letter_storm_min,
         ),
+        reuse_cache_size=settings.reuse_cache_size,
     )
 
     def make_source(on_revoke: Callable[[list[Partition]], None]) -> RecordSource:

@@ -7,6 +7,9 @@ Threads and what they own::
         │                                   ▼
         └── outcomes ◀── inference thread (adaptive batches ─▶ ClipEncoder)
 
+An upsert whose image has the bytes last embedded for its product (or whose URL answers
+304 Not Modified) skips decoding and inference: its vector is reused (``reuse.py``).
+
 Only the main loop talks to Kafka. Every input record yields exactly one output (an
 embedding record, a pass-through delete, or a dead letter); the input's offset becomes
 committable when that output is acknowledged by the broker (at-least-once). Records of
@@ -30,9 +33,10 @@ import time
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from catalens.embedder.batcher import Batcher, Closed
+from catalens.embedder.reuse import REUSED, ImageReuse, Known, Origin
 from catalens.embedder.sources import ImageSource
 from catalens.embedder.steps import NeedsImage, Output, Topics, dead_letter, decide, embedded
 from catalens.embedder.storm import StormGuard, StormLimits
@@ -70,6 +74,7 @@ class Prepared:
     event: ProductImageEvent
     pixels: Pixels
     thumbnail: str | None
+    origin: Origin
 
 
 @dataclass(frozen=True)
@@ -85,6 +90,8 @@ class EmbedderConfig:
     # finish a burst sooner and keep the batches full; docs/embedding-speed.md).
     decode_workers: int = 4
     max_in_flight: int = 256
+    # Products whose last image's vector is kept for reuse (0: none); ~2.6 KiB each at 512-d.
+    reuse_cache_size: int = 100_000
     shutdown_timeout_s: float = 30.0
     revoke_timeout_s: float = 10.0
     storm: StormLimits = field(default_factory=StormLimits)
@@ -130,8 +137,11 @@ class EmbedderService:
         self._inference = threading.Thread(
             target=self._infer_forever, name="inference", daemon=True
         )
+        self._reuse = ImageReuse(config.reuse_cache_size)
         self._source = make_source(self._on_revoke)
         self.embedded = 0
+        # Upserts that got the vector already made from the same image: no model run.
+        self.reused = 0
         self.dead_lettered = 0
         self.healthy_at = time.monotonic()
         self.ready = threading.Event()
@@ -227,8 +237,9 @@ class EmbedderService:
             log.error("embedder still stopped by a dead-letter storm; fix the cause, restart it")
         else:
             log.info(
-                "embedded %d, dead-lettered %d, in flight %d",
+                "embedded %d, reused %d, dead-lettered %d, in flight %d",
                 self.embedded,
+                self.reused,
                 self.dead_lettered,
                 self._tracker.in_flight(),
             )
@@ -238,7 +249,10 @@ class EmbedderService:
             self.dead_lettered += 1
             self.metrics.dead_lettered(output.reason or "unknown")
         else:
-            self.embedded += 1
+            if output.outcome == REUSED:
+                self.reused += 1
+            else:
+                self.embedded += 1
             self.metrics.count(output.outcome)
         if log.isEnabledFor(logging.DEBUG):
             log.debug(
@@ -295,18 +309,21 @@ class EmbedderService:
             assert event.image is not None
             started = time.perf_counter()
             try:
-                data = self._images.read(event.image)
+                image = self._reuse.read(event, self._images.fetch)
             finally:  # failed fetches too: timeouts are what an operator looks for here
                 self.metrics.fetch_seconds.observe(time.perf_counter() - started)
+            if isinstance(image, Known):  # the image embedded last time: no decode, no model
+                self._outcomes.put((record, self._reused(record, event, image)))
+                return
             thumbnail = None
             with self._decoding:
                 started = time.perf_counter()
                 if event.image.data is not None:  # nothing else to show it by
                     pixels, thumbnail = preprocess_with_thumbnail(
-                        data, self.config.spec, self.config.limits
+                        image.data, self.config.spec, self.config.limits
                     )
                 else:
-                    pixels = preprocess(data, self.config.spec, self.config.limits)
+                    pixels = preprocess(image.data, self.config.spec, self.config.limits)
                 self.metrics.decode_seconds.observe(time.perf_counter() - started)
         except BadInput as exc:
             error = exc.about(event.product_id, event.event_id)
@@ -317,7 +334,7 @@ class EmbedderService:
         except BaseException as exc:  # noqa: BLE001 - a bug: the main loop re-raises it
             self._outcomes.put(exc)
         else:
-            self._batcher.put(Prepared(record, event, pixels, thumbnail))
+            self._batcher.put(Prepared(record, event, pixels, thumbnail, image.origin))
         finally:
             with self._preparing_lock:
                 self._preparing -= 1
@@ -337,6 +354,8 @@ class EmbedderService:
                 self._outcomes.put(exc)
                 return
             for item, vector in zip(batch, vectors, strict=True):
+                # Before the output: the product's next record starts only after it.
+                self._reuse.remember(item.event.product_id, item.origin, vector, item.thumbnail)
                 self._outcomes.put(
                     (
                         item.record,
@@ -350,6 +369,12 @@ class EmbedderService:
                         ),
                     )
                 )
+
+    def _reused(self, record: Record, event: ProductImageEvent, known: Known) -> Output:
+        output = embedded(
+            record, event, known.vector, self.config.topics, self.config.model, known.thumbnail
+        )
+        return replace(output, outcome=REUSED)
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -392,7 +417,10 @@ class EmbedderService:
         self._source.close()
         self._images.close()
         log.info(
-            "embedder stopped: embedded %d, dead-lettered %d", self.embedded, self.dead_lettered
+            "embedder stopped: embedded %d, reused %d, dead-lettered %d",
+            self.embedded,
+            self.reused,
+            self.dead_lettered,
         )
 
 

@@ -8,6 +8,11 @@
 * ``path``: only under the configured image roots, after resolving ``..`` and symlinks.
 * ``data``: base64, size-capped before decoding.
 
+A fetch may be conditional: given the :class:`Validators` a URL answered with before
+(ETag, Last-Modified), the request carries If-None-Match / If-Modified-Since, and a 304
+Not Modified answer comes back as a :class:`Fetched` without bytes, so that the caller can
+reuse what it made of them (docs/image-reuse.md).
+
 Every refusal is an :class:`BadInput` with a reason, i.e. a dead letter. So is a URL
 that still times out or answers 5xx/429 after ``retries`` more tries: unlike a broker or
 Milvus outage, one bad CDN URL must not stall a partition that holds everyone else's
@@ -73,6 +78,33 @@ def parse_networks(values: Sequence[str]) -> tuple[Network, ...]:
     return tuple(ipaddress.ip_network(v, strict=False) for v in values)
 
 
+@dataclass(frozen=True, slots=True)
+class Validators:
+    """What a server said identifies the body it sent for ``url`` (the last redirect hop):
+    sent back on a later fetch of that same URL, it lets the server answer 304."""
+
+    url: str
+    etag: str | None = None
+    last_modified: str | None = None
+
+    def conditions(self) -> dict[str, str]:
+        conditions = {}
+        if self.etag is not None:
+            conditions["If-None-Match"] = self.etag
+        if self.last_modified is not None:
+            conditions["If-Modified-Since"] = self.last_modified
+        return conditions
+
+
+@dataclass(frozen=True, slots=True)
+class Fetched:
+    """The bytes of an image, or ``None`` when the server answered 304 Not Modified to the
+    validators it was sent; ``validators`` (URLs only) are those to send next time."""
+
+    data: bytes | None
+    validators: Validators | None = None
+
+
 # Waits between tries of one URL: 0.2-0.4 s, then 0.4-0.8 s, at most 2 s.
 FETCH_BACKOFF = Backoff(initial_s=0.4, max_s=2.0)
 
@@ -105,12 +137,21 @@ class ImageSource:
         self._http.close()
 
     def read(self, ref: ImageRef) -> bytes:
+        fetched = self.fetch(ref)
+        assert fetched.data is not None  # nothing conditional was asked
+        return fetched.data
+
+    def fetch(self, ref: ImageRef, known: Validators | None = None) -> Fetched:
+        """The image's bytes; for a URL, ``known`` (validators an earlier fetch returned)
+        makes the request conditional, and a 304 answer a :class:`Fetched` without data.
+        Conditions go only to the hop whose URL ``known`` is of, so a changed redirect
+        never has another resource's validators vouch for it."""
         if ref.data is not None:
-            return self._read_data(ref.data)
+            return Fetched(self._read_data(ref.data))
         if ref.path is not None:
-            return self._read_path(ref.path)
+            return Fetched(self._read_path(ref.path))
         assert ref.url is not None
-        return self._read_url(ref.url)
+        return self._read_url(ref.url, known)
 
     # -- inline ---------------------------------------------------------------------------
 
@@ -188,10 +229,10 @@ class ImageSource:
         host_header = host if not parts.port else f"{host}:{parts.port}"
         return pinned, host_header, host
 
-    def _read_url(self, url: str) -> bytes:
+    def _read_url(self, url: str, known: Validators | None) -> Fetched:
         try:
             return retry_transient(
-                lambda: self._follow(url),
+                lambda: self._follow(url, known),
                 what=f"fetching {url}",
                 backoff=FETCH_BACKOFF,
                 stop=self._stop,
@@ -201,23 +242,27 @@ class ImageSource:
         except _Retryable as exc:
             raise BadInput(exc.reason, exc.message) from None
 
-    def _follow(self, url: str) -> bytes:
+    def _follow(self, url: str, known: Validators | None) -> Fetched:
         for _hop in range(self.policy.max_redirects + 1):
             pinned, host_header, tls_name = self._vet(url)
+            headers = {"Host": host_header, "Accept": "image/*"}
+            conditional = known if known is not None and known.url == url else None
+            if conditional is not None:
+                headers |= conditional.conditions()
             try:
                 with self._http.stream(
-                    "GET",
-                    pinned,
-                    headers={"Host": host_header, "Accept": "image/*"},
-                    extensions={"sni_hostname": tls_name},
+                    "GET", pinned, headers=headers, extensions={"sni_hostname": tls_name}
                 ) as response:
+                    # First: httpx counts 304 as a redirect (a 3xx), one without a Location.
+                    if conditional is not None and response.status_code == 304:
+                        return Fetched(None, conditional)
                     if response.is_redirect:
                         location = response.headers.get("location")
                         if not location:
                             raise BadInput(Reason.FETCH_FAILED, f"redirect without Location: {url}")
                         url = urljoin(url, location)
                         continue
-                    return self._body(url, response)
+                    return Fetched(self._body(url, response), _validators(url, response))
             except httpx.TimeoutException:
                 raise _Retryable(Reason.FETCH_TIMEOUT, f"timed out fetching {url}") from None
             except httpx.TransportError as exc:
@@ -246,6 +291,14 @@ class ImageSource:
                     Reason.IMAGE_TOO_LARGE, f"{url} sent more than {self.policy.max_bytes} bytes"
                 )
         return bytes(body)
+
+
+def _validators(url: str, response: httpx.Response) -> Validators | None:
+    etag = response.headers.get("etag")
+    last_modified = response.headers.get("last-modified")
+    if etag is None and last_modified is None:
+        return None
+    return Validators(url, etag, last_modified)
 
 
 class _Retryable(TransientError):

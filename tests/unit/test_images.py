@@ -97,6 +97,27 @@ def test_the_thumbnail_shows_the_whole_image_at_160_pixels() -> None:
     assert thumbnail.size == (107, 160)  # the whole 1166x1750 frame, not the crop
 
 
+def test_a_small_jpeg_or_png_is_its_own_thumbnail_byte_for_byte() -> None:
+    for fmt, mime in (("JPEG", "image/jpeg"), ("PNG", "image/png")):
+        buffer = io.BytesIO()
+        Image.fromarray(np.full((96, 120, 3), 90, dtype=np.uint8)).save(buffer, format=fmt)
+        data = buffer.getvalue()
+        pixels, uri = preprocess_with_thumbnail(data, SPEC, LIMITS)
+        assert np.array_equal(pixels, preprocess(data, SPEC, LIMITS))
+        assert uri == f"data:{mime};base64," + base64.b64encode(data).decode()
+
+
+def test_a_small_image_of_another_format_or_over_the_side_is_re_encoded() -> None:
+    gif = io.BytesIO()
+    Image.fromarray(np.full((96, 96, 3), 90, dtype=np.uint8)).save(gif, format="GIF")
+    for data in (gif.getvalue(), jpeg_bytes(200, 150, seed=4)):
+        _, uri = preprocess_with_thumbnail(data, SPEC, LIMITS)
+        prefix = "data:image/jpeg;base64,"
+        assert uri.startswith(prefix)
+        assert base64.b64decode(uri[len(prefix) :]) != data
+        assert max(Image.open(io.BytesIO(base64.b64decode(uri[len(prefix) :]))).size) <= 160
+
+
 def test_non_jpeg_formats_and_modes_are_converted() -> None:
     image = Image.new("RGBA", (500, 300), (10, 200, 30, 128))
     buffer = io.BytesIO()

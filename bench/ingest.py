@@ -45,6 +45,8 @@ import numpy as np
 import psutil
 from PIL import Image
 
+from catalens.schemas import ProductImageEvent
+
 log = logging.getLogger("bench.ingest")
 
 HISTORICAL_BASELINE = 270.0  # events/s end to end before this work (issue 15)
@@ -226,9 +228,7 @@ def committed(bootstrap: str, group: str, topic: str, partitions: int) -> int:
         consumer.close()
 
 
-def events(count: int, images: list[bytes], prefix: str) -> Iterator[object]:
-    from catalens.schemas import ProductImageEvent
-
+def events(count: int, images: list[bytes], prefix: str) -> Iterator[ProductImageEvent]:
     encoded = [base64.b64encode(image).decode() for image in images]
     now = datetime.now(UTC)
     for i in range(count):
@@ -298,7 +298,10 @@ def run_once(
                     ("embedder", embedder_group, settings.input_topic),
                     ("sink", sink_group, settings.embeddings_topic),
                 ):
-                    if name not in done_at and committed(bootstrap, group, topic, 6) >= products + 1:
+                    if (
+                        name not in done_at
+                        and committed(bootstrap, group, topic, 6) >= products + 1
+                    ):
                         done_at[name] = time.perf_counter()
 
         started = time.perf_counter()
@@ -352,6 +355,12 @@ def main() -> None:
     parser.add_argument("--image-side", type=int, default=96, help="pixels of the JPEGs")
     parser.add_argument("--distinct-images", type=int, default=256)
     parser.add_argument(
+        "--input-size",
+        type=int,
+        default=224,
+        help="side of the tiny CLIP's image input (224 as CLIP; 32 makes the model free)",
+    )
+    parser.add_argument(
         "--set", type=parse_setting, action="append", default=[], help="NAME=VALUE for both"
     )
     parser.add_argument(
@@ -368,14 +377,18 @@ def main() -> None:
     from catalens.modelkit import build_random_clip
 
     work = Path(tempfile.mkdtemp(prefix="catalens-ingest-"))
-    model = build_random_clip(work / "tiny-512", size="tiny", projection_dim=512)
+    model = build_random_clip(
+        work / "tiny-512", size="tiny", projection_dim=512, image_size=args.input_size
+    )
     images = jpegs(args.distinct_images, args.image_side)
     log.info(
-        "%d distinct JPEGs of %d×%d, %.1f KB on average",
+        "%d distinct JPEGs of %d×%d, %.1f KB on average; model input %d×%d",
         len(images),
         args.image_side,
         args.image_side,
         sum(map(len, images)) / len(images) / 1024,
+        args.input_size,
+        args.input_size,
     )
     base = dict(args.set)
     runs = [run_once("configured", args.products, images, model, base, args.profile, args.timeout)]
@@ -383,7 +396,9 @@ def main() -> None:
     if args.compare:
         other = base | dict(args.compare)
         label = ",".join(f"{k}={v}" for k, v in args.compare)
-        runs.append(run_once(label, args.products, images, model, other, args.profile, args.timeout))
+        runs.append(
+            run_once(label, args.products, images, model, other, args.profile, args.timeout)
+        )
         print(runs[1].report(), flush=True)
         first, second = runs
         print(

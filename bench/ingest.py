@@ -186,9 +186,15 @@ class Stack:
             "broker": tree(broker.pid),
             "producer": [psutil.Process()],
         }
-        # Milvus' server process can leave its wrapper's process group: find it by name.
-        servers = [p for p in psutil.process_iter(["name"]) if p.info["name"] == "milvus"]
-        found["milvus"] = tree(milvus.pid) + [p for p in servers if p.pid != milvus.pid]
+        # Milvus' server process can leave its wrapper's process group: find it by its
+        # data folder on the command line.
+        data = str(self.work / "milvus")
+        servers = [
+            p
+            for p in psutil.process_iter(["cmdline"])
+            if any(data in part for part in p.info["cmdline"] or ())
+        ]
+        found["milvus"] = list({p.pid: p for p in tree(milvus.pid) + servers}.values())
         return found
 
     def stop(self) -> None:

@@ -119,8 +119,10 @@ def preprocess_with_thumbnail(
 
 # Inline images up to this many bytes that already fit the thumbnail are shown as they
 # are: re-encoding them cost more CPU than everything else an inline event needs but the
-# model, and would not make them smaller. Base64 of this fits the index's image field.
-OWN_THUMBNAIL_BYTES = 24 * 1024
+# model. The bound is about what a re-encoded thumbnail weighs, because every byte of it
+# is written with the product's row, and Milvus' upserts slow down with the bytes of a
+# row (docs/ingest-speed.md): a larger original is re-encoded as before.
+OWN_THUMBNAIL_BYTES = 4 * 1024
 _BROWSER_FORMATS = {b"\xff\xd8\xff": "image/jpeg", b"\x89PNG": "image/png"}
 
 

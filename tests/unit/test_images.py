@@ -12,6 +12,7 @@ from transformers import CLIPImageProcessorPil
 
 from catalens.errors import BadInput
 from catalens.images import (
+    OWN_THUMBNAIL_BYTES,
     ImageLimits,
     PreprocessSpec,
     open_checked,
@@ -110,7 +111,11 @@ def test_a_small_jpeg_or_png_is_its_own_thumbnail_byte_for_byte() -> None:
 def test_a_small_image_of_another_format_or_over_the_side_is_re_encoded() -> None:
     gif = io.BytesIO()
     Image.fromarray(np.full((96, 96, 3), 90, dtype=np.uint8)).save(gif, format="GIF")
-    for data in (gif.getvalue(), jpeg_bytes(200, 150, seed=4)):
+    heavy = io.BytesIO()  # fits the side, but weighs more than a thumbnail should
+    noise = np.random.default_rng(5).integers(0, 255, size=(150, 150, 3), dtype=np.uint8)
+    Image.fromarray(noise).save(heavy, format="JPEG", quality=95)
+    assert len(heavy.getvalue()) > OWN_THUMBNAIL_BYTES
+    for data in (gif.getvalue(), heavy.getvalue(), jpeg_bytes(200, 150, seed=4)):
         _, uri = preprocess_with_thumbnail(data, SPEC, LIMITS)
         prefix = "data:image/jpeg;base64,"
         assert uri.startswith(prefix)

@@ -82,11 +82,12 @@ class Milvus:
         return self._client
 
     def _reset(self) -> None:
-        client, self._client = self._client, None
-        self._reload = bool(self._loaded)
-        if client is not None:
-            with contextlib.suppress(Exception):
-                client.close()
+        with self._connecting:
+            client, self._client = self._client, None
+            self._reload = bool(self._loaded)
+            if client is not None:
+                with contextlib.suppress(Exception):
+                    client.close()
 
     def close(self) -> None:
         self._reset()

@@ -31,12 +31,13 @@ import io
 import logging
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -45,6 +46,7 @@ import numpy as np
 import psutil
 from PIL import Image
 
+from catalens.localstack import Child
 from catalens.schemas import ProductImageEvent
 
 log = logging.getLogger("bench.ingest")
@@ -136,11 +138,10 @@ class Stack:
             "CATALENS_SINK_GROUP": "bench-sink",
             "CATALENS_LOG_LEVEL": "INFO",
         } | {f"CATALENS_{k.upper()}": v for k, v in overrides.items()}
-        self.services: dict[str, object] = {}
+        self.services: dict[str, Child] = {}
+        self.spies: list[subprocess.Popen[bytes]] = []
 
     def start_services(self, profile: Path | None) -> None:
-        from catalens.localstack import Child
-
         for role in ("embedder", "sink"):
             argv = [sys.executable, "-m", "catalens", role]
             self.services[role] = Child(role, argv, self.work / f"{role}.log", env=self.env).start()
@@ -168,9 +169,9 @@ class Stack:
             ]
 
     def pid(self, role: str) -> int:
-        child = self.services[role]
-        assert child.process is not None  # type: ignore[attr-defined]
-        return int(child.process.pid)  # type: ignore[attr-defined]
+        process = self.services[role].process
+        assert process is not None
+        return process.pid
 
     def processes(self) -> dict[str, list[psutil.Process]]:
         def tree(pid: int) -> list[psutil.Process]:
@@ -198,11 +199,11 @@ class Stack:
         return found
 
     def stop(self) -> None:
-        for spy in getattr(self, "spies", []):
-            spy.send_signal(2)
+        for spy in self.spies:
+            spy.send_signal(signal.SIGINT)  # py-spy writes its profile on SIGINT
         for child in self.services.values():
-            child.stop()  # type: ignore[attr-defined]
-        for spy in getattr(self, "spies", []):
+            child.stop()
+        for spy in self.spies:
             spy.wait(60)
         self.milvus.stop(timeout_s=10)
         self.broker.kill()
@@ -339,10 +340,12 @@ def run_once(
     return result
 
 
-def wait_until(condition: object, timeout_s: float, what: str, every_s: float = 0.5) -> None:
+def wait_until(
+    condition: Callable[[], bool], timeout_s: float, what: str, every_s: float = 0.5
+) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        if condition():  # type: ignore[operator]
+        if condition():
             return
         time.sleep(every_s)
     raise TimeoutError(f"{what}: not after {timeout_s:.0f} s")

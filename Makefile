@@ -58,12 +58,13 @@ format: $(STAMP) ## apply ruff's fixes and formatting
 	$(VENV)/bin/ruff check --fix src tests bench
 	$(VENV)/bin/ruff format src tests bench
 
-bench: $(STAMP) ## embedding throughput and latency, query latency and freshness benchmarks (minutes)
+bench: $(STAMP) ## embedding throughput and latency, query latency, freshness and bulk ingest benchmarks (minutes)
 	$(PY) bench/embed_throughput.py
 	$(PY) bench/embed_throughput.py --catalog products
 	$(PY) bench/embed_latency.py
 	$(PY) bench/query_latency.py
 	$(PY) bench/freshness.py
+	$(PY) bench/ingest.py --products 10000
 
 clean: ## remove .venv and local state
 	rm -rf $(VENV) .catalens

@@ -107,12 +107,34 @@ def preprocess_with_thumbnail(
     """Like :func:`preprocess`, plus a JPEG thumbnail (longest side ``side``) as a data URI,
     made from the already decoded (draft-sized) image, not decoded again."""
     pixels, decoded = _preprocess(data, spec, limits)
+    if (own := _as_thumbnail(data, decoded, side)) is not None:
+        return pixels, own
     # In place (the decoded image is not needed any more). reducing_gap=1: a cheap
     # integer box reduction first, then bilinear to the size.
     decoded.thumbnail((side, side), Image.Resampling.BILINEAR, reducing_gap=1.0)
     buffer = io.BytesIO()
     decoded.save(buffer, format="JPEG", quality=75)
     return pixels, "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode()
+
+
+# Inline images up to this many bytes that already fit the thumbnail are shown as they
+# are: re-encoding them cost more CPU than everything else an inline event needs but the
+# model. The bound is about what a re-encoded thumbnail weighs, because every byte of it
+# is written with the product's row, and Milvus' upserts slow down with the bytes of a
+# row (docs/ingest-speed.md): a larger original is re-encoded as before.
+OWN_THUMBNAIL_BYTES = 4 * 1024
+_BROWSER_FORMATS = {b"\xff\xd8\xff": "image/jpeg", b"\x89PNG": "image/png"}
+
+
+def _as_thumbnail(data: bytes, decoded: Image.Image, side: int) -> str | None:
+    """``data`` as a data URI when it can serve as its own thumbnail: small, no larger
+    than ``side`` either way (a drafted decode is always larger), and a JPEG or PNG."""
+    if len(data) > OWN_THUMBNAIL_BYTES or max(decoded.size) > side:
+        return None
+    mime = next((m for magic, m in _BROWSER_FORMATS.items() if data.startswith(magic)), None)
+    if mime is None:
+        return None
+    return f"data:{mime};base64," + base64.b64encode(data).decode()
 
 
 def _preprocess(

@@ -87,11 +87,17 @@ def write_tokenizer_files(directory: Path) -> None:
 
 
 def build_random_clip(
-    directory: Path, size: Size = "tiny", seed: int = 0, projection_dim: int | None = None
+    directory: Path,
+    size: Size = "tiny",
+    seed: int = 0,
+    projection_dim: int | None = None,
+    image_size: int | None = None,
 ) -> Path:
     """Write a random CLIP (weights, config, tokenizer, image processor) to ``directory``,
     marked as such (:func:`has_random_weights`); ``projection_dim`` changes the vectors'
-    dimension (two models that cannot mix)."""
+    dimension (two models that cannot mix); ``image_size`` (a multiple of the patch
+    size, 32) the side of the image tower's input, for a model that costs next to
+    nothing beside the work of the pipeline around it."""
     directory.mkdir(parents=True, exist_ok=True)
     arch = _ARCHITECTURES[size]
     write_tokenizer_files(directory)
@@ -105,15 +111,16 @@ def build_random_clip(
             "eos_token_id": tokenizer.eos_token_id,
             "pad_token_id": tokenizer.pad_token_id,
         },
-        vision_config=arch["vision"],
+        vision_config=arch["vision"] | ({"image_size": image_size} if image_size else {}),
         projection_dim=projection_dim or arch["projection_dim"],
     )
     torch.manual_seed(seed)
     model = CLIPModel(config)
     model.save_pretrained(directory)
+    side = image_size or arch["vision"]["image_size"]
     processor = CLIPProcessor(
         image_processor=CLIPImageProcessorPil(
-            size={"shortest_edge": 224}, crop_size={"height": 224, "width": 224}
+            size={"shortest_edge": side}, crop_size={"height": side, "width": side}
         ),
         tokenizer=tokenizer,
     )

@@ -148,6 +148,9 @@ class SinkSettings(CatalensSettings):
     # After a record arrives, how long to wait for more to write with it. 0: write what
     # has arrived; under load records queue up during each write, so batches grow anyway.
     sink_batch_wait_ms: int = Field(default=0, ge=0)
+    # Strong reads of stored versions in flight at once: each waits about one Milvus time
+    # tick, so a batch's reads together cost one tick instead of one per query (1: serial).
+    sink_read_concurrency: int = Field(default=8, ge=1, le=64)
     hnsw_m: int = Field(default=16, ge=4, le=64)
     hnsw_ef_construction: int = Field(default=200, ge=8)
 

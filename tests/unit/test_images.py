@@ -12,6 +12,7 @@ from transformers import CLIPImageProcessorPil
 
 from catalens.errors import BadInput
 from catalens.images import (
+    OWN_THUMBNAIL_BYTES,
     ImageLimits,
     PreprocessSpec,
     open_checked,
@@ -95,6 +96,31 @@ def test_the_thumbnail_shows_the_whole_image_at_160_pixels() -> None:
     thumbnail = Image.open(io.BytesIO(base64.b64decode(uri[len(prefix) :])))
     assert thumbnail.format == "JPEG"
     assert thumbnail.size == (107, 160)  # the whole 1166x1750 frame, not the crop
+
+
+def test_a_small_jpeg_or_png_is_its_own_thumbnail_byte_for_byte() -> None:
+    for fmt, mime in (("JPEG", "image/jpeg"), ("PNG", "image/png")):
+        buffer = io.BytesIO()
+        Image.fromarray(np.full((96, 120, 3), 90, dtype=np.uint8)).save(buffer, format=fmt)
+        data = buffer.getvalue()
+        pixels, uri = preprocess_with_thumbnail(data, SPEC, LIMITS)
+        assert np.array_equal(pixels, preprocess(data, SPEC, LIMITS))
+        assert uri == f"data:{mime};base64," + base64.b64encode(data).decode()
+
+
+def test_a_small_image_of_another_format_or_over_the_side_is_re_encoded() -> None:
+    gif = io.BytesIO()
+    Image.fromarray(np.full((96, 96, 3), 90, dtype=np.uint8)).save(gif, format="GIF")
+    heavy = io.BytesIO()  # fits the side, but weighs more than a thumbnail should
+    noise = np.random.default_rng(5).integers(0, 255, size=(150, 150, 3), dtype=np.uint8)
+    Image.fromarray(noise).save(heavy, format="JPEG", quality=95)
+    assert len(heavy.getvalue()) > OWN_THUMBNAIL_BYTES
+    for data in (gif.getvalue(), heavy.getvalue(), jpeg_bytes(200, 150, seed=4)):
+        _, uri = preprocess_with_thumbnail(data, SPEC, LIMITS)
+        prefix = "data:image/jpeg;base64,"
+        assert uri.startswith(prefix)
+        assert base64.b64decode(uri[len(prefix) :]) != data
+        assert max(Image.open(io.BytesIO(base64.b64decode(uri[len(prefix) :]))).size) <= 160
 
 
 def test_non_jpeg_formats_and_modes_are_converted() -> None:

@@ -27,6 +27,7 @@ def run(settings: SinkSettings, stop: threading.Event) -> None:
         model=settings.model,
         hnsw_m=settings.hnsw_m,
         ef_construction=settings.hnsw_ef_construction,
+        read_concurrency=settings.sink_read_concurrency,
     )
     revoked: list[SinkService] = []  # the service, once built: the source tells it of losses
     source = Source(

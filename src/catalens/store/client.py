@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import threading
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
@@ -52,6 +53,7 @@ class Milvus:
         self._client: MilvusClient | None = None
         self._loaded: set[str] = set()
         self._reload = False
+        self._connecting = threading.Lock()
 
     # -- the one place where calls are made -----------------------------------------------
 
@@ -66,6 +68,10 @@ class Milvus:
             raise TransientError(f"Milvus {what} failed: {exc}") from exc
 
     def _connected(self) -> MilvusClient:
+        with self._connecting:  # calls come from several threads (the sink's reads)
+            return self._connect()
+
+    def _connect(self) -> MilvusClient:
         if self._client is None:
             self._client = MilvusClient(uri=self.uri, token=self._token, timeout=self._timeout)
         if self._reload:
@@ -76,11 +82,12 @@ class Milvus:
         return self._client
 
     def _reset(self) -> None:
-        client, self._client = self._client, None
-        self._reload = bool(self._loaded)
-        if client is not None:
-            with contextlib.suppress(Exception):
-                client.close()
+        with self._connecting:
+            client, self._client = self._client, None
+            self._reload = bool(self._loaded)
+            if client is not None:
+                with contextlib.suppress(Exception):
+                    client.close()
 
     def close(self) -> None:
         self._reset()

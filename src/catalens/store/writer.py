@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -20,6 +21,9 @@ from catalens.store.client import Milvus
 
 # Milvus answers an `in [...]` filter over this many primary keys quickly.
 QUERY_CHUNK = 500
+# One upsert call carries at most this many bytes of rows (an estimate), far under gRPC's
+# 64 MB message limit: big batches with inline thumbnails would otherwise exceed it.
+UPSERT_BYTES = 16 * 1024 * 1024
 _NONE = -1  # a floor's version when no version was deleted (versions are ≥ 0)
 
 
@@ -38,8 +42,13 @@ class MilvusWriter:
         model: str,
         hnsw_m: int = 16,
         ef_construction: int = 200,
+        read_concurrency: int = 8,
     ) -> None:
         self._milvus = milvus
+        # A Strong read waits for Milvus to have applied every write before it (about one
+        # time tick, ~0.2 s, whatever the size of the read). Run one at a time, a batch's
+        # chunks of live rows and floors waited one tick each; run together, one tick.
+        self._reads = ThreadPoolExecutor(max(1, read_concurrency), thread_name_prefix="stored")
         self._admin = IndexAdmin(milvus, alias)
         self._model = model
         self._hnsw = {"hnsw_m": hnsw_m, "ef_construction": ef_construction}
@@ -71,19 +80,22 @@ class MilvusWriter:
     def stored(self, product_ids: Sequence[str]) -> dict[str, Stored]:
         """Read with Strong consistency, so the sink's own previous writes are seen."""
         self.open()
+        fields = ["product_id", "version", ORDER_FIELD]
+        queries = [
+            (name, f"product_id in [{', '.join(quote(p) for p in chunk)}]")
+            for chunk in _chunks(product_ids, QUERY_CHUNK)
+            for name in (self._floors, self._collection)
+            if name is not None
+        ]
+        answers = self._reads.map(
+            lambda query: self._milvus.query(query[0], query[1], fields, strong=True), queries
+        )
         live: dict[str, tuple[int, int]] = {}
         floors: dict[str, tuple[int, int]] = {}
-        for chunk in _chunks(product_ids, QUERY_CHUNK):
-            expr = f"product_id in [{', '.join(quote(p) for p in chunk)}]"
-            for row in self._milvus.query(
-                self._floors, expr, ["product_id", "version", ORDER_FIELD], strong=True
-            ):
-                floors[row["product_id"]] = (int(row["version"]), int(row[ORDER_FIELD]))
-            if self._collection is not None:
-                for row in self._milvus.query(
-                    self._collection, expr, ["product_id", "version", ORDER_FIELD], strong=True
-                ):
-                    live[row["product_id"]] = (int(row["version"]), int(row[ORDER_FIELD]))
+        for (name, _), rows in zip(queries, answers, strict=True):
+            found = floors if name == self._floors else live
+            for row in rows:
+                found[row["product_id"]] = (int(row["version"]), int(row[ORDER_FIELD]))
         out: dict[str, Stored] = {}
         for p in product_ids:
             version, position = live.get(p, (None, UNKNOWN_OFFSET))
@@ -120,9 +132,11 @@ class MilvusWriter:
             for chunk in _chunks(plan.deletes, QUERY_CHUNK):
                 self._milvus.delete(self._collection, list(chunk))
         if plan.upserts and self._collection is not None:
-            self._milvus.upsert(self._collection, [_to_entity(row) for row in plan.upserts])
+            for rows in _by_size([_to_entity(row) for row in plan.upserts], UPSERT_BYTES):
+                self._milvus.upsert(self._collection, rows)
 
     def close(self) -> None:
+        self._reads.shutdown(wait=False, cancel_futures=True)
         self._milvus.close()
 
 
@@ -138,6 +152,22 @@ def _to_entity(row: Row) -> dict[str, Any]:
         "attributes": row.attributes,
         "vector": np.asarray(row.vector, dtype=np.float32).tolist(),
     }
+
+
+def _by_size(rows: list[dict[str, Any]], limit: int) -> Iterable[list[dict[str, Any]]]:
+    """``rows`` in runs of at most ``limit`` estimated bytes (at least one row each)."""
+    run: list[dict[str, Any]] = []
+    size = 0
+    for row in rows:
+        # The vector, the variable-length fields, and a margin for the rest.
+        cost = 4 * len(row["vector"]) + len(row["image"]) + len(str(row["attributes"])) + 256
+        if run and size + cost > limit:
+            yield run
+            run, size = [], 0
+        run.append(row)
+        size += cost
+    if run:
+        yield run
 
 
 def _chunks(items: Sequence[str], size: int) -> Iterable[Sequence[str]]:

@@ -212,7 +212,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     from catalens import status
 
     settings = _settings(StatusSettings, args)
-    _configure_logging(settings.log_level)
+    _configure_logging(settings)
     report = status.collect(
         settings,
         workers=args.worker or (),

@@ -42,8 +42,22 @@ class JsonFormatter(logging.Formatter):
             line["exception"] = self.formatException(record.exc_info)
         if record.stack_info:
             line["stack"] = self.formatStack(record.stack_info)
-        # default=str: an extra value JSON cannot hold (a path, a tuple key) still logs.
-        return json.dumps(line, ensure_ascii=False, default=str)
+        try:
+            # default=str: an extra value JSON cannot hold (a path, a set) still logs.
+            return json.dumps(line, ensure_ascii=False, default=str)
+        except Exception:  # noqa: BLE001 - a log line must never be lost to an odd extra
+            # (dict keys JSON cannot hold, a cycle, a __str__ that raises): every extra
+            # becomes its repr, or says it has none.
+            return json.dumps({key: _safe(value) for key, value in line.items()})
+
+
+def _safe(value: object) -> object:
+    if isinstance(value, str | int | float | bool) or value is None:
+        return value
+    try:
+        return repr(value)
+    except Exception:  # noqa: BLE001 - see JsonFormatter.format
+        return f"<unprintable {type(value).__name__}>"
 
 
 def configure_logging(level: str, fmt: LogFormat = "text") -> None:

@@ -125,7 +125,10 @@ def count_dead_letters(values: Iterable[bytes | None], since: datetime) -> DeadL
         except ValidationError:
             unreadable += 1
             continue
-        if letter.failed_at >= since:
+        failed_at = letter.failed_at
+        if failed_at.tzinfo is None:  # written without a zone: Catalens writes UTC
+            failed_at = failed_at.replace(tzinfo=UTC)
+        if failed_at >= since:
             reasons[letter.reason.value] += 1
     return DeadLetterCounts(since, dict(reasons.most_common()), unreadable)
 

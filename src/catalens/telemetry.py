@@ -13,7 +13,14 @@ import logging
 import threading
 from collections.abc import Callable, Iterable, Mapping
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    disable_created_metrics,
+    generate_latest,
+)
 
 from catalens.errors import TransientError
 
@@ -45,6 +52,8 @@ class WorkerMetrics:
     def __init__(self, role: str) -> None:
         if role not in OUTCOMES:
             raise ValueError(f"unknown worker role {role!r}")
+        # Only the documented series: no `*_created` gauge beside every counter/histogram.
+        disable_created_metrics()
         self.role = role
         self.registry = CollectorRegistry()
         r = self.registry
@@ -165,6 +174,8 @@ def watch_lag(
                 metrics.set_lag(group, topic, read())
             except TransientError as exc:  # advisory only: the next look tries again
                 log.debug("cannot read the lag of %s on %s: %s", group, topic, exc)
+            except Exception:  # a bug here must not freeze the gauge for the process's life
+                log.exception("reading the lag of %s on %s failed", group, topic)
             stop.wait(every_s)
 
     thread = threading.Thread(target=loop, name="lag", daemon=True)

@@ -53,3 +53,28 @@ def test_values_json_cannot_hold_are_written_as_text() -> None:
     line = formatted(make_record("odd", where=object.__new__(object), tp=("t", 1)))
     assert str(line["where"]).startswith("<object object")
     assert line["tp"] == ["t", 1]
+
+
+def _odd(**extra: object) -> str:
+    record = logging.getLogger("x").makeRecord(
+        "x", logging.INFO, "f", 1, "hello", (), None, extra=extra
+    )
+    return JsonFormatter().format(record)
+
+
+class Unprintable:
+    def __str__(self) -> str:
+        raise RuntimeError("no str")
+
+    def __repr__(self) -> str:
+        raise RuntimeError("no repr")
+
+
+def test_odd_extras_never_lose_the_line() -> None:
+    """Keys JSON cannot hold, a cycle, an object that cannot be printed: still one line."""
+    loop: list[object] = []
+    loop.append(loop)
+    for extra in ({"counts": {("t", 0): 3}}, {"items": loop}, {"thing": Unprintable()}):
+        line = json.loads(_odd(**extra))
+        assert line["message"] == "hello"
+        assert next(iter(extra)) in line

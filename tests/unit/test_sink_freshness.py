@@ -6,11 +6,11 @@ from datetime import UTC, datetime
 
 import numpy as np
 
-from catalens.records import Plan, Record, Row
+from catalens.records import Plan, Record, Row, Stored
 from catalens.schemas import EmbeddingRecord, Op
 from catalens.schemas.embedding import INPUT_TIMESTAMP_HEADER
 from catalens.sink.freshness import applied_ages, input_timestamp_ms
-from catalens.sink.plan import Item, to_row
+from catalens.sink.plan import Item, collapse, plan_writes, to_row
 
 NOW = 1_796_000_100.0  # seconds since the epoch
 
@@ -79,3 +79,23 @@ def test_a_garbled_or_missing_timestamp_header_reads_as_none() -> None:
         record = Record("emb", 0, 0, b"a", None, [(INPUT_TIMESTAMP_HEADER, raw)], 0)
         assert input_timestamp_ms(record) is None
     assert input_timestamp_ms(Record("emb", 0, 0, b"a", None, [], 0)) is None
+
+
+def test_a_delete_counts_from_the_delete_not_a_later_stale_upsert() -> None:
+    """Stored a@v1; the batch deletes a@v2 (5 s old) and then carries a late, stale
+    upsert of a@v1 (1000 s old): the delete's age is 5 s."""
+    delete = EmbeddingRecord(
+        op=Op.DELETE,
+        product_id="a",
+        version=2,
+        event_id="d",
+        occurred_at=datetime.fromtimestamp(NOW - 5, UTC),
+        model="m",
+        dim=2,
+        input_offset=10,
+    )
+    gone = (Record("emb", 0, 10, b"a", delete.to_json(), [], 0), ("a", delete, 10))
+    late = item("a", 1, 11, occurred_s=NOW - 1000, input_ms=None)
+    plan = plan_writes(collapse([gone[1], late[1]]), {"a": Stored(live=1, input_offset=3)})
+    assert plan.deletes == ["a"] and not plan.upserts
+    assert applied_ages([gone, late], plan, NOW).freshness == [5.0]

@@ -268,3 +268,58 @@ def test_every_record_is_counted_once_by_outcome_and_only_applied_ones_have_an_a
     # a's v2 and a's tombstone carry the input's timestamp; b's v1 does not.
     assert "catalens_pipeline_latency_seconds_count 2.0" in text
     assert "catalens_sink_batch_size_count" in text
+
+
+class WriteThenTimeout(MemoryIndex):
+    """Milvus applied the write, but its answer was lost (a timeout): the sink retries."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.failures = 1
+
+    def apply(self, plan: Plan) -> None:
+        super().apply(plan)
+        if self.failures:
+            self.failures -= 1
+            raise TransientError("deadline exceeded")
+
+
+def test_a_row_written_by_an_attempt_whose_answer_was_lost_counts_as_written() -> None:
+    """The retry finds the row already there; it is still this sink's write, and fresh."""
+    broker = MemoryBroker(partitions=1)
+    broker.append(TOPIC, *embedding("a", 1))
+    store = WriteThenTimeout()
+    service, stop, _ = serve(broker, store)
+    try:
+        wait_until(lambda: broker.committed(GROUP) == {(TOPIC, 0): 1})
+    finally:
+        stop.set()
+    text = service.metrics.render().decode()
+    assert set(store.rows) == {"a"}
+    assert 'catalens_records_total{outcome="written",role="sink"} 1.0' in text
+    assert 'catalens_records_total{outcome="stale",role="sink"} 0.0' in text
+    assert "catalens_freshness_seconds_count 1.0" in text
+
+
+def test_records_of_a_partition_lost_while_waiting_are_left_to_the_new_owner_to_count() -> None:
+    broker = MemoryBroker(partitions=2)
+    broker.append(TOPIC, *embedding("p", 1), partition=0)
+    broker.append(TOPIC, *embedding("q", 1), partition=1)
+    second: list[MemorySource] = []
+
+    class JoinWhileAway(FlakyStore):
+        def apply(self, plan: Plan) -> None:
+            if self.failures and not second:  # a replica joins while Milvus is away
+                second.append(MemorySource(broker, group_id=GROUP, topics=[TOPIC]))
+            super().apply(plan)
+
+    store = JoinWhileAway(failures=1)
+    service, stop, source = serve(broker, store)
+    try:
+        wait_until(lambda: bool(second) and store.failures == 0 and not source.paused)
+        wait_until(lambda: len(store.rows) == 1)
+    finally:
+        stop.set()
+    text = service.metrics.render().decode()
+    assert 'catalens_records_total{outcome="written",role="sink"} 1.0' in text
+    assert 'catalens_records_total{outcome="stale",role="sink"} 0.0' in text

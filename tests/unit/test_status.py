@@ -13,6 +13,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from prometheus_client import CollectorRegistry, Gauge, Histogram, generate_latest
 
+from catalens import cli
+from catalens import status as status_module
 from catalens.index.commands import GenerationStatus
 from catalens.schemas import DeadLetter
 from catalens.schemas.dead_letter import Reason
@@ -122,6 +124,22 @@ def test_dead_letters_are_counted_by_reason_within_the_window_most_frequent_firs
     assert list(counts.by_reason) == ["image_not_found", "invalid_json"]
     assert counts.unreadable == 2
     assert counts.to_json()["total"] == 3
+
+
+def test_a_dead_letter_written_without_a_time_zone_counts_as_utc() -> None:
+    since = datetime(2026, 12, 1, 11, tzinfo=UTC)
+    naive = [_letter(Reason.INVALID_JSON, datetime(2026, 12, 1, 12)), None]
+    naive.append(_letter(Reason.INVALID_JSON, datetime(2026, 12, 1, 10)))  # before it
+    assert count_dead_letters(naive, since).by_reason == {"invalid_json": 1}
+
+
+def test_the_status_command_runs_and_prints_json(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The command's wiring (settings, logging, collect, output), its reading mocked."""
+    monkeypatch.setattr(status_module, "collect", lambda *_a, **_k: Status())
+    assert cli.main(["status", "--json"]) == 0
+    assert "groups" in json.loads(capsys.readouterr().out)
 
 
 def _metrics_text() -> str:

@@ -142,3 +142,27 @@ def test_a_failed_lag_look_keeps_the_last_figures_and_tries_again() -> None:
 def test_a_worker_role_outside_the_agreed_ones_is_refused() -> None:
     with pytest.raises(ValueError):
         WorkerMetrics("api")
+
+
+def test_the_lag_watcher_outlives_an_unexpected_error() -> None:
+    """A bug in one look is logged; the gauge keeps being refreshed (a frozen gauge would
+    silence the growing-lag alert)."""
+    metrics = WorkerMetrics(SINK)
+    looks: list[int] = []
+
+    def read() -> dict[int, int]:
+        looks.append(1)
+        if len(looks) == 1:
+            raise RuntimeError("unexpected")
+        return {0: 5}
+
+    stop = threading.Event()
+    thread = watch_lag(metrics, read, group="g", topic="t", stop=stop, every_s=0.02)
+    deadline = time.monotonic() + 10
+    while len(looks) < 3 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    stop.set()
+    thread.join(5)
+    assert len(looks) >= 3
+    lag = metrics.render().decode()
+    assert 'catalens_consumer_lag{group="g",partition="0",topic="t"} 5.0' in lag

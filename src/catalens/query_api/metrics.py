@@ -11,6 +11,7 @@ from prometheus_client import (
     CollectorRegistry,
     Counter,
     Histogram,
+    disable_created_metrics,
     generate_latest,
 )
 
@@ -38,6 +39,7 @@ class Metrics:
     """One registry per app, so several apps (tests) never share counters."""
 
     def __init__(self) -> None:
+        disable_created_metrics()  # only the documented series, as on the workers
         self.registry = CollectorRegistry()
         self.requests = Histogram(
             "catalens_request_seconds",

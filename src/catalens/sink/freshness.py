@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from catalens.records import Plan, Record
+from catalens.schemas import Op
 from catalens.schemas.embedding import INPUT_TIMESTAMP_HEADER
 from catalens.sink.plan import Item
 
@@ -30,12 +31,15 @@ class Ages:
 def applied_ages(items: Sequence[tuple[Record, Item]], plan: Plan, now_s: float) -> Ages:
     """The ages of the changes ``plan`` applied, from the batch's ``items``, at ``now_s``
     (seconds since the epoch). An upsert is matched to its record by input position; a
-    delete to its product's last record in the batch, the one that decided it."""
+    delete to its product's last delete or tombstone in the batch, the one that decided
+    it (not a later, stale upsert: its age is not the delete's)."""
     by_position = {(item[0], item[2]): (record, item) for record, item in items}
     last: dict[str, tuple[Record, Item]] = {}
     for record, item in items:
-        if item[0] not in last or item[2] > last[item[0]][1][2]:
-            last[item[0]] = (record, item)
+        product_id, embedding, position = item
+        deleting = embedding is None or embedding.op is Op.DELETE
+        if deleting and (product_id not in last or position > last[product_id][1][2]):
+            last[product_id] = (record, item)
     ages = Ages()
     applied = [by_position.get((row.product_id, row.input_offset)) for row in plan.upserts]
     applied += [last.get(product_id) for product_id in plan.deletes]

@@ -23,7 +23,7 @@ proves it against the in-memory store and against Milvus).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Container, Iterable, Mapping
 from dataclasses import dataclass
 
 from catalens.records import UNKNOWN_OFFSET, Floor, Plan, Row, Stored
@@ -33,7 +33,7 @@ from catalens.schemas import EmbeddingRecord, Op
 # that carry none)
 Item = tuple[str, EmbeddingRecord | None, int]
 
-__all__ = ["Change", "Item", "Plan", "collapse", "plan_writes", "to_row"]
+__all__ = ["Change", "Item", "Plan", "attempted", "collapse", "plan_writes", "to_row"]
 
 
 @dataclass(slots=True)
@@ -109,6 +109,22 @@ def plan_writes(changes: Mapping[str, Change], stored: Mapping[str, Stored]) -> 
         if raised or wiped_upto > now.wiped_upto:
             plan.floors.append(Floor(product_id, floor, wiped_upto))
     return plan
+
+
+def attempted(plans: Iterable[Plan], products: Container[str]) -> Plan:
+    """The writes of ``products`` that any of ``plans`` (the attempts at one batch) may
+    have made: an attempt whose answer was lost may have written, and the retry, planned
+    against what it wrote, finds those records stale. Each row or delete once; ``stale``
+    and floors are left out."""
+    out = Plan()
+    rows: set[tuple[str, int]] = set()
+    for plan in plans:
+        for row in plan.upserts:
+            if row.product_id in products and (row.product_id, row.input_offset) not in rows:
+                rows.add((row.product_id, row.input_offset))
+                out.upserts.append(row)
+        out.deletes += [p for p in plan.deletes if p in products and p not in out.deletes]
+    return out
 
 
 def to_row(record: EmbeddingRecord, offset: int) -> Row:

@@ -29,7 +29,7 @@ from catalens.retry import Backoff, retry_transient
 from catalens.schemas import DeadLetter, EmbeddingRecord, Op, Reason
 from catalens.schemas.embedding import INPUT_OFFSET_HEADER, MODEL_HEADER
 from catalens.sink.freshness import applied_ages
-from catalens.sink.plan import Item, Plan, collapse, plan_writes
+from catalens.sink.plan import Item, Plan, attempted, collapse, plan_writes
 from catalens.store import IndexWriter
 from catalens.telemetry import SINK, WorkerMetrics
 
@@ -177,11 +177,12 @@ class SinkService:
         self.metrics.batch_size.observe(len(records))
         self.metrics.count("skipped", len(records) - len(items) - len(letters))
         if items:
-            plan: Plan = self._retry(lambda: self._apply(items), "write batch")
-            self._observe(items, plan, time.time())
-            self.written += len(plan.upserts)
-            self.deleted += len(plan.deletes)
-            self.stale += plan.stale
+            attempts: list[Plan] = []
+            self._retry(lambda: self._apply(items, attempts), "write batch")
+            # Records of partitions lost meanwhile are their new owner's to count.
+            kept = [(record, item) for record, item in items if record.tp not in self._lost]
+            applied = attempted(attempts, {product_id for _r, (product_id, _e, _p) in kept})
+            self._observe(kept, applied, time.time())
         if letters:
             unacknowledged = list(letters)
             self._retry(lambda: self._deliver(unacknowledged), "dead-letter delivery")
@@ -197,10 +198,14 @@ class SinkService:
     def _observe(self, items: list[tuple[Record, Item]], plan: Plan, now_s: float) -> None:
         """Count what a batch's write did, and how old its applied changes were."""
         written, deleted = len(plan.upserts), len(plan.deletes)
+        # Collapsed away, older than the stored row, or a delete of nothing stored.
+        stale = max(0, len(items) - written - deleted)
         self.metrics.count("written", written)
         self.metrics.count("deleted", deleted)
-        # Collapsed away, older than the stored row, or a delete of nothing stored.
-        self.metrics.count("stale", len(items) - written - deleted)
+        self.metrics.count("stale", stale)
+        self.written += written
+        self.deleted += deleted
+        self.stale += stale
         ages = applied_ages(items, plan, now_s)
         for age in ages.freshness:
             self.metrics.freshness.observe(age)
@@ -221,7 +226,7 @@ class SinkService:
                     },
                 )
 
-    def _apply(self, items: list[tuple[Record, Item]]) -> Plan:
+    def _apply(self, items: list[tuple[Record, Item]], attempts: list[Plan]) -> None:
         """One attempt: plan the records of partitions still owned against the stored
         state, and write. A partition lost while an earlier attempt waited is left to its
         new owner, which reads it again from the committed offset."""
@@ -232,12 +237,12 @@ class SinkService:
         self.read_s += read - started
         self.metrics.read_seconds.observe(read - started)
         plan = plan_writes(changes, stored)
+        attempts.append(plan)  # before writing: a write may land though its answer is lost
         written = time.perf_counter()
         self._store.apply(plan)
         write_s = time.perf_counter() - written
         self.write_s += write_s
         self.metrics.write_seconds.observe(write_s)
-        return plan
 
     def _check_generation(self, identities: set[ModelIdentity]) -> None:
         """Make the generation for the first vectors; refuse vectors that cannot join it."""

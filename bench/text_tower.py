@@ -81,6 +81,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--queries", type=int, default=60)
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    parser.add_argument(
+        "--candidates",
+        nargs="+",
+        default=["torch-fp32", "torch-bf16", "torch-int8", "openvino-fp32", "openvino-int8"],
+        help="runtime-precision pairs; torch-fp32 is the baseline and always runs",
+    )
     args = parser.parse_args()
     os.environ.setdefault("OPENVINO_TELEMETRY_DISABLE", "1")
 
@@ -106,13 +112,8 @@ def main() -> None:
         "tokenising one sentence: "
         f"{(time.perf_counter() - started) / len(long_texts) * 1000:.2f} ms"
     )
-    candidates = [
-        Candidate("torch", "fp32"),
-        Candidate("torch", "bf16"),
-        Candidate("torch", "int8"),
-        Candidate("openvino", "fp32"),
-        Candidate("openvino", "int8"),
-    ]
+    wanted = dict.fromkeys(["torch-fp32", *args.candidates])
+    candidates = [Candidate(*name.split("-", 1)) for name in wanted]
     rows: list[tuple[str, int, float, float, float]] = []
     for threads in args.threads:
         torch.set_num_threads(threads)

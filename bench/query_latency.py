@@ -23,7 +23,7 @@ Figures, in one run:
   concurrency 8;
 * recall@10 of the index against exact (brute force) search.
 
-    python bench/query_latency.py [--products 100000] [--queries 200]
+    python bench/query_latency.py [--products 100000] [--queries 200] [--settle 90]
 """
 
 from __future__ import annotations
@@ -65,7 +65,7 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
 
 
-def fill(uri: str, model: str, vectors: np.ndarray, labels: np.ndarray) -> None:
+def fill(uri: str, model: str, vectors: np.ndarray, labels: np.ndarray, settle_s: float) -> None:
     from catalens.encoder.files import resolve_model_dir, weights_digest
     from catalens.records import ModelIdentity, Plan, Row
     from catalens.store.admin import IndexAdmin
@@ -98,13 +98,16 @@ def fill(uri: str, model: str, vectors: np.ndarray, labels: np.ndarray) -> None:
     milvus.close()
     # Right after a bulk load Milvus compacts the sealed segments and indexes the
     # results, on the same two cores; measure the steady state, not the load's wake.
-    time.sleep(SETTLE_S)
+    time.sleep(settle_s)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--products", type=int, default=100_000)
     parser.add_argument("--queries", type=int, default=200)
+    parser.add_argument(
+        "--settle", type=float, default=SETTLE_S, help="seconds to let Milvus settle after the load"
+    )
     args = parser.parse_args()
 
     from catalens.localstack import Child, free_port, start_milvus, wait_for_port
@@ -124,7 +127,7 @@ def main() -> None:
     api = None
     try:
         vectors, labels = clustered(args.products, clusters=max(10, args.products // 500), seed=1)
-        fill(uri, str(hf_dir), vectors, labels)
+        fill(uri, str(hf_dir), vectors, labels, args.settle)
         queries, _ = clustered(args.queries, clusters=max(10, args.products // 500), seed=1)
         queries = queries[: args.queries]
 

@@ -24,7 +24,7 @@ class TextBatcher:
     query is done; then the lead passes to a caller still waiting. Callers that arrive
     while a batch runs wait for the next one. So a lone query is encoded at once, in the
     request's thread, with no hand-off to another thread and back (each hand-off is a
-    thread wake-up and a wait for the GIL, milliseconds on a busy 2-core machine).
+    thread wake-up and a wait for the GIL, on cores Milvus shares).
 
     Every caller gets its own text's vector or its batch's error; a caller is never
     left waiting once no batch runs.

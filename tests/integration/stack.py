@@ -125,7 +125,8 @@ class Stack:
             )
             self.children[role] = child.start()
         if "api" in roles:
-            wait_for(self._api_up, 60, "the query API to answer /healthz")
+            # Start-up converts and checks the text tower (OpenVINO): slow on a busy machine.
+            wait_for(self._api_up, 180, "the query API to answer /healthz")
         return self
 
     def _api_up(self) -> bool:

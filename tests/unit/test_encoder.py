@@ -199,3 +199,45 @@ def test_text_vectors_equal_the_padded_to_77_reference(
     assert (ours * theirs).sum(axis=1).min() > 0.99999
     one_by_one = np.concatenate([encoder.encode_texts([t]) for t in texts])
     np.testing.assert_allclose(ours, one_by_one, atol=1e-5)
+
+
+def test_auto_text_tower_is_openvino_int8_within_the_bound_on_the_check_queries(
+    tiny_model: Path, reference: tuple[CLIPModel, CLIPProcessor]
+) -> None:
+    """The text tower takes its own candidates (the image tower here runs PyTorch fp32)
+    and serves int8 weights only because they pass the check on the catalog queries;
+    queries outside the check set stay as close to fp32."""
+    encoder = ClipEncoder(
+        str(tiny_model),
+        precision="fp32",
+        runtime="torch",
+        text_precision="auto",
+        text_runtime="auto",
+    )
+    info = encoder.info
+    assert (info.runtime, info.precision) == ("torch", "fp32")
+    assert (info.text_runtime, info.text_precision) == ("openvino", "int8")
+    assert info.text_check_cosine is not None and info.text_check_cosine >= MIN_COSINE
+    model, processor = reference
+    texts = ["navy linen blazer with patch pockets", "red dress", "kids' wellies size 28"]
+    inputs = processor(text=texts, return_tensors="pt", padding=True)
+    with torch.no_grad():
+        exact = features(model.get_text_features(**inputs)).numpy()
+    assert (encoder.encode_texts(texts) * exact).sum(axis=1).min() >= MIN_COSINE
+
+
+def test_a_text_candidate_below_the_bound_is_not_served(
+    tiny_model: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With a bound nothing reduced can meet, int8 is rejected for the next candidate."""
+    monkeypatch.setattr(policy, "MIN_COSINE", 1.5)
+    encoder = ClipEncoder(str(tiny_model), towers=("text",), runtime="openvino")
+    assert (encoder.info.text_runtime, encoder.info.text_precision) == ("openvino", "fp32")
+    assert encoder.info.text_check_cosine is not None
+
+
+def test_an_explicit_text_precision_is_served_with_its_check_result(tiny_model: Path) -> None:
+    encoder = ClipEncoder(str(tiny_model), towers=("text",), precision="int8", runtime="torch")
+    assert (encoder.info.text_runtime, encoder.info.text_precision) == ("torch", "int8")
+    assert encoder.info.text_check_cosine is not None
+    assert encoder.info.precision == "int8"  # no image tower: the text tower's own

@@ -45,7 +45,7 @@ class GatedEncoder:
 def queued(batcher: TextBatcher, count: int) -> None:
     """Wait until ``count`` queries wait in the batcher's queue behind the running batch."""
     deadline = time.monotonic() + 10
-    while batcher._queue.qsize() < count:
+    while batcher.waiting < count:
         assert time.monotonic() < deadline, "the queries never reached the queue"
         time.sleep(0.01)
 
@@ -150,22 +150,52 @@ def test_an_encoder_returning_the_wrong_number_of_vectors_fails_the_callers() ->
         batcher.close()
 
 
-def test_close_answers_the_queries_already_waiting_and_then_ends_the_worker(
-    pool: ThreadPoolExecutor,
-) -> None:
+def test_a_lone_query_is_encoded_in_the_callers_own_thread() -> None:
+    encoder = GatedEncoder()
+    encoder.gate.set()
+    batcher = TextBatcher(encoder)
+    batcher("red dress")
+    assert encoder.thread is threading.current_thread()
+
+
+def test_the_lead_passes_on_once_its_own_query_is_done(pool: ThreadPoolExecutor) -> None:
+    """The first caller encodes its query; the callers that arrived meanwhile are
+    encoded by one of them, not by the first, which returns as soon as it has its own."""
     encoder = GatedEncoder()
     batcher = TextBatcher(encoder)
-    first = pool.submit(batcher, "first")
+    threads: dict[str, threading.Thread] = {}
+
+    def ask(text: str) -> Vector:
+        threads[text] = threading.current_thread()
+        return batcher(text)
+
+    first = pool.submit(ask, "first")
     assert encoder.entered.wait(10)
-    waiting = [pool.submit(batcher, text) for text in ("a", "b")]
+    first_thread = encoder.thread
+    rest = [pool.submit(ask, text) for text in ("a", "b")]
     queued(batcher, 2)
-    batcher.close()
     encoder.gate.set()
-    for text, future in zip(["first", "a", "b"], [first, *waiting], strict=True):
+    assert np.array_equal(first.result(10), vector_of("first"))
+    for text, future in zip(["a", "b"], rest, strict=True):
         assert np.array_equal(future.result(10), vector_of(text))
-    assert encoder.thread is not None
-    encoder.thread.join(10)
-    assert not encoder.thread.is_alive()
+    assert encoder.batches == [["first"], ["a", "b"]]
+    assert encoder.thread is not first_thread
+    assert encoder.thread in (threads["a"], threads["b"])
+
+
+def test_an_interrupt_during_encoding_still_answers_the_batch_and_frees_the_lead() -> None:
+    calls: list[list[str]] = []
+
+    def encode(texts: Sequence[str]) -> np.ndarray:
+        calls.append(list(texts))
+        if len(calls) == 1:
+            raise KeyboardInterrupt
+        return np.stack([vector_of(text) for text in texts])
+
+    batcher = TextBatcher(encode)
+    with pytest.raises(KeyboardInterrupt):
+        batcher("dress")
+    assert np.array_equal(batcher("dress"), vector_of("dress"))
 
 
 class CountingEncoder:

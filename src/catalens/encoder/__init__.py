@@ -7,7 +7,8 @@ One job per module: :mod:`~catalens.encoder.files` finds the model,
 :mod:`~catalens.encoder.image` builds one image tower candidate and checks it,
 :mod:`~catalens.encoder.vit` is the image forward pass both runtimes run,
 :mod:`~catalens.encoder.torch_tower` and :mod:`~catalens.encoder.openvino` run it,
-:mod:`~catalens.encoder.text` is the text tower, :mod:`~catalens.encoder.clip` puts them
+:mod:`~catalens.encoder.text` builds and checks one text tower candidate,
+:mod:`~catalens.encoder.clip` puts them
 behind :class:`ClipEncoder`.
 """
 

@@ -1,9 +1,10 @@
 """The CLIP encoder callers use: both towers loaded once, behind one lock.
 
-The image tower is the first of the policy's candidates (:mod:`catalens.encoder.policy`)
-that passes the load-time check: a reduced precision is served only when its vectors for
-held-out check images (:mod:`catalens.encoder.check`) stay within cosine
-:data:`~catalens.encoder.policy.MIN_COSINE` of the fp32 tower's. Both towers return
+Each tower is the first of the policy's candidates (:mod:`catalens.encoder.policy`) that
+passes its load-time check: a reduced precision (or another runtime) is served only when
+its vectors stay within cosine :data:`~catalens.encoder.policy.MIN_COSINE` of the PyTorch
+fp32 tower's, for held-out check images (:mod:`catalens.encoder.check`) and for a fixed
+set of catalog queries (:data:`catalens.encoder.text.CHECK_QUERIES`). Both towers return
 L2-normalised float32.
 """
 
@@ -20,10 +21,9 @@ import numpy as np
 import torch
 from transformers import CLIPModel
 
-from catalens.encoder import image, openvino, policy
+from catalens.encoder import image, openvino, policy, text
 from catalens.encoder.files import read_preprocess_spec, resolve_model_dir
 from catalens.encoder.policy import Device, Precision, Runtime, Tower
-from catalens.encoder.text import TextTower
 from catalens.encoder.torch_tower import unit_vectors
 from catalens.images import Pixels, PreprocessSpec
 
@@ -41,17 +41,22 @@ class EncoderInfo:
     # The served image tower's min cosine to fp32 on the held-out check images (None:
     # not checked, i.e. fp32 or no image tower).
     check_cosine: float | None = None
+    # The text tower's own choice ("" without a text tower), and its min cosine to the
+    # PyTorch fp32 tower on the check queries (None: that reference itself).
+    text_runtime: str = ""
+    text_precision: str = ""
+    text_check_cosine: float | None = None
 
 
 class ClipEncoder:
     """Both CLIP towers, loaded once, inference only.
 
-    The image tower runs on OpenVINO on CPUs (``runtime="auto"``, when installed) or on
-    PyTorch; the text tower on PyTorch, at the precision the image tower settled on (or
-    the first candidate's, without an image tower). Thread-safe: calls are serialised by a
-    lock, so one encoder serves a whole process.
+    Each tower runs on OpenVINO on CPUs (``runtime="auto"``, when installed) or on
+    PyTorch, and is chosen from its own candidates and checked on its own;
+    ``text_runtime`` and ``text_precision`` default to ``runtime`` and ``precision``.
+    Thread-safe: calls are serialised by a lock, so one encoder serves a whole process.
 
-    ``threads`` sizes the OpenVINO tower only (0: every core). PyTorch's thread pool is
+    ``threads`` sizes the OpenVINO towers only (0: every core). PyTorch's thread pool is
     process-wide and left as the caller set it (:func:`catalens.encoder.set_torch_threads`,
     called from an entry point).
     """
@@ -67,16 +72,19 @@ class ClipEncoder:
         runtime: Runtime = "auto",
         cache_dir: Path | None = None,
         calibration_images: Path | None = None,
+        text_runtime: Runtime | None = None,
+        text_precision: Precision | None = None,
     ) -> None:
         model_dir = resolve_model_dir(model)
         self.device = policy.choose_device(device)
-        chosen_runtime = policy.choose_runtime(runtime, self.device, openvino=openvino.available())
-        ordered = policy.candidates(
-            chosen_runtime if "image" in towers else "torch",
-            precision,
-            self.device,
-            bf16=policy.cpu_supports_bf16(),
-        )
+        threads = threads or os.cpu_count() or 1
+
+        def ordered(wanted: Runtime, wanted_precision: Precision) -> list[policy.Candidate]:
+            chosen = policy.choose_runtime(wanted, self.device, openvino=openvino.available())
+            return policy.candidates(
+                chosen, wanted_precision, self.device, bf16=policy.cpu_supports_bf16()
+            )
+
         clip = CLIPModel.from_pretrained(model_dir, dtype=torch.float32)
         clip.eval()
         self.model = model
@@ -84,32 +92,41 @@ class ClipEncoder:
         self.dim = int(clip.config.projection_dim or 0)
         self._lock = threading.Lock()
         self._image: image.ImageTower | None = None
-        self._text: TextTower | None = None
-        served = ordered[0]
+        self._text: text.TextTower | None = None
+        served = ordered(runtime, precision)[0]
         if "image" in towers:
             setup = image.ImageSetup.from_clip(
                 clip,
                 model_dir,
                 device=self.device,
-                threads=threads or os.cpu_count() or 1,
+                threads=threads,
                 cache_dir=cache_dir,
                 calibration_images=calibration_images,
             )
-            choice = policy.choose(ordered, lambda c: image.build(c, setup))
+            choice = policy.choose(ordered(runtime, precision), lambda c: image.build(c, setup))
             self._image, served = choice.tower, choice.candidate
         self.runtime = served.runtime
         self.precision = served.precision
         self.check_cosine = self._image.check_cosine if self._image else None
         if "text" in towers:
-            self._text = TextTower(clip, model_dir, device=self.device, precision=self.precision)
+            text_setup = text.TextSetup.from_clip(
+                clip, model_dir, device=self.device, threads=threads
+            )
+            text_choice = policy.choose(
+                ordered(text_runtime or runtime, text_precision or precision),
+                lambda c: text.build(c, text_setup),
+            )
+            self._text = text_choice.tower
         log.info(
-            "loaded %s from %s: dim %d on %s, %s%s",
+            "loaded %s from %s: dim %d on %s, image %s%s, text %s%s",
             model,
             model_dir,
             self.dim,
             self.device,
-            served,
-            f", min cosine {self.check_cosine:.5f} to fp32" if self.check_cosine else "",
+            served if self._image else "-",
+            _cosine(self.check_cosine),
+            self._text.candidate if self._text else "-",
+            _cosine(self._text.check_cosine if self._text else None),
         )
 
     @property
@@ -122,6 +139,9 @@ class ClipEncoder:
             self.spec,
             self.runtime,
             self.check_cosine,
+            str(self._text.candidate.runtime) if self._text else "",
+            str(self._text.candidate.precision) if self._text else "",
+            self._text.check_cosine if self._text else None,
         )
 
     def encode_images(self, pixels: Sequence[Pixels]) -> np.ndarray:
@@ -143,3 +163,7 @@ class ClipEncoder:
             return np.zeros((0, self.dim), dtype=np.float32)
         with self._lock:
             return self._text(texts)
+
+
+def _cosine(value: float | None) -> str:
+    return f" (min cosine {value:.5f} to fp32)" if value is not None else ""

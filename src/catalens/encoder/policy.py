@@ -1,5 +1,6 @@
-"""Choosing where and how the image tower runs: the device, then an ordered list of
-(runtime, precision) candidates, then the first candidate that passes the load-time check.
+"""Choosing where and how a tower (image or text) runs: the device, then an ordered list
+of (runtime, precision) candidates, then the first candidate that passes the load-time
+check (check images for the image tower, check queries for the text tower).
 
 Pure: reads ``/proc/cpuinfo`` and asks torch about CUDA only when called, so the order and
 the acceptance rule are tested without a model.
@@ -29,7 +30,7 @@ MIN_COSINE = 0.999
 
 @dataclass(frozen=True)
 class Candidate:
-    """One way to run the image tower."""
+    """One way to run a tower."""
 
     runtime: ConcreteRuntime
     precision: ConcretePrecision
@@ -57,8 +58,7 @@ def choose_device(device: Device) -> Literal["cpu", "cuda"]:
 
 
 def choose_runtime(runtime: Runtime, device: str, *, openvino: bool) -> ConcreteRuntime:
-    """``auto``: OpenVINO for the image tower on CPUs when it is installed (``openvino``),
-    else PyTorch."""
+    """``auto``: OpenVINO on CPUs when it is installed (``openvino``), else PyTorch."""
     if runtime == "openvino" and device != "cpu":
         raise ValueError("the openvino runtime runs on CPUs; use torch for CUDA")
     if runtime != "auto":
@@ -69,7 +69,7 @@ def choose_runtime(runtime: Runtime, device: str, *, openvino: bool) -> Concrete
 def candidates(
     runtime: ConcreteRuntime, precision: Precision, device: str, *, bf16: bool
 ) -> list[Candidate]:
-    """The image tower's candidates, fastest first, fp32 last.
+    """A tower's candidates, fastest first, fp32 last.
 
     An explicit ``precision`` is the only candidate: it is served even when it fails the
     check (with a warning), because the operator asked for it. ``auto`` tries fp16 then
@@ -106,7 +106,7 @@ class Choice(Generic[T]):
 
 def passes(check_cosine: float | None) -> bool:
     """The one acceptance rule: fp32 (unchecked) passes; anything else needs a min cosine
-    to fp32 of at least :data:`MIN_COSINE` on the held-out check images."""
+    to fp32 of at least :data:`MIN_COSINE` on the held-out check images or queries."""
     return check_cosine is None or check_cosine >= MIN_COSINE
 
 
@@ -123,7 +123,7 @@ def choose(ordered: Sequence[Candidate], build: Callable[[Candidate], T]) -> Cho
         if cosine is None or passes(cosine):
             return Choice(tower, candidate, tuple(rejected))
         log.warning(
-            "%s gave min cosine %.5f (< %.3f) on the check images; trying %s",
+            "%s gave min cosine %.5f (< %.3f) on the check inputs; trying %s",
             candidate,
             cosine,
             MIN_COSINE,
@@ -134,7 +134,7 @@ def choose(ordered: Sequence[Candidate], build: Callable[[Candidate], T]) -> Cho
     tower = build(last)
     if not passes(tower.check_cosine):
         log.warning(
-            "%s gives min cosine %.5f to fp32 on the check images (bound %.3f); kept, as "
+            "%s gives min cosine %.5f to fp32 on the check inputs (bound %.3f); kept, as "
             "nothing safer is left to try",
             last,
             tower.check_cosine,

@@ -49,16 +49,20 @@ def model_services(
     settings: ApiSettings, metrics: Metrics, model: str, store: IndexReader
 ) -> Services:
     """The towers of ``model`` over ``store``."""
-    # int8 is an image-tower trade, checked at load on images; queries keep bf16/fp32.
-    precision = settings.precision
-    if precision == "auto" and choose_device(settings.device) == "cpu":
-        precision = "bf16" if cpu_supports_bf16() else "fp32"
+    # Image queries are few: the image tower skips int8 (no calibration at start-up).
+    image_precision = settings.precision
+    if image_precision == "auto" and choose_device(settings.device) == "cpu":
+        image_precision = "bf16" if cpu_supports_bf16() else "fp32"
     encoder = ClipEncoder(
         model,
         towers=("text", "image"),
         device=settings.device,
-        precision=precision,
-        runtime="torch",  # image queries are few; no quantisation at start-up
+        precision=image_precision,
+        runtime="torch",
+        # Every new query text runs the text tower: it takes its own fastest candidate
+        # that passes the check on catalog queries (OpenVINO int8 weights on CPUs).
+        text_precision=settings.precision,
+        text_runtime="auto",
     )
     batcher = TextBatcher(encoder.encode_texts)
     return Services(

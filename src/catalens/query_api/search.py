@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import queue
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
@@ -16,57 +15,77 @@ MAX_QUERY_CHARS = 1000
 
 
 class TextBatcher:
-    """Encodes concurrent queries together.
+    """Encodes concurrent queries together, in the callers' own threads.
 
     The text tower is memory-bound: one forward pass over 8 queries costs about what one
-    costs, because the weights are read once either way. A worker thread takes the first
-    waiting query, collects whatever else arrived meanwhile (up to ``max_batch``), encodes
-    them in one call and hands each caller its vector. A lone query waits for nobody.
+    costs, because the weights are read once either way. The first caller to find the
+    tower idle becomes the leader: it encodes, in its own thread, what waits (up to
+    ``max_batch``, its own query included) and keeps encoding batches until its own
+    query is done; then the lead passes to a caller still waiting. Callers that arrive
+    while a batch runs wait for the next one. So a lone query is encoded at once, in the
+    request's thread, with no hand-off to another thread and back (each hand-off is a
+    thread wake-up and a wait for the GIL, on cores Milvus shares).
+
+    Every caller gets its own text's vector or its batch's error; a caller is never
+    left waiting once no batch runs.
     """
 
     def __init__(self, encode: Callable[[Sequence[str]], np.ndarray], max_batch: int = 16):
         self._encode = encode
         self._max_batch = max_batch
-        self._queue: queue.Queue[tuple[str, Future[Vector]] | None] = queue.Queue()
-        self._worker = threading.Thread(target=self._run, name="text-batcher", daemon=True)
-        self._worker.start()
+        self._pending: list[tuple[str, Future[Vector]]] = []
+        self._changed = threading.Condition()
+        self._leading = False
         self.batches = 0
         self.queries = 0
 
+    @property
+    def waiting(self) -> int:
+        """Queries waiting for a batch (not counting a batch being encoded)."""
+        with self._changed:
+            return len(self._pending)
+
     def __call__(self, text: str) -> Vector:
         future: Future[Vector] = Future()
-        self._queue.put((text, future))
+        with self._changed:
+            self._pending.append((text, future))
+            while self._leading and not future.done():
+                self._changed.wait()
+            if future.done():
+                return future.result()
+            self._leading = True
+        try:
+            while not future.done():
+                with self._changed:
+                    batch = self._pending[: self._max_batch]
+                    del self._pending[: self._max_batch]
+                self._run(batch)
+                with self._changed:
+                    self._changed.notify_all()  # its callers, now answered
+        finally:
+            with self._changed:
+                self._leading = False
+                self._changed.notify_all()  # a waiting caller takes the lead
         return future.result()
 
     def close(self) -> None:
-        self._queue.put(None)
+        """Nothing to stop: no thread of its own. Kept so a retired generation's
+        services close alike, whatever they hold."""
 
-    def _run(self) -> None:
-        while True:
-            first = self._queue.get()
-            if first is None:
-                return
-            batch = [first]
-            while len(batch) < self._max_batch:
-                try:
-                    item = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if item is None:
-                    self._queue.put(None)
-                    break
-                batch.append(item)
-            texts = list(dict.fromkeys(text for text, _ in batch))
-            try:
-                vectors = dict(zip(texts, self._encode(texts), strict=True))
-            except Exception as exc:  # noqa: BLE001 - every waiting caller gets the error
-                for _, future in batch:
-                    future.set_exception(exc)
-                continue
-            self.batches += 1
-            self.queries += len(batch)
-            for text, future in batch:
-                future.set_result(vectors[text])
+    def _run(self, batch: list[tuple[str, Future[Vector]]]) -> None:
+        texts = list(dict.fromkeys(text for text, _ in batch))
+        try:
+            vectors = dict(zip(texts, self._encode(texts), strict=True))
+        except BaseException as exc:
+            for _, future in batch:  # every caller of the batch gets the error
+                future.set_exception(exc)
+            if not isinstance(exc, Exception):
+                raise  # an interrupt goes on up, after the callers have their answer
+            return
+        self.batches += 1
+        self.queries += len(batch)
+        for text, future in batch:
+            future.set_result(vectors[text])
 
 
 class TextVectors:

@@ -87,14 +87,47 @@ def make_jpegs(directory: Path, count: int, catalog: str = "photos") -> list[Pat
     return paths
 
 
+# The words the query benchmarks make their queries of (text_tower.py).
+QUERY_WORDS = (
+    "black",
+    "floral",
+    "dress",
+    "strap",
+    "top",
+    "denim",
+    "linen",
+    "striped",
+    "summer",
+    "wool",
+    "red",
+    "jacket",
+    "skirt",
+    "cotton",
+    "slim",
+    "knit",
+    "round",
+    "collar",
+    "with",
+    "a",
+    "for",
+    "the",
+    "blue",
+    "white",
+    "shirt",
+    "number",
+)
+
+
 def model_dirs() -> tuple[Path, Path]:
     """A random ViT-B/32 as a Hugging Face folder and as a sentence-transformers folder."""
     from catalens.modelkit import build_random_clip
 
-    hf = CACHE / "vit-b-32"
+    # The tokenizer knows the catalog words the query benchmarks send, one token each, as
+    # CLIP's vocabulary knows common English words: a query costs the tower what it would.
+    hf = CACHE / "vit-b-32-words"
     if not (hf / "config.json").exists():
-        build_random_clip(hf, size="vit-b-32", seed=0)
-    st = CACHE / "st-vit-b-32"
+        build_random_clip(hf, size="vit-b-32", seed=0, words=QUERY_WORDS)
+    st = CACHE / "st-vit-b-32-words"
     if not (st / "modules.json").exists():
         from sentence_transformers import SentenceTransformer
         from sentence_transformers.models import CLIPModel as STClip

@@ -3,12 +3,11 @@ thread count, with its min cosine to the PyTorch fp32 tower — the figures behi
 query API's choice of text tower.
 
 Model: the real ViT-B/32 architecture with random weights (``embed_throughput.py``).
-Its tokenizer has CLIP's byte-level alphabet but no merges, so it cuts text into about
-one token per character where CLIP's own vocabulary gives about one per word; a query's
-time grows with its tokens, so the figures are given for both lengths: a ~10-word
-sentence (``--sentence``, ≈45 tokens here, ≈12 with CLIP's vocabulary) and a short
-query of ≈12 characters (≈12 tokens here: what a ~10-word sentence costs with CLIP's
-vocabulary). The baseline is PyTorch fp32 with 2 threads, measured in the same run.
+Its tokenizer has CLIP's byte-level alphabet and one token for each catalog word the
+queries are made of, as CLIP's vocabulary has for common English words, so a ~10-word
+sentence is ≈12 tokens, as with CLIP (a query's time grows with its tokens). The figures
+are given for the sentence and for a short query of ≈12 characters. The baseline is
+PyTorch fp32 with 2 threads, measured in the same run.
 
     python bench/text_tower.py [--queries 60] [--threads 1 2]
 """
@@ -23,35 +22,8 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
+from embed_throughput import QUERY_WORDS as WORDS
 from embed_throughput import model_dirs
-
-WORDS = (
-    "black",
-    "floral",
-    "dress",
-    "strap",
-    "top",
-    "denim",
-    "linen",
-    "striped",
-    "summer",
-    "wool",
-    "red",
-    "jacket",
-    "skirt",
-    "cotton",
-    "slim",
-    "knit",
-    "round",
-    "collar",
-    "with",
-    "a",
-    "for",
-    "the",
-    "blue",
-    "white",
-    "shirt",
-)
 
 
 def sentences(count: int, seed: int) -> list[str]:
@@ -61,7 +33,7 @@ def sentences(count: int, seed: int) -> list[str]:
 
 
 def short(count: int, seed: int) -> list[str]:
-    """≈12-character queries: ≈12 tokens with this tokenizer."""
+    """Short queries (two words and a number, at most 12 characters), as users also send."""
     rng = np.random.default_rng(seed)
     return [f"{rng.choice(WORDS)} {rng.choice(WORDS)} {i}"[:12] for i in range(count)]
 

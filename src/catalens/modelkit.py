@@ -9,6 +9,7 @@ ordered by score but not by relevance.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -77,13 +78,41 @@ def _bytes_to_unicode() -> dict[int, str]:
     return dict(zip(printable, (chr(c) for c in chars), strict=True))
 
 
-def write_tokenizer_files(directory: Path) -> None:
-    """A byte-level CLIP BPE vocabulary with no merges: every character is a token. It
-    tokenises any text the way CLIP's tokenizer does, just into more pieces."""
+def write_tokenizer_files(directory: Path, words: Sequence[str] = ()) -> None:
+    """A byte-level CLIP BPE vocabulary: every character is a token, and so is each of
+    ``words`` (BPE merges learnt from them, CLIP's ``</w>`` ending included). It
+    tokenises any text the way CLIP's tokenizer does; without ``words``, into one piece
+    per character, with them, into about one per known word, as CLIP's own vocabulary
+    does for common English (what a query costs the text tower depends on it)."""
     alphabet = list(_bytes_to_unicode().values())
-    tokens = alphabet + [c + "</w>" for c in alphabet] + ["<|startoftext|>", "<|endoftext|>"]
+    tokens = alphabet + [c + "</w>" for c in alphabet]
+    merges = _merges(words) if words else []
+    known = set(tokens)
+    for left, right in merges:
+        if left + right not in known:
+            known.add(left + right)
+            tokens.append(left + right)
+    tokens += ["<|startoftext|>", "<|endoftext|>"]
     (directory / "vocab.json").write_text(json.dumps({t: i for i, t in enumerate(tokens)}))
-    (directory / "merges.txt").write_text("#version: 0.2\n")
+    lines = "".join(f"{left} {right}\n" for left, right in merges)
+    (directory / "merges.txt").write_text("#version: 0.2\n" + lines)
+
+
+def _merges(words: Sequence[str]) -> list[tuple[str, str]]:
+    """BPE merges that make each of ``words`` one token, learnt as CLIP's were (so that
+    no merge of one word breaks another's)."""
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+
+    if not all(word.isascii() and word.isalnum() for word in words):
+        raise ValueError("words must be ASCII letters and digits")
+    tokenizer = Tokenizer(models.BPE(end_of_word_suffix="</w>"))
+    tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()
+    trainer = trainers.BpeTrainer(
+        vocab_size=1_000_000, end_of_word_suffix="</w>", show_progress=False
+    )
+    tokenizer.train_from_iterator(words, trainer)
+    learnt = json.loads(tokenizer.to_str())["model"]["merges"]
+    return [(left, right) for left, right in learnt]
 
 
 def build_random_clip(
@@ -92,15 +121,17 @@ def build_random_clip(
     seed: int = 0,
     projection_dim: int | None = None,
     image_size: int | None = None,
+    words: Sequence[str] = (),
 ) -> Path:
     """Write a random CLIP (weights, config, tokenizer, image processor) to ``directory``,
     marked as such (:func:`has_random_weights`); ``projection_dim`` changes the vectors'
     dimension (two models that cannot mix); ``image_size`` (a multiple of the patch
     size, 32) the side of the image tower's input, for a model that costs next to
-    nothing beside the work of the pipeline around it."""
+    nothing beside the work of the pipeline around it; ``words`` the tokenizer's whole-word
+    tokens (:func:`write_tokenizer_files`)."""
     directory.mkdir(parents=True, exist_ok=True)
     arch = _ARCHITECTURES[size]
-    write_tokenizer_files(directory)
+    write_tokenizer_files(directory, words)
     tokenizer = CLIPTokenizer(str(directory / "vocab.json"), str(directory / "merges.txt"))
     config = CLIPConfig(
         text_config=arch["text"]

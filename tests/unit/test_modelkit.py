@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from catalens.modelkit import has_random_weights
+from transformers import CLIPTokenizer
+
+from catalens.modelkit import has_random_weights, write_tokenizer_files
 
 
 def test_a_model_built_with_random_weights_is_known_as_such(tiny_model: Path) -> None:
@@ -16,3 +18,25 @@ def test_other_models_are_taken_as_pretrained_without_looking_them_up(tmp_path: 
     (tmp_path / "config.json").write_text("{}")
     assert not has_random_weights(tmp_path)  # a local model without the marker
     assert not has_random_weights("clip-ViT-B-32")  # a name: never downloaded to check
+
+
+def test_the_tokenizer_makes_one_token_of_each_known_word_and_characters_of_the_rest(
+    tmp_path: Path,
+) -> None:
+    write_tokenizer_files(tmp_path, ["floral", "collar", "round", "dress", "red", "a"])
+    tokenizer = CLIPTokenizer(str(tmp_path / "vocab.json"), str(tmp_path / "merges.txt"))
+    pieces = tokenizer.tokenize("A floral dress, round collar red zq")
+    assert pieces == [
+        "a</w>",
+        "floral</w>",
+        "dress</w>",
+        ",</w>",
+        "round</w>",
+        "collar</w>",
+        "red</w>",
+        "z",
+        "q</w>",
+    ]
+    write_tokenizer_files(tmp_path)  # without words: a token per character
+    tokenizer = CLIPTokenizer(str(tmp_path / "vocab.json"), str(tmp_path / "merges.txt"))
+    assert len(tokenizer.tokenize("red")) == 3

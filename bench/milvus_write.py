@@ -8,7 +8,7 @@ with the sink's own schema (``IndexAdmin.ensure_generation``, 512-d vectors), an
 each path:
 
 * ``client rows upsert``: ``MilvusClient.upsert(name, data=[dict, ...])``, the sink's
-  writes before this benchmark (``baseline``);
+  writes before they went column by column (the baseline);
 * ``client rows insert``: the same rows through ``MilvusClient.insert``;
 * ``orm columns upsert`` / ``insert``: ``Collection.upsert`` / ``insert`` with one list
   per field, the vectors as lists of floats;

@@ -50,8 +50,6 @@ from catalens.records import ModelIdentity
 from catalens.store.admin import ORDER_FIELD, IndexAdmin
 from catalens.store.client import Milvus
 
-log = logging.getLogger("bench.milvus_write")
-
 DIM = 512
 ALIAS = "bench_write"
 BASELINE = "client rows upsert"

@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from catalens.errors import OperatorError
 from catalens.records import Floor, ModelIdentity, Plan, Row, Stored
 from catalens.store import IndexReader, IndexWriter
-from catalens.store.admin import IndexAdmin
+from catalens.store.admin import MAX_IMAGE_LENGTH, IndexAdmin
 from catalens.store.client import Milvus
 from catalens.store.memory import MemoryIndex
 from catalens.store.reader import MilvusReader
@@ -135,6 +135,28 @@ def test_upserts_are_stored_with_their_version_and_input_position(backend: Backe
             1000,
         )
         np.testing.assert_allclose(got.vector, row("p", 3).vector)
+
+    eventually(read_back)
+
+
+def test_inline_thumbnails_up_to_the_fields_limit_are_stored_exactly(backend: Backend) -> None:
+    """Rows whose image is a data URI, many to one write (Milvus takes them column by
+    column): every product reads back its own image, the longest one the field holds
+    included."""
+    sizes = [0, 1, 4 * 1024, 16 * 1024, MAX_IMAGE_LENGTH]
+    images = {
+        f"t{i}": ("data:image/jpeg;base64," + f"{i:04d}/+" * MAX_IMAGE_LENGTH)[:size] or None
+        for i, size in enumerate(sizes * 20)
+    }
+    rows = [
+        Row(pid, 1, row(pid, 1).vector, {"i": i}, image, 1000, i)
+        for i, (pid, image) in enumerate(images.items())
+    ]
+    backend.write(Plan(upserts=rows))
+
+    def read_back() -> None:
+        got = backend.reader.get(list(images))
+        assert {r.product_id: r.image for r in got} == images
 
     eventually(read_back)
 

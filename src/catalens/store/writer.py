@@ -150,7 +150,7 @@ def _to_entity(row: Row) -> dict[str, Any]:
         "updated_at_ms": row.updated_at_ms,
         ORDER_FIELD: row.input_offset,
         "attributes": row.attributes,
-        "vector": np.asarray(row.vector, dtype=np.float32).tolist(),
+        "vector": np.asarray(row.vector, dtype=np.float32),
     }
 
 

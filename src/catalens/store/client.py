@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
+import uuid
 import warnings
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
@@ -67,7 +68,8 @@ class Milvus:
         self._timeout = timeout_s
         self._client: MilvusClient | None = None
         # The column-based writes' own connection and the collections it writes to.
-        self._orm = f"catalens-{id(self)}"
+        # Unique for the process's life: an id() could be reused by a later instance.
+        self._orm = f"catalens-{uuid.uuid4().hex}"
         self._orm_connected = False
         self._columns: dict[str, Collection] = {}
         self._loaded: set[str] = set()

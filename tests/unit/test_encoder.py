@@ -202,11 +202,14 @@ def test_text_vectors_equal_the_padded_to_77_reference(
 
 
 def test_auto_text_tower_is_openvino_int8_within_the_bound_on_the_check_queries(
-    tiny_model: Path, reference: tuple[CLIPModel, CLIPProcessor]
+    tiny_model: Path,
+    reference: tuple[CLIPModel, CLIPProcessor],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """The text tower takes its own candidates (the image tower here runs PyTorch fp32)
-    and serves int8 weights only because they pass the check on the catalog queries;
-    queries outside the check set stay as close to fp32."""
+    and, on a CPU with VNNI, serves int8 weights only because they pass the check on the
+    catalog queries; queries outside the check set stay as close to fp32."""
+    monkeypatch.setattr(openvino, "cpu_has_vnni", lambda: True)
     encoder = ClipEncoder(
         str(tiny_model),
         precision="fp32",
@@ -224,6 +227,17 @@ def test_auto_text_tower_is_openvino_int8_within_the_bound_on_the_check_queries(
     with torch.no_grad():
         exact = features(model.get_text_features(**inputs)).numpy()
     assert (encoder.encode_texts(texts) * exact).sum(axis=1).min() >= MIN_COSINE
+
+
+def test_without_vnni_the_auto_text_tower_is_openvino_fp32(
+    tiny_model: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Weight-only int8 is decompressed on every pass: without VNNI it is not tried."""
+    monkeypatch.setattr(openvino, "cpu_has_vnni", lambda: False)
+    encoder = ClipEncoder(str(tiny_model), towers=("text",), runtime="openvino")
+    assert (encoder.info.text_runtime, encoder.info.text_precision) == ("openvino", "fp32")
+    assert encoder.info.text_check_cosine is not None
+    assert encoder.info.text_check_cosine >= MIN_COSINE
 
 
 def test_a_text_candidate_below_the_bound_is_not_served(

@@ -79,10 +79,12 @@ class ClipEncoder:
         self.device = policy.choose_device(device)
         threads = threads or os.cpu_count() or 1
 
-        def ordered(wanted: Runtime, wanted_precision: Precision) -> list[policy.Candidate]:
+        def ordered(
+            wanted: Runtime, wanted_precision: Precision, int8: bool = True
+        ) -> list[policy.Candidate]:
             chosen = policy.choose_runtime(wanted, self.device, openvino=openvino.available())
             return policy.candidates(
-                chosen, wanted_precision, self.device, bf16=policy.cpu_supports_bf16()
+                chosen, wanted_precision, self.device, bf16=policy.cpu_supports_bf16(), int8=int8
             )
 
         clip = CLIPModel.from_pretrained(model_dir, dtype=torch.float32)
@@ -112,8 +114,14 @@ class ClipEncoder:
             text_setup = text.TextSetup.from_clip(
                 clip, model_dir, device=self.device, threads=threads
             )
+            # The text tower's int8 is weights only, decompressed on every pass: without
+            # VNNI/AMX that cost more than the bytes it saves (docs/query-latency.md).
             text_choice = policy.choose(
-                ordered(text_runtime or runtime, text_precision or precision),
+                ordered(
+                    text_runtime or runtime,
+                    text_precision or precision,
+                    int8=openvino.cpu_has_vnni(),
+                ),
                 lambda c: text.build(c, text_setup),
             )
             self._text = text_choice.tower

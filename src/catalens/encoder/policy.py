@@ -67,14 +67,19 @@ def choose_runtime(runtime: Runtime, device: str, *, openvino: bool) -> Concrete
 
 
 def candidates(
-    runtime: ConcreteRuntime, precision: Precision, device: str, *, bf16: bool
+    runtime: ConcreteRuntime,
+    precision: Precision,
+    device: str,
+    *,
+    bf16: bool,
+    int8: bool = True,
 ) -> list[Candidate]:
     """A tower's candidates, fastest first, fp32 last.
 
     An explicit ``precision`` is the only candidate: it is served even when it fails the
     check (with a warning), because the operator asked for it. ``auto`` tries fp16 then
-    fp32 on CUDA; int8, then bf16 where the CPU computes it natively (``bf16``), then
-    fp32 on CPUs."""
+    fp32 on CUDA; int8 (unless ``int8`` is False: not faster there), then bf16 where the
+    CPU computes it natively (``bf16``), then fp32 on CPUs."""
     if runtime == "openvino" and precision not in ("auto", "fp32", "bf16", "int8"):
         raise ValueError(f"the openvino runtime has no {precision} (fp32, bf16, int8)")
     if precision != "auto":
@@ -82,7 +87,8 @@ def candidates(
     if device == "cuda":
         return [Candidate(runtime, "fp16"), Candidate(runtime, "fp32")]
     safer: list[Literal["bf16", "fp32"]] = ["bf16", "fp32"] if bf16 else ["fp32"]
-    return [Candidate(runtime, "int8"), *(Candidate(runtime, p) for p in safer)]
+    first = [Candidate(runtime, "int8")] if int8 else []
+    return [*first, *(Candidate(runtime, p) for p in safer)]
 
 
 class Checked(Protocol):

@@ -123,13 +123,18 @@ def preprocess_with_thumbnail(
 # is written with the product's row, and Milvus' upserts slow down with the bytes of a
 # row (docs/ingest-speed.md): a larger original is re-encoded as before.
 OWN_THUMBNAIL_BYTES = 4 * 1024
+_ORIENTATION = 0x0112  # the EXIF tag
 _BROWSER_FORMATS = {b"\xff\xd8\xff": "image/jpeg", b"\x89PNG": "image/png"}
 
 
 def _as_thumbnail(data: bytes, decoded: Image.Image, side: int) -> str | None:
     """``data`` as a data URI when it can serve as its own thumbnail: small, no larger
-    than ``side`` either way (a drafted decode is always larger), and a JPEG or PNG."""
+    than ``side`` either way (a drafted decode is always larger), a JPEG or PNG, and shown
+    by a browser as the model saw it: one frame (an animated PNG plays other pictures) and
+    no EXIF orientation (browsers rotate by it; the model did not)."""
     if len(data) > OWN_THUMBNAIL_BYTES or max(decoded.size) > side:
+        return None
+    if getattr(decoded, "n_frames", 1) != 1 or decoded.getexif().get(_ORIENTATION, 1) != 1:
         return None
     mime = next((m for magic, m in _BROWSER_FORMATS.items() if data.startswith(magic)), None)
     if mime is None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -238,6 +239,28 @@ def test_without_vnni_the_auto_text_tower_is_openvino_fp32(
     assert (encoder.info.text_runtime, encoder.info.text_precision) == ("openvino", "fp32")
     assert encoder.info.text_check_cosine is not None
     assert encoder.info.text_check_cosine >= MIN_COSINE
+
+
+def test_under_auto_a_text_tower_failing_its_check_falls_back_to_the_reference(
+    tiny_model: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every OpenVINO candidate is checked, and none is kept unchecked as a last resort:
+    a conversion that changed the vectors leaves PyTorch fp32 serving."""
+    real = openvino.load_text_tower
+
+    def perturbed(*args: Any, **kwargs: Any) -> Any:
+        compiled = real(*args, **kwargs)
+        noise = np.random.default_rng(0)
+
+        def call(ids: Any, mask: Any) -> Any:
+            out = compiled(ids, mask)
+            return out + noise.normal(0, 1.0, out.shape).astype(np.float32)
+
+        return call
+
+    monkeypatch.setattr(openvino, "load_text_tower", perturbed)
+    encoder = ClipEncoder(str(tiny_model), towers=("text",))
+    assert (encoder.info.text_runtime, encoder.info.text_precision) == ("torch", "fp32")
 
 
 def test_a_text_candidate_below_the_bound_is_not_served(

@@ -123,6 +123,23 @@ def test_a_small_image_of_another_format_or_over_the_side_is_re_encoded() -> Non
         assert max(Image.open(io.BytesIO(base64.b64decode(uri[len(prefix) :]))).size) <= 160
 
 
+def test_a_small_image_a_browser_would_show_otherwise_is_re_encoded() -> None:
+    """What the page shows must be what was embedded: an animated PNG plays frames the
+    model never saw, and an EXIF orientation is applied by browsers, not by the model."""
+    animated = io.BytesIO()
+    red, blue = Image.new("RGB", (64, 64), (255, 0, 0)), Image.new("RGB", (64, 64), (0, 0, 255))
+    red.save(animated, format="PNG", save_all=True, append_images=[blue], default_image=True)
+    rotated = io.BytesIO()
+    exif = Image.Exif()
+    exif[0x0112] = 6  # shown turned by 90 degrees
+    Image.new("RGB", (120, 40), (10, 200, 30)).save(rotated, format="JPEG", exif=exif.tobytes())
+    for data in (animated.getvalue(), rotated.getvalue()):
+        assert len(data) <= OWN_THUMBNAIL_BYTES
+        _, uri = preprocess_with_thumbnail(data, SPEC, LIMITS)
+        assert uri.startswith("data:image/jpeg;base64,")
+        assert base64.b64decode(uri.removeprefix("data:image/jpeg;base64,")) != data
+
+
 def test_non_jpeg_formats_and_modes_are_converted() -> None:
     image = Image.new("RGBA", (500, 300), (10, 200, 30, 128))
     buffer = io.BytesIO()

@@ -131,6 +131,13 @@ class Handler(BaseHTTPRequestHandler):
             self.end_headers()
             self.wfile.write(b"t" * 100)
             return
+        if self.path == "/latin-1-etag.jpg":  # a header value that is not ASCII
+            self.send_response(200)
+            self.send_header("Content-Length", "100")
+            self._headers_buffer.append(b'ETag: "caf\xe9"\r\n')  # type: ignore[attr-defined]
+            self.end_headers()
+            self.wfile.write(b"e" * 100)
+            return
         routes = {
             "/ok.jpg": (200, b"x" * 100, {}),
             "/big.jpg": (200, b"x" * 5000, {}),
@@ -199,6 +206,16 @@ def test_a_fetch_returns_the_validators_the_server_answered_with(
     assert fetched.data == b"t" * 100
     assert fetched.validators == Validators(f"{server}/tagged.jpg", '"v1"', LAST_MODIFIED)
     assert local.fetch(ImageRef(url=f"{server}/ok.jpg")).validators is None
+
+
+def test_validators_that_could_not_be_sent_back_are_not_kept(
+    server: str, local: ImageSource
+) -> None:
+    """A non-ASCII ETag cannot go into an If-None-Match header: the next fetch is plain."""
+    ref = ImageRef(url=f"{server}/latin-1-etag.jpg")
+    fetched = local.fetch(ref)
+    assert fetched.data == b"e" * 100 and fetched.validators is None
+    assert local.fetch(ref, fetched.validators).data == b"e" * 100
 
 
 def test_a_conditional_fetch_answered_304_comes_back_without_bytes(

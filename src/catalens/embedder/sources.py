@@ -294,11 +294,17 @@ class ImageSource:
 
 
 def _validators(url: str, response: httpx.Response) -> Validators | None:
-    etag = response.headers.get("etag")
-    last_modified = response.headers.get("last-modified")
+    """What to send back next time; a value that is not ASCII could not be sent back as a
+    header, so it is not kept (the next fetch is then unconditional: only time lost)."""
+    etag = _ascii(response.headers.get("etag"))
+    last_modified = _ascii(response.headers.get("last-modified"))
     if etag is None and last_modified is None:
         return None
     return Validators(url, etag, last_modified)
+
+
+def _ascii(value: str | None) -> str | None:
+    return value if value is not None and value.isascii() else None
 
 
 class _Retryable(TransientError):

@@ -116,14 +116,15 @@ class ClipEncoder:
             )
             # The text tower's int8 is weights only, decompressed on every pass: without
             # VNNI/AMX that cost more than the bytes it saves (docs/query-latency.md).
-            text_choice = policy.choose(
-                ordered(
-                    text_runtime or runtime,
-                    text_precision or precision,
-                    int8=openvino.cpu_has_vnni(),
-                ),
-                lambda c: text.build(c, text_setup),
-            )
+            wanted_runtime, wanted_text = text_runtime or runtime, text_precision or precision
+            text_candidates = ordered(wanted_runtime, wanted_text, int8=openvino.cpu_has_vnni())
+            exact = policy.Candidate("torch", "fp32")
+            everything_auto = (wanted_runtime, wanted_text) == ("auto", "auto")
+            if everything_auto and self.device == "cpu" and exact not in text_candidates:
+                # The last candidate is served even if it fails its check: under auto that
+                # must be the reference itself, never another runtime's unchecked fp32.
+                text_candidates.append(exact)
+            text_choice = policy.choose(text_candidates, lambda c: text.build(c, text_setup))
             self._text = text_choice.tower
         log.info(
             "loaded %s from %s: dim %d on %s, image %s%s, text %s%s",

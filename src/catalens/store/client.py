@@ -123,6 +123,7 @@ class Milvus:
                 self._orm_connected = False
                 with contextlib.suppress(Exception):
                     connections.disconnect(self._orm)
+                    connections.remove_connection(self._orm)  # no alias left behind
             if client is not None:
                 with contextlib.suppress(Exception):
                     client.close()

@@ -130,12 +130,18 @@ _BROWSER_FORMATS = {b"\xff\xd8\xff": "image/jpeg", b"\x89PNG": "image/png"}
 def _as_thumbnail(data: bytes, decoded: Image.Image, side: int) -> str | None:
     """``data`` as a data URI when it can serve as its own thumbnail: small, no larger
     than ``side`` either way (a drafted decode is always larger), a JPEG or PNG, and shown
-    by a browser as the model saw it: one frame (an animated PNG plays other pictures) and
-    no EXIF orientation (browsers rotate by it; the model did not)."""
+    by a browser as the model saw it: one frame (an animated PNG plays other pictures), no
+    EXIF orientation (browsers rotate by it; the model did not) and no transparency (the
+    model saw the colours under it)."""
     if len(data) > OWN_THUMBNAIL_BYTES or max(decoded.size) > side:
         return None
-    if getattr(decoded, "n_frames", 1) != 1 or decoded.getexif().get(_ORIENTATION, 1) != 1:
+    # Judged on the image as stored (its header only): ``decoded`` is the RGB conversion
+    # of any other mode, which has lost the frame count and the transparency.
+    stored = Image.open(io.BytesIO(data))
+    if getattr(stored, "n_frames", 1) != 1 or stored.getexif().get(_ORIENTATION, 1) != 1:
         return None
+    if stored.mode not in ("RGB", "L", "P") or "transparency" in stored.info:
+        return None  # alpha: the browser shows the page through what the model saw
     mime = next((m for magic, m in _BROWSER_FORMATS.items() if data.startswith(magic)), None)
     if mime is None:
         return None

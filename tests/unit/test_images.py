@@ -140,6 +140,26 @@ def test_a_small_image_a_browser_would_show_otherwise_is_re_encoded() -> None:
         assert base64.b64decode(uri.removeprefix("data:image/jpeg;base64,")) != data
 
 
+def test_a_small_png_in_a_mode_the_model_saw_converted_is_re_encoded() -> None:
+    """The model sees the image converted to RGB: an animated PNG of RGBA or palette
+    frames still plays frames it never saw, and transparent pixels show the page behind
+    them where the model saw their colour, so neither is its own thumbnail."""
+    animated = io.BytesIO()
+    red = Image.new("RGBA", (64, 64), (255, 0, 0, 255))
+    blue = Image.new("RGBA", (64, 64), (0, 0, 255, 255))
+    red.save(animated, format="PNG", save_all=True, append_images=[blue], default_image=True)
+    palette = io.BytesIO()
+    red.convert("RGB").convert("P").save(
+        palette, format="PNG", save_all=True, append_images=[blue.convert("RGB").convert("P")]
+    )
+    transparent = io.BytesIO()
+    Image.new("RGBA", (64, 64), (0, 0, 0, 0)).save(transparent, format="PNG")
+    for data in (animated.getvalue(), palette.getvalue(), transparent.getvalue()):
+        assert len(data) <= OWN_THUMBNAIL_BYTES
+        _, uri = preprocess_with_thumbnail(data, SPEC, LIMITS)
+        assert uri.startswith("data:image/jpeg;base64,")
+
+
 def test_non_jpeg_formats_and_modes_are_converted() -> None:
     image = Image.new("RGBA", (500, 300), (10, 200, 30, 128))
     buffer = io.BytesIO()

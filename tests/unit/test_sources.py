@@ -139,6 +139,7 @@ class Handler(BaseHTTPRequestHandler):
             self.wfile.write(b"e" * 100)
             return
         routes = {
+            "/weak-etag.jpg": (200, b"w" * 100, {"ETag": 'W/"v1"'}),
             "/ok.jpg": (200, b"x" * 100, {}),
             "/big.jpg": (200, b"x" * 5000, {}),
             "/missing.jpg": (404, b"", {}),
@@ -216,6 +217,13 @@ def test_validators_that_could_not_be_sent_back_are_not_kept(
     fetched = local.fetch(ref)
     assert fetched.data == b"e" * 100 and fetched.validators is None
     assert local.fetch(ref, fetched.validators).data == b"e" * 100
+
+
+def test_a_weak_etag_is_not_kept(server: str, local: ImageSource) -> None:
+    """A weak ETag vouches for an equivalent body, not the same bytes: no 304 is asked
+    for on it, so a recompressed image is fetched and embedded again."""
+    fetched = local.fetch(ImageRef(url=f"{server}/weak-etag.jpg"))
+    assert fetched.data == b"w" * 100 and fetched.validators is None
 
 
 def test_a_conditional_fetch_answered_304_comes_back_without_bytes(

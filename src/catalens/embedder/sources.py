@@ -295,8 +295,12 @@ class ImageSource:
 
 def _validators(url: str, response: httpx.Response) -> Validators | None:
     """What to send back next time; a value that is not ASCII could not be sent back as a
-    header, so it is not kept (the next fetch is then unconditional: only time lost)."""
+    header, so it is not kept (the next fetch is then unconditional: only time lost).
+    Nor is a weak ETag (``W/"..."``): it vouches for an equivalent body, not the same
+    bytes (a recompressed image would keep the vector of the old one)."""
     etag = _ascii(response.headers.get("etag"))
+    if etag is not None and etag.startswith("W/"):
+        etag = None
     last_modified = _ascii(response.headers.get("last-modified"))
     if etag is None and last_modified is None:
         return None

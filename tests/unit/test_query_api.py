@@ -181,6 +181,35 @@ def test_product_requests_are_measured_under_their_route_template(
     assert 'route="/products/{product_id}"' in metrics
 
 
+def test_every_request_is_counted_once_by_route_and_status() -> None:
+    """Answers of every kind, and a handler that raised (the server answers 500)."""
+
+    class BrokenStore(FakeStore):
+        def get(self, product_ids: Sequence[str], *, with_vector: bool = False) -> list[Row]:
+            raise RuntimeError("a bug")
+
+    app = create_app(ApiSettings(), build=lambda s, m: services(s, m, BrokenStore(["plain"])))
+    with TestClient(app, raise_server_exceptions=False) as client:
+        assert client.get("/healthz").status_code == 200
+        assert client.get("/healthz").status_code == 200
+        assert client.get("/nowhere").status_code == 404
+        assert client.get("/search", params={"q": ""}).status_code == 422
+        assert client.get(path("plain")).status_code == 500
+        metrics = client.get("/metrics").text
+    name = "catalens_request_seconds_count"
+    counted = {
+        line.split(" ")[0].removeprefix(name): float(line.split(" ")[1])
+        for line in metrics.splitlines()
+        if line.startswith(name)
+    }
+    assert counted == {
+        '{method="GET",route="/healthz",status="200"}': 2.0,
+        '{method="GET",route="unmatched",status="404"}': 1.0,
+        '{method="GET",route="/search",status="422"}': 1.0,
+        '{method="GET",route="/products/{product_id}",status="500"}': 1.0,
+    }
+
+
 @pytest.mark.parametrize("random_weights", [True, False])
 def test_info_says_whether_the_model_has_random_weights(random_weights: bool) -> None:
     def build(settings: ApiSettings, metrics: Metrics) -> Services:

@@ -105,6 +105,8 @@ def cmd_api(args: argparse.Namespace) -> int:
         create_app(settings),
         host=settings.api_host,
         port=settings.api_port,
+        loop=settings.api_loop,
+        http=settings.api_http,
         log_level=settings.log_level.lower(),
         access_log=False,
     )

@@ -166,6 +166,10 @@ class ApiSettings(CatalensSettings):
 
     api_host: str = "127.0.0.1"
     api_port: int = Field(default=8000, ge=1, le=65535)
+    # uvicorn's event loop and HTTP parser; "auto" takes uvloop and httptools (C, both
+    # dependencies), which answer a request in less CPU than asyncio's loop and h11.
+    api_loop: Literal["auto", "asyncio", "uvloop"] = "auto"
+    api_http: Literal["auto", "h11", "httptools"] = "auto"
     search_ef: int = Field(default=64, ge=1)
     text_cache_size: int = Field(default=4096, ge=0)
     # How often the API looks where the alias points, to follow a promotion.

@@ -10,20 +10,24 @@ architecture (random weights); its log line says which text tower it chose and t
 tower's min cosine to fp32 on the check queries.
 
 Queries are what users send: ~10-word sentences ("a floral top with a round collar
-number 17"), one at a time, each over a fresh connection. Note that the random model's
-tokenizer has no BPE merges (about one token per character, where CLIP's vocabulary
-gives about one per word), so a sentence costs the tower here what a much longer query
-costs with real weights: these new-text figures are an upper bound.
+number 17"), one at a time, each over a fresh connection. The random model's tokenizer
+knows the words these sentences are made of, one token each, so a sentence is about 12
+tokens, as with CLIP's own vocabulary (the tower's work grows with tokens).
 
 Figures, in one run:
 * raw Milvus search (top-10, default ef) — p50/p99, the baseline;
-* ``/search`` with a cached query text (HTTP + search) — p50/p99, and QPS at
-  concurrency 8 (kept-alive connections);
-* ``/search`` with a new text every time (encode + search) — p50/p99, and QPS at
-  concurrency 8;
-* recall@10 of the index against exact (brute force) search.
+* recall@10 of the index against exact (brute force) search;
+* for each API run: ``/search`` with a cached query text (HTTP + search) and with a new
+  text every time (encode + search) — p50/p99, and QPS at concurrency 8 (kept-alive
+  connections), with the ratio of its p50 to raw Milvus' and to the first API's.
+
+The API runs once as this checkout has it; ``--baseline-src`` runs another source
+folder's API first (the before of a change), and each ``--compare 'NAME=VALUE ...'`` runs
+it again with those ``CATALENS_NAME=VALUE`` (a setting's effect), all against the same
+collection.
 
     python bench/query_latency.py [--products 100000] [--queries 200] [--settle 90]
+        [--baseline-src ../before/src] [--compare 'API_LOOP=asyncio API_HTTP=h11' ...]
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -108,9 +113,21 @@ def main() -> None:
     parser.add_argument(
         "--settle", type=float, default=SETTLE_S, help="seconds to let Milvus settle after the load"
     )
+    parser.add_argument(
+        "--baseline-src",
+        help="run the API first from this source folder (another checkout's src, e.g. from "
+        "`git worktree add`), as the baseline of the same run",
+    )
+    parser.add_argument(
+        "--compare",
+        action="append",
+        default=[],
+        metavar="'NAME=VALUE ...'",
+        help="run the API again with CATALENS_NAME=VALUE, each of them (repeatable)",
+    )
     args = parser.parse_args()
 
-    from catalens.localstack import Child, free_port, start_milvus, wait_for_port
+    from catalens.localstack import free_port, start_milvus
     from catalens.store.client import Milvus
     from catalens.store.reader import MilvusReader
     from embed_throughput import model_dirs
@@ -124,7 +141,6 @@ def main() -> None:
         milvus = start_milvus(work / "milvus", port, work / "milvus.log")
         uri = f"http://127.0.0.1:{port}"
     hf_dir, _ = model_dirs()
-    api = None
     try:
         vectors, labels = clustered(args.products, clusters=max(10, args.products // 500), seed=1)
         fill(uri, str(hf_dir), vectors, labels, args.settle)
@@ -144,25 +160,87 @@ def main() -> None:
             len({f"p{i:07d}" for i in exact[q]} & set(found[q])) / 10 for q in range(len(queries))
         )
 
-        api_port = free_port()
+        print(
+            f"products {args.products}, queries {args.queries}, top-10, HNSW M=16 "
+            f"efConstruction=200, ef=64; {os.cpu_count()} cores"
+        )
+        print(
+            f"raw Milvus search:        p50 {percentile(raw, 50):6.2f} ms  "
+            f"p99 {percentile(raw, 99):6.2f} ms"
+        )
+        print(f"recall@10 vs exact:       {recall:.4f}")
         env = {
             "CATALENS_MILVUS_URI": uri,
             "CATALENS_MODEL": str(hf_dir),
             "CATALENS_COLLECTION": ALIAS,
-            "CATALENS_API_PORT": str(api_port),
             "CATALENS_LOG_LEVEL": "INFO",  # the load line: which text tower, its cosine
         }
-        api = Child(
-            "api", [sys.executable, "-m", "catalens", "api"], work / "api.log", env=env
-        ).start()
-        wait_for_port(api_port, 300)
-        base = f"http://127.0.0.1:{api_port}/search"
+        variants: list[tuple[str, dict[str, str]]] = []
+        if args.baseline_src:
+            variants.append((f"baseline {args.baseline_src}", {"PYTHONPATH": args.baseline_src}))
+        variants.append(("this checkout", {}))
+        for overrides in args.compare:
+            settings = (o.partition("=") for o in overrides.split())
+            variants.append((overrides, {f"CATALENS_{n}": value for n, _, value in settings}))
+        texts = sentences(args.queries * (len(variants) + 1) + 20, seed=2)
+        first: ApiFigures | None = None
+        for n, (label, extra) in enumerate(variants):
+            # Each variant gets query texts no API process has seen (its own cache is new,
+            # but Milvus' and the OS's are warm from the runs before it).
+            fresh = texts[20 + n * args.queries : 20 + (n + 1) * args.queries]
+            figures = measure_api(work / f"api-{n}.log", {**env, **extra}, texts[:20], fresh)
+            first = first or figures
+            figures.report(label, percentile(raw, 50), first)
+    finally:
+        if milvus is not None:
+            milvus.stop(timeout_s=10)
+
+
+@dataclass
+class ApiFigures:
+    cached: list[float]
+    fresh: list[float]
+    qps: float
+    qps_fresh: float
+    loaded: str
+
+    def report(self, label: str, raw_p50: float, baseline: ApiFigures) -> None:
+        print(f"--- API: {label}")
+        for name, values, qps, before in (
+            ("cached text", self.cached, self.qps, baseline.cached),
+            ("new text", self.fresh, self.qps_fresh, baseline.fresh),
+        ):
+            p50 = percentile(values, 50)
+            print(
+                f"/search, {name + ':':<16}p50 {p50:6.2f} ms  "
+                f"p99 {percentile(values, 99):6.2f} ms  QPS@8 {qps:6.1f}  "
+                f"(p50: {p50 / raw_p50:.2f}x raw Milvus', "
+                f"{p50 / percentile(before, 50):.2f}x the first API's)"
+            )
+        print(f"api: {self.loaded}")
+
+
+def measure_api(
+    log: Path, env: dict[str, str], cached_texts: list[str], fresh_texts: list[str]
+) -> ApiFigures:
+    """Start ``catalens api`` with ``env``, time cached and new query texts, stop it."""
+    from catalens.localstack import Child, free_port, wait_for_port
+
+    port = free_port()
+    api = Child(
+        "api",
+        [sys.executable, "-m", "catalens", "api"],
+        log,
+        env={**env, "CATALENS_API_PORT": str(port)},
+    ).start()
+    try:
+        wait_for_port(port, 300)
+        base = f"http://127.0.0.1:{port}/search"
         client = httpx.Client(timeout=30)
         # A new TCP connection for every request, from one client: httpx.get() would also
         # build a client (and its TLS context) per request, a cost of the caller's side.
         fresh_client = httpx.Client(timeout=30, limits=httpx.Limits(max_keepalive_connections=0))
-        texts = sentences(args.queries + 20, seed=2)
-        for text in texts[:20]:
+        for text in cached_texts:
             client.get(base, params={"q": text, "k": 10}).raise_for_status()  # warm-up
 
         def timed(text: str, fresh_connection: bool = True) -> float:
@@ -174,45 +252,27 @@ def main() -> None:
             response.raise_for_status()
             return (time.perf_counter() - started) * 1000
 
-        cached = [timed(texts[i % 20]) for i in range(args.queries)]
-        fresh = [timed(text) for text in texts[20:]]
+        count = len(fresh_texts)
+        cached = [timed(cached_texts[i % len(cached_texts)]) for i in range(count)]
+        fresh = [timed(text) for text in fresh_texts]
         with ThreadPoolExecutor(8) as pool:
             started = time.perf_counter()
-            repeats = range(args.queries * 2)
-            total = len(list(pool.map(lambda i: timed(texts[i % 20], False), repeats)))
+            repeats = range(count * 2)
+            total = len(
+                list(pool.map(lambda i: timed(cached_texts[i % len(cached_texts)], False), repeats))
+            )
             qps = total / (time.perf_counter() - started)
         with ThreadPoolExecutor(8) as pool:
             started = time.perf_counter()
-            fresh_texts = [f"{t} again {i}" for i, t in enumerate(texts)]
-            total = len(list(pool.map(lambda t: timed(t, False), fresh_texts)))
+            again = [f"{t} again {i}" for i, t in enumerate(fresh_texts)]
+            total = len(list(pool.map(lambda t: timed(t, False), again)))
             qps_fresh = total / (time.perf_counter() - started)
-        loaded = [line for line in (work / "api.log").read_text().splitlines() if "loaded " in line]
-
-        print(
-            f"products {args.products}, queries {args.queries}, top-10, HNSW M=16 "
-            f"efConstruction=200, ef=64; {os.cpu_count()} cores"
-        )
-        print(
-            f"raw Milvus search:        p50 {percentile(raw, 50):6.2f} ms  "
-            f"p99 {percentile(raw, 99):6.2f} ms"
-        )
-        print(
-            f"/search, cached text:     p50 {percentile(cached, 50):6.2f} ms  "
-            f"p99 {percentile(cached, 99):6.2f} ms  QPS@8 {qps:6.1f}  "
-            f"(ratio to raw p50 {percentile(cached, 50) / percentile(raw, 50):.2f}x)"
-        )
-        print(
-            f"/search, new text:        p50 {percentile(fresh, 50):6.2f} ms  "
-            f"p99 {percentile(fresh, 99):6.2f} ms  QPS@8 {qps_fresh:6.1f}  "
-            f"(ratio to raw p50 {percentile(fresh, 50) / percentile(raw, 50):.2f}x)"
-        )
-        print(f"recall@10 vs exact:       {recall:.4f}")
-        print(f"api: {loaded[-1] if loaded else 'no load line in ' + str(work / 'api.log')}")
     finally:
-        if api is not None:
-            api.stop()
-        if milvus is not None:
-            milvus.stop(timeout_s=10)
+        api.stop()
+    loaded = [line for line in log.read_text().splitlines() if "loaded " in line]
+    return ApiFigures(
+        cached, fresh, qps, qps_fresh, loaded[-1] if loaded else f"no load line in {log}"
+    )
 
 
 if __name__ == "__main__":

@@ -22,7 +22,19 @@ def test_rows_go_in_order_in_runs_under_the_limit_and_none_is_lost() -> None:
     assert [r["product_id"] for run in runs for r in run] == [r["product_id"] for r in rows]
     assert len(runs) > 1
     for run in runs:
-        assert sum(2048 + len(r["image"]) + 2 + 256 for r in run) <= 64 * 1024
+        assert (
+            sum(2048 + len(r["product_id"]) + len(r["image"]) + 2 + 256 for r in run) <= 64 * 1024
+        )
+
+
+def test_runs_are_measured_in_utf8_bytes_not_characters() -> None:
+    """Emoji attributes are 4 bytes a character: counted as characters, these rows would
+    all go in one run of about twice the limit."""
+    rows = [{**row(i, 0), "attributes": {"name": "🙂" * 1000}} for i in range(20)]
+    runs = list(_by_size(rows, 64 * 1024))
+    for run in runs:
+        assert sum(2048 + len(str(r["attributes"]).encode()) for r in run) <= 64 * 1024
+    assert [r["product_id"] for run in runs for r in run] == [r["product_id"] for r in rows]
 
 
 def test_a_row_larger_than_the_limit_still_goes_alone() -> None:

@@ -159,8 +159,9 @@ def _by_size(rows: list[dict[str, Any]], limit: int) -> Iterable[list[dict[str, 
     run: list[dict[str, Any]] = []
     size = 0
     for row in rows:
-        # The vector, the variable-length fields, and a margin for the rest.
-        cost = 4 * len(row["vector"]) + len(row["image"]) + len(str(row["attributes"])) + 256
+        # The vector, the variable-length fields in UTF-8, and a margin for the rest.
+        text = (row["product_id"], row.get("category", ""), row["image"], str(row["attributes"]))
+        cost = 4 * len(row["vector"]) + sum(_utf8_len(t) for t in text) + 256
         if run and size + cost > limit:
             yield run
             run, size = [], 0
@@ -168,6 +169,12 @@ def _by_size(rows: list[dict[str, Any]], limit: int) -> Iterable[list[dict[str, 
         size += cost
     if run:
         yield run
+
+
+def _utf8_len(text: str) -> int:
+    """Bytes of ``text`` in UTF-8: a character of another script or an emoji is 2 to 4 of
+    them, so counting characters could let a run of such rows past the message limit."""
+    return len(text) if text.isascii() else len(text.encode())
 
 
 def _chunks(items: Sequence[str], size: int) -> Iterable[Sequence[str]]:

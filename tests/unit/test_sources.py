@@ -140,6 +140,7 @@ class Handler(BaseHTTPRequestHandler):
             return
         routes = {
             "/weak-etag.jpg": (200, b"w" * 100, {"ETag": 'W/"v1"'}),
+            "/long-etag.jpg": (200, b"l" * 100, {"ETag": '"' + "v" * 300 + '"'}),
             "/ok.jpg": (200, b"x" * 100, {}),
             "/big.jpg": (200, b"x" * 5000, {}),
             "/missing.jpg": (404, b"", {}),
@@ -224,6 +225,12 @@ def test_a_weak_etag_is_not_kept(server: str, local: ImageSource) -> None:
     for on it, so a recompressed image is fetched and embedded again."""
     fetched = local.fetch(ImageRef(url=f"{server}/weak-etag.jpg"))
     assert fetched.data == b"w" * 100 and fetched.validators is None
+
+
+def test_an_overlong_etag_is_not_kept(server: str, local: ImageSource) -> None:
+    """The reuse cache keeps validators per product: their size stays bounded."""
+    fetched = local.fetch(ImageRef(url=f"{server}/long-etag.jpg"))
+    assert fetched.data == b"l" * 100 and fetched.validators is None
 
 
 def test_a_conditional_fetch_answered_304_comes_back_without_bytes(

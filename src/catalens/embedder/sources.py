@@ -295,7 +295,8 @@ class ImageSource:
 
 def _validators(url: str, response: httpx.Response) -> Validators | None:
     """What to send back next time; a value that is not ASCII could not be sent back as a
-    header, so it is not kept (the next fetch is then unconditional: only time lost).
+    header, so it is not kept (the next fetch is then unconditional: only time lost), nor
+    is one longer than :data:`MAX_VALIDATOR_CHARS`.
     Nor is a weak ETag (``W/"..."``): it vouches for an equivalent body, not the same
     bytes (a recompressed image would keep the vector of the old one)."""
     etag = _ascii(response.headers.get("etag"))
@@ -307,8 +308,15 @@ def _validators(url: str, response: httpx.Response) -> Validators | None:
     return Validators(url, etag, last_modified)
 
 
+# Real ETags and Last-Modified dates are tens of bytes; one longer than this is not kept,
+# so the reuse cache's entries stay bounded by the URLs they were answered for.
+MAX_VALIDATOR_CHARS = 256
+
+
 def _ascii(value: str | None) -> str | None:
-    return value if value is not None and value.isascii() else None
+    if value is None or not value.isascii() or len(value) > MAX_VALIDATOR_CHARS:
+        return None
+    return value
 
 
 class _Retryable(TransientError):

@@ -294,11 +294,11 @@ class ImageSource:
 
 
 def _validators(url: str, response: httpx.Response) -> Validators | None:
-    """What to send back next time; a value that is not ASCII could not be sent back as a
-    header, so it is not kept (the next fetch is then unconditional: only time lost), nor
-    is one longer than :data:`MAX_VALIDATOR_CHARS`.
-    Nor is a weak ETag (``W/"..."``): it vouches for an equivalent body, not the same
-    bytes (a recompressed image would keep the vector of the old one)."""
+    """What to send back next time. Not kept (the next fetch is then unconditional: only
+    time lost): a value that is not ASCII (it could not be sent back as a header), one
+    longer than :data:`MAX_VALIDATOR_CHARS`, and a weak ETag (``W/"..."``), which vouches
+    for an equivalent body, not the same bytes (a recompressed image would keep the vector
+    of the old one)."""
     etag = _ascii(response.headers.get("etag"))
     if etag is not None and etag.startswith("W/"):
         etag = None

@@ -78,9 +78,10 @@ class RequestTiming:
 
     A plain ASGI wrapper rather than ``@app.middleware("http")``: Starlette's
     ``BaseHTTPMiddleware`` runs the app in a task of its own and streams the response
-    through a memory channel, which cost a cached ``/search`` about a third of its
-    event-loop time. The time is taken when the response has been sent; a request whose
-    handler raised is counted as the 500 the server's error handler outside answers.
+    through a memory channel, on the event loop of every request, and never sees a
+    request whose handler raised. Here the time is taken when the response has been sent,
+    and a request whose handler raised is counted as the 500 the server's error handler
+    outside answers.
     """
 
     def __init__(self, app: ASGIApp, histogram: Histogram) -> None:

@@ -230,13 +230,17 @@ def test_auto_text_tower_is_openvino_int8_within_the_bound_on_the_check_queries(
     assert (encoder.encode_texts(texts) * exact).sum(axis=1).min() >= MIN_COSINE
 
 
-def test_without_vnni_the_auto_text_tower_is_openvino_fp32(
-    tiny_model: Path, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("native_bf16", [False, True])
+def test_without_vnni_the_auto_text_tower_is_not_int8(
+    tiny_model: Path, monkeypatch: pytest.MonkeyPatch, native_bf16: bool
 ) -> None:
-    """Weight-only int8 is decompressed on every pass: without VNNI it is not tried."""
+    """Weight-only int8 is decompressed on every pass: without VNNI it is not tried, and
+    the first candidate left is served (bf16 where the CPU computes it, else fp32)."""
     monkeypatch.setattr(openvino, "cpu_has_vnni", lambda: False)
+    monkeypatch.setattr(policy, "cpu_supports_bf16", lambda: native_bf16)
     encoder = ClipEncoder(str(tiny_model), towers=("text",), runtime="openvino")
-    assert (encoder.info.text_runtime, encoder.info.text_precision) == ("openvino", "fp32")
+    expected = "bf16" if native_bf16 else "fp32"
+    assert (encoder.info.text_runtime, encoder.info.text_precision) == ("openvino", expected)
     assert encoder.info.text_check_cosine is not None
     assert encoder.info.text_check_cosine >= MIN_COSINE
 

@@ -15,19 +15,19 @@ knows the words these sentences are made of, one token each, so a sentence is ab
 tokens, as with CLIP's own vocabulary (the tower's work grows with tokens).
 
 Figures, in one run:
-* raw Milvus search (top-10, default ef) — p50/p99, the baseline;
 * recall@10 of the index against exact (brute force) search;
-* for each API run: ``/search`` with a cached query text (HTTP + search) and with a new
-  text every time (encode + search) — p50/p99, and QPS at concurrency 8 (kept-alive
-  connections), with the ratio of its p50 to raw Milvus' and to the first API's.
+* for each API run, beside a raw Milvus search (top-10, default ef) timed just before
+  it: ``/search`` with a cached query text (HTTP + search) and with a new text every
+  time (encode + search) — p50/p99, and QPS at concurrency 8 (kept-alive connections).
 
-The API runs once as this checkout has it; ``--baseline-src`` runs another source
-folder's API first (the before of a change), and each ``--compare 'NAME=VALUE ...'`` runs
-it again with those ``CATALENS_NAME=VALUE`` (a setting's effect), all against the same
-collection.
+The API runs as this checkout has it; ``--baseline-src`` runs another source folder's
+API too, first (the before of a change), and each ``--compare 'NAME=VALUE ...'`` runs it
+with those ``CATALENS_NAME=VALUE`` (a setting's effect), all against the same collection.
+With ``--rounds N`` the variants take turns N times; the summary gives each figure's
+median over the rounds and the p50s' ratio to raw Milvus and to the first variant.
 
     python bench/query_latency.py [--products 100000] [--queries 200] [--settle 90]
-        [--baseline-src ../before/src] [--compare 'API_LOOP=asyncio API_HTTP=h11' ...]
+        [--rounds 3] [--baseline-src ../before/src] [--compare 'API_LOOP=asyncio API_HTTP=h11' ...]
 """
 
 from __future__ import annotations
@@ -114,6 +114,9 @@ def main() -> None:
         "--settle", type=float, default=SETTLE_S, help="seconds to let Milvus settle after the load"
     )
     parser.add_argument(
+        "--rounds", type=int, default=1, help="times each API variant runs, taking turns"
+    )
+    parser.add_argument(
         "--baseline-src",
         help="run the API first from this source folder (another checkout's src, e.g. from "
         "`git worktree add`), as the baseline of the same run",
@@ -148,25 +151,23 @@ def main() -> None:
         queries = queries[: args.queries]
 
         store = MilvusReader(Milvus(uri, timeout_s=60), ALIAS)
-        raw: list[float] = []
-        found: list[list[str]] = []
-        for vector in queries:
-            started = time.perf_counter()
-            hits = store.search([vector], k=10, ef=64)[0]
-            raw.append((time.perf_counter() - started) * 1000)
-            found.append([h.product_id for h in hits])
+        found = [[h.product_id for h in store.search([v], k=10, ef=64)[0]] for v in queries]
         exact = np.argsort(-(queries @ vectors.T), axis=1)[:, :10]
         recall = statistics.mean(
             len({f"p{i:07d}" for i in exact[q]} & set(found[q])) / 10 for q in range(len(queries))
         )
 
+        def raw_milvus() -> list[float]:
+            raw = []
+            for vector in queries:
+                started = time.perf_counter()
+                store.search([vector], k=10, ef=64)
+                raw.append((time.perf_counter() - started) * 1000)
+            return raw
+
         print(
             f"products {args.products}, queries {args.queries}, top-10, HNSW M=16 "
-            f"efConstruction=200, ef=64; {os.cpu_count()} cores"
-        )
-        print(
-            f"raw Milvus search:        p50 {percentile(raw, 50):6.2f} ms  "
-            f"p99 {percentile(raw, 99):6.2f} ms"
+            f"efConstruction=200, ef=64; {os.cpu_count()} cores; {args.rounds} round(s)"
         )
         print(f"recall@10 vs exact:       {recall:.4f}")
         env = {
@@ -182,15 +183,22 @@ def main() -> None:
         for overrides in args.compare:
             settings = (o.partition("=") for o in overrides.split())
             variants.append((overrides, {f"CATALENS_{n}": value for n, _, value in settings}))
-        texts = sentences(args.queries * (len(variants) + 1) + 20, seed=2)
-        first: ApiFigures | None = None
-        for n, (label, extra) in enumerate(variants):
-            # Each variant gets query texts no API process has seen (its own cache is new,
-            # but Milvus' and the OS's are warm from the runs before it).
-            fresh = texts[20 + n * args.queries : 20 + (n + 1) * args.queries]
-            figures = measure_api(work / f"api-{n}.log", {**env, **extra}, texts[:20], fresh)
-            first = first or figures
-            figures.report(label, percentile(raw, 50), first)
+        # Every API process starts with an empty text cache: all see the same new texts.
+        texts = sentences(args.queries + 20, seed=2)
+        runs: dict[str, list[ApiFigures]] = {label: [] for label, _ in variants}
+        for round_ in range(args.rounds):
+            # Variants take turns, each beside a raw Milvus measurement of its own: the
+            # machine drifts over minutes, and a comparison should not follow the drift.
+            for n, (label, extra) in enumerate(variants):
+                raw = raw_milvus()
+                log = work / f"api-{round_}-{n}.log"
+                run = measure_api(log, {**env, **extra}, texts[:20], texts[20:], raw)
+                runs[label].append(run)
+                print(f"round {round_ + 1}, {label}: {run.line()}", flush=True)
+        print("--- median over rounds of each figure")
+        for label, of_label in runs.items():
+            print(summary(label, of_label, runs[variants[0][0]]))
+        print(f"api: {runs[variants[-1][0]][-1].loaded}")
     finally:
         if milvus is not None:
             milvus.stop(timeout_s=10)
@@ -198,30 +206,46 @@ def main() -> None:
 
 @dataclass
 class ApiFigures:
+    raw: list[float]
     cached: list[float]
     fresh: list[float]
     qps: float
     qps_fresh: float
     loaded: str
 
-    def report(self, label: str, raw_p50: float, baseline: ApiFigures) -> None:
-        print(f"--- API: {label}")
-        for name, values, qps, before in (
-            ("cached text", self.cached, self.qps, baseline.cached),
-            ("new text", self.fresh, self.qps_fresh, baseline.fresh),
-        ):
-            p50 = percentile(values, 50)
-            print(
-                f"/search, {name + ':':<16}p50 {p50:6.2f} ms  "
-                f"p99 {percentile(values, 99):6.2f} ms  QPS@8 {qps:6.1f}  "
-                f"(p50: {p50 / raw_p50:.2f}x raw Milvus', "
-                f"{p50 / percentile(before, 50):.2f}x the first API's)"
-            )
-        print(f"api: {self.loaded}")
+    def line(self) -> str:
+        return (
+            f"raw Milvus p50 {percentile(self.raw, 50):.2f} ms; "
+            f"cached p50 {percentile(self.cached, 50):.2f} ms; "
+            f"new text p50 {percentile(self.fresh, 50):.2f} ms"
+        )
+
+
+def summary(label: str, runs: list[ApiFigures], baseline: list[ApiFigures]) -> str:
+    """Each figure's median over the rounds, and the p50s' ratio to the first variant's."""
+
+    def median(field: str, q: float, of: list[ApiFigures] = runs) -> float:
+        return statistics.median(percentile(getattr(r, field), q) for r in of)
+
+    raw = median("raw", 50)
+    lines = [f"{label}:", f"  raw Milvus search:    p50 {raw:6.2f} ms"]
+    for name, field, qps in (("cached text", "cached", "qps"), ("new text", "fresh", "qps_fresh")):
+        p50 = median(field, 50)
+        lines.append(
+            f"  /search, {name + ':':<13}p50 {p50:6.2f} ms  p99 {median(field, 99):6.2f} ms  "
+            f"QPS@8 {statistics.median(getattr(r, qps) for r in runs):6.1f}  "
+            f"(p50: {p50 / raw:.2f}x raw Milvus', "
+            f"{p50 / median(field, 50, baseline):.2f}x the first variant's)"
+        )
+    return "\n".join(lines)
 
 
 def measure_api(
-    log: Path, env: dict[str, str], cached_texts: list[str], fresh_texts: list[str]
+    log: Path,
+    env: dict[str, str],
+    cached_texts: list[str],
+    fresh_texts: list[str],
+    raw: list[float],
 ) -> ApiFigures:
     """Start ``catalens api`` with ``env``, time cached and new query texts, stop it."""
     from catalens.localstack import Child, free_port, wait_for_port
@@ -271,7 +295,7 @@ def measure_api(
         api.stop()
     loaded = [line for line in log.read_text().splitlines() if "loaded " in line]
     return ApiFigures(
-        cached, fresh, qps, qps_fresh, loaded[-1] if loaded else f"no load line in {log}"
+        raw, cached, fresh, qps, qps_fresh, loaded[-1] if loaded else f"no load line in {log}"
     )
 
 

@@ -96,7 +96,11 @@ class EmbedderSettings(CatalensSettings):
     batch_wait_ms: int = Field(default=25, ge=0)
     fetch_concurrency: int = Field(default=16, ge=1, le=512)
     decode_workers: int = Field(default=0, ge=0, description="0 = chosen from the core count")
-    max_in_flight: int = Field(default=256, ge=1)
+    # Records fetched but not yet committed. Each holds its event (an inline image too);
+    # decoded pixels are bounded apart (four batches). A resumed consumer needs a fetch
+    # round trip before records flow again: fewer than this starved the pipeline between
+    # pauses (docs/ingest-speed.md).
+    max_in_flight: int = Field(default=1024, ge=1)
     # The dead-letter storm guard (catalens.embedder.storm, docs/metrics.md): the embedder
     # stops, unready and committing nothing more, once at least RATIO of the last WINDOW
     # records (and at least MIN of them) became dead letters. RATIO 0 turns it off.

@@ -37,3 +37,33 @@ def test_close_ends_the_consumer() -> None:
     assert batcher.next_batch() == [1]
     with pytest.raises(Closed):
         batcher.next_batch()
+
+
+def test_close_does_not_block_on_a_full_queue_and_frees_a_waiting_producer() -> None:
+    """The consumer (the inference thread) is gone and the queue is full: closing still
+    returns, and a producer waiting for room gets Closed instead of waiting forever."""
+    batcher: Batcher[int] = Batcher(3, max_wait_s=0.0, capacity=2, more_coming=lambda: False)
+    batcher.put(1)
+    batcher.put(2)
+    outcome: list[BaseException | None] = []
+
+    def producer() -> None:
+        try:
+            batcher.put(3)
+            outcome.append(None)
+        except Closed as exc:
+            outcome.append(exc)
+
+    waiting = threading.Thread(target=producer)
+    waiting.start()
+    time.sleep(0.2)  # the producer waits for room
+    closer = threading.Thread(target=batcher.close)
+    closer.start()
+    closer.join(timeout=2)
+    waiting.join(timeout=2)
+    assert not closer.is_alive() and not waiting.is_alive()
+    assert len(outcome) == 1 and isinstance(outcome[0], Closed)
+    # What was queued before the close still comes out, then the consumer ends.
+    assert batcher.next_batch() == [1, 2]
+    with pytest.raises(Closed):
+        batcher.next_batch()

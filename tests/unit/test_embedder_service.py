@@ -164,6 +164,39 @@ def test_no_offset_is_committed_before_its_output_is_acknowledged(
 
 
 @pytest.mark.slow
+def test_past_max_in_flight_it_pauses_until_half_have_drained(tiny_model: Path) -> None:
+    """Backpressure: acknowledgements held back, the embedder takes no more than
+    max_in_flight records (plus one poll's worth) and pauses; released, it resumes and
+    every record goes through."""
+    count, limit, batch = 20, 4, 2
+    settings = settings_for(tiny_model, max_in_flight=limit, batch_size=batch)
+    broker = broker_with([(f"p{i}".encode(), event(f"p{i}", i + 1)) for i in range(count)])
+    source = MemorySource(broker, group_id=GROUP, topics=[TOPIC])
+    publisher = MemoryPublisher(broker, hold=True)
+    stop = threading.Event()
+    service, _ = build_service(settings, stop, source=source, publisher=publisher)
+    runner = threading.Thread(target=service.run)
+    runner.start()
+    try:
+        deadline = time.monotonic() + 60
+        while len(outputs(broker)) < limit and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.5)  # time to take more, were it not paused
+        assert limit <= len(outputs(broker)) <= limit + batch - 1
+        assert source.paused
+        publisher.hold = False
+        deadline = time.monotonic() + 60
+        while broker.committed(GROUP) != {(TOPIC, 0): count} and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert broker.committed(GROUP) == {(TOPIC, 0): count}
+        assert len(outputs(broker)) == count and not source.paused
+    finally:
+        publisher.hold = False
+        stop.set()
+        runner.join(30)
+
+
+@pytest.mark.slow
 def test_stopping_does_not_wait_for_a_url_that_keeps_failing_nor_dead_letters_it(
     tiny_model: Path,
 ) -> None:

@@ -4,17 +4,23 @@ A batch is closed as soon as it is full, or when nothing more is ready and eithe
 more work is on its way or ``max_wait`` has passed since its first item. Under light
 traffic a lone image is embedded at once (latency); under load the queue fills while
 the model is busy, so batches come out full (throughput). The queue is bounded, so
-memory is too.
+memory is too: its items hold decoded pixels, the largest thing a record in flight holds.
+
+Closing never blocks, even on a full queue whose consumer is gone: a producer waiting
+for room then gets :class:`Closed`, and so does the consumer once the queue is empty.
 """
 
 from __future__ import annotations
 
+import contextlib
 import queue
+import threading
 import time
 from collections.abc import Callable
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
+_CHECK_S = 0.1  # how often a waiting put or get looks whether the batcher was closed
 
 
 class Closed(Exception):
@@ -29,16 +35,35 @@ class Batcher(Generic[T]):
         self.max_wait_s = max_wait_s
         self._queue: queue.Queue[T | None] = queue.Queue(maxsize=capacity)
         self._more_coming = more_coming
+        self._closed = threading.Event()
 
     def put(self, item: T) -> None:
-        self._queue.put(item)
+        """Queue ``item``, waiting for room; raises :class:`Closed` once closed."""
+        while not self._closed.is_set():
+            try:
+                self._queue.put(item, timeout=_CHECK_S)
+                return
+            except queue.Full:
+                continue
+        raise Closed
 
     def close(self) -> None:
-        self._queue.put(None)
+        self._closed.set()
+        # Wakes a waiting consumer at once; on a full queue the consumer sees the flag
+        # once it has emptied it.
+        with contextlib.suppress(queue.Full):
+            self._queue.put_nowait(None)
 
     def next_batch(self) -> list[T]:
-        """Block for the next batch; raises :class:`Closed` after :meth:`close`."""
-        first = self._queue.get()
+        """Block for the next batch; raises :class:`Closed` after :meth:`close`, once
+        what was queued before has come out."""
+        while True:
+            try:
+                first = self._queue.get(timeout=_CHECK_S)
+                break
+            except queue.Empty:
+                if self._closed.is_set():
+                    raise Closed from None
         if first is None:
             raise Closed
         batch = [first]

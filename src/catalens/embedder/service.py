@@ -89,12 +89,16 @@ class EmbedderConfig:
     # Decoding shares the cores with inference; on 2 cores 4 decoders did best (they
     # finish a burst sooner and keep the batches full; docs/embedding-speed.md).
     decode_workers: int = 4
-    max_in_flight: int = 256
+    max_in_flight: int = 1024
     # Products whose last image's vector is kept for reuse (0: none); ~2.6 KiB each at 512-d.
     reuse_cache_size: int = 100_000
     shutdown_timeout_s: float = 30.0
     revoke_timeout_s: float = 10.0
     storm: StormLimits = field(default_factory=StormLimits)
+
+
+# Batches of decoded images that may wait for the model (bounds the pixels in memory).
+PREPARED_BATCHES = 4
 
 
 class EmbedderService:
@@ -131,7 +135,9 @@ class EmbedderService:
         self._batcher: Batcher[Prepared] = Batcher(
             config.batch_size,
             config.batch_wait_s,
-            capacity=config.max_in_flight,
+            # Decoded pixels are what a record in flight weighs most (600 KB at 224²):
+            # four batches keep the model busy; more records wait as bytes, not pixels.
+            capacity=min(config.max_in_flight, PREPARED_BATCHES * config.batch_size),
             more_coming=lambda: self._preparing > 0,
         )
         self._inference = threading.Thread(

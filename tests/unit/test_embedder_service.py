@@ -7,6 +7,8 @@ import base64
 import json
 import threading
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -127,40 +129,48 @@ def test_records_of_one_product_leave_in_the_order_they_came(
     assert len(of_a) == 2 and of_a[0] is not None and of_a[1] is None  # upsert, then tombstone
 
 
-@pytest.mark.slow
-def test_no_offset_is_committed_before_its_output_is_acknowledged(
-    tiny_model: Path, records: list[Event]
-) -> None:
-    settings = settings_for(tiny_model)
-    broker = broker_with(records)
+@contextmanager
+def running_held(
+    settings: EmbedderSettings, broker: MemoryBroker
+) -> Iterator[tuple[MemorySource, MemoryPublisher]]:
+    """The embedder running over ``broker``, whose publisher takes the outputs but
+    acknowledges none until its ``hold`` is cleared; stopped on exit."""
     source = MemorySource(broker, group_id=GROUP, topics=[TOPIC])
-    # The broker takes the records but acknowledges none yet.
     publisher = MemoryPublisher(broker, hold=True)
     stop = threading.Event()
     service, _ = build_service(settings, stop, source=source, publisher=publisher)
     runner = threading.Thread(target=service.run)
     runner.start()
     try:
+        yield source, publisher
+    finally:
+        publisher.hold = False
+        stop.set()
+        runner.join(30)
+
+
+def wait_for(condition: Callable[[], bool], timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
+@pytest.mark.slow
+def test_no_offset_is_committed_before_its_output_is_acknowledged(
+    tiny_model: Path, records: list[Event]
+) -> None:
+    broker = broker_with(records)
+    with running_held(settings_for(tiny_model), broker) as (_, publisher):
         # Everything but a's tombstone goes out; the tombstone waits for a's upsert
         # to be acknowledged, so that it can never overtake it.
-        deadline = time.monotonic() + 60
-        while len(outputs(broker)) < len(records) - 1 and time.monotonic() < deadline:
-            time.sleep(0.05)
+        wait_for(lambda: len(outputs(broker)) >= len(records) - 1, 60)
         time.sleep(0.5)
         assert len(outputs(broker)) == len(records) - 1
         assert (b"a", None) not in [(key, value) for _, key, value in outputs(broker)]
         assert broker.committed(GROUP) == {}
         publisher.hold = False
-        deadline = time.monotonic() + 10
-        while broker.committed(GROUP) != {(TOPIC, 0): len(records)} and (
-            time.monotonic() < deadline
-        ):
-            time.sleep(0.05)
+        wait_for(lambda: broker.committed(GROUP) == {(TOPIC, 0): len(records)}, 10)
         assert broker.committed(GROUP) == {(TOPIC, 0): len(records)}
-    finally:
-        publisher.hold = False
-        stop.set()
-        runner.join(30)
 
 
 @pytest.mark.slow
@@ -171,29 +181,15 @@ def test_past_max_in_flight_it_pauses_until_half_have_drained(tiny_model: Path) 
     count, limit, batch = 20, 4, 2
     settings = settings_for(tiny_model, max_in_flight=limit, batch_size=batch)
     broker = broker_with([(f"p{i}".encode(), event(f"p{i}", i + 1)) for i in range(count)])
-    source = MemorySource(broker, group_id=GROUP, topics=[TOPIC])
-    publisher = MemoryPublisher(broker, hold=True)
-    stop = threading.Event()
-    service, _ = build_service(settings, stop, source=source, publisher=publisher)
-    runner = threading.Thread(target=service.run)
-    runner.start()
-    try:
-        deadline = time.monotonic() + 60
-        while len(outputs(broker)) < limit and time.monotonic() < deadline:
-            time.sleep(0.05)
+    with running_held(settings, broker) as (source, publisher):
+        wait_for(lambda: len(outputs(broker)) >= limit, 60)
         time.sleep(0.5)  # time to take more, were it not paused
         assert limit <= len(outputs(broker)) <= limit + batch - 1
         assert source.paused
         publisher.hold = False
-        deadline = time.monotonic() + 60
-        while broker.committed(GROUP) != {(TOPIC, 0): count} and time.monotonic() < deadline:
-            time.sleep(0.05)
+        wait_for(lambda: broker.committed(GROUP) == {(TOPIC, 0): count}, 60)
         assert broker.committed(GROUP) == {(TOPIC, 0): count}
         assert len(outputs(broker)) == count and not source.paused
-    finally:
-        publisher.hold = False
-        stop.set()
-        runner.join(30)
 
 
 @pytest.mark.slow

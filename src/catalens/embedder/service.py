@@ -130,6 +130,9 @@ class EmbedderService:
         self._abandoned: set[object] = set()
         self._preparing = 0
         self._preparing_lock = threading.Lock()
+        # Set by _close: the prepare pool and the batcher are shut, and closing the source
+        # revokes every partition (on_revoke runs inside it) after the drain had its time.
+        self._closing = False
         self._decoding = threading.BoundedSemaphore(config.decode_workers)
         self._pool = ThreadPoolExecutor(config.fetch_concurrency, thread_name_prefix="prepare")
         self._batcher: Batcher[Prepared] = Batcher(
@@ -195,6 +198,10 @@ class EmbedderService:
         self._begin(record)
 
     def _begin(self, record: Record) -> None:
+        if self._closing:
+            # A record that finished during the revocation inside close() would start the
+            # next of its product on the shut pool; it stays uncommitted for the next owner.
+            return
         decision = decide(record, self.config.topics, self.config.model)
         if isinstance(decision, NeedsImage):
             with self._preparing_lock:
@@ -390,7 +397,10 @@ class EmbedderService:
         deadline = time.monotonic() + self.config.revoke_timeout_s
         owned = set(partitions)
         while (
-            not self._storm.tripped
+            # Closing: the drain already waited (or a bug ended the loop, and what is in
+            # flight may never finish); waiting again would only delay the exit.
+            not self._closing
+            and not self._storm.tripped
             and self._tracker.in_flight(owned)
             and time.monotonic() < deadline
         ):
@@ -418,6 +428,7 @@ class EmbedderService:
         return sum(1 + len(self._waiting.get(gate) or ()) for gate in self._abandoned)
 
     def _close(self) -> None:
+        self._closing = True
         self._batcher.close()
         self._pool.shutdown(wait=False, cancel_futures=True)
         self._source.close()

@@ -1,0 +1,125 @@
+"""Stopping the embedder with the source's revocation wired in, as the Kafka client has
+it: closing the consumer revokes every partition, so ``on_revoke`` runs inside
+``close``, after the drain and after the prepare pool has been shut down."""
+
+from __future__ import annotations
+
+import base64
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from catalens.embedder.service import EmbedderConfig, EmbedderService
+from catalens.embedder.sources import ImageSource, SourcePolicy
+from catalens.images import ImageLimits, Pixels, PreprocessSpec
+from catalens.kafka.memory import MemoryBroker, MemoryPublisher, MemorySource
+from catalens.records import ModelIdentity
+from catalens.schemas.embedding import Vector
+from tests.conftest import jpeg_bytes
+from tests.unit.test_embedder_storm import GROUP, TOPIC, TOPICS, committed, event
+
+
+def service_for(
+    broker: MemoryBroker,
+    stop: threading.Event,
+    encode: Callable[[list[Pixels]], list[Vector]],
+    tmp_path: Path,
+    *,
+    shutdown_timeout_s: float,
+    revoke_timeout_s: float,
+) -> EmbedderService:
+    return EmbedderService(
+        EmbedderConfig(
+            TOPICS,
+            ModelIdentity("m", 4, "f"),
+            PreprocessSpec(size=32, crop=32),
+            ImageLimits(),
+            batch_size=1,
+            shutdown_timeout_s=shutdown_timeout_s,
+            revoke_timeout_s=revoke_timeout_s,
+        ),
+        make_source=lambda on_revoke: MemorySource(
+            broker, group_id=GROUP, topics=[TOPIC], on_revoke=on_revoke
+        ),
+        publisher=MemoryPublisher(broker),
+        images=ImageSource(SourcePolicy(image_roots=(tmp_path,)), stop=stop),
+        encode=encode,
+        stop=stop,
+    )
+
+
+def test_a_record_finishing_after_the_drain_timed_out_does_not_start_the_next_one(
+    tmp_path: Path,
+) -> None:
+    """The drain gives up while a product's first record is still in the model and its
+    second waits behind it. The first finishes during the revocation inside ``close``:
+    the second must stay unstarted and uncommitted for the next owner, not be submitted
+    to the prepare pool that was shut down (a RuntimeError out of run())."""
+    broker = MemoryBroker(partitions=1)
+    data = base64.b64encode(jpeg_bytes(seed=1)).decode()
+    broker.append(TOPIC, b"a", event("a", {"data": data}))
+    broker.append(TOPIC, b"a", event("a", {"data": data}))
+    in_model = threading.Event()
+
+    def slow_encode(pixels: list[Pixels]) -> list[Vector]:
+        in_model.set()
+        time.sleep(1.0)
+        return [np.full(4, 0.5, dtype=np.float32) for _ in pixels]
+
+    stop = threading.Event()
+    service = service_for(
+        broker, stop, slow_encode, tmp_path, shutdown_timeout_s=0.2, revoke_timeout_s=5.0
+    )
+    failures: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            service.run()
+        except BaseException as exc:  # noqa: BLE001 - what the test looks at
+            failures.append(exc)
+
+    runner = threading.Thread(target=run, daemon=True)
+    runner.start()
+    assert in_model.wait(30)
+    stop.set()
+    runner.join(30)
+    assert not runner.is_alive()
+    assert failures == []
+    assert committed(broker) <= 1  # the second record is the next owner's
+
+
+def test_a_failed_model_ends_the_service_without_waiting_in_the_revocation(
+    tmp_path: Path,
+) -> None:
+    """The model raised: the records in flight can never finish, so the revocation that
+    closing the consumer runs does not wait for them (it waited its whole timeout)."""
+    broker = MemoryBroker(partitions=1)
+    data = base64.b64encode(jpeg_bytes(seed=1)).decode()
+    for i in range(3):
+        broker.append(TOPIC, f"p{i}".encode(), event(f"p{i}", {"data": data}))
+
+    def broken_encode(pixels: list[Pixels]) -> list[Vector]:
+        raise RuntimeError("the model failed")
+
+    stop = threading.Event()
+    service = service_for(
+        broker, stop, broken_encode, tmp_path, shutdown_timeout_s=1.0, revoke_timeout_s=10.0
+    )
+    started = time.monotonic()
+    failures: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            service.run()
+        except BaseException as exc:  # noqa: BLE001 - what the test looks at
+            failures.append(exc)
+
+    runner = threading.Thread(target=run, daemon=True)
+    runner.start()
+    runner.join(30)
+    assert not runner.is_alive()
+    assert [str(f) for f in failures] == ["the model failed"]
+    assert time.monotonic() - started < 5

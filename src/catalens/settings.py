@@ -97,9 +97,9 @@ class EmbedderSettings(CatalensSettings):
     fetch_concurrency: int = Field(default=16, ge=1, le=512)
     decode_workers: int = Field(default=0, ge=0, description="0 = chosen from the core count")
     # Records fetched but not yet committed. Each holds its event (an inline image too);
-    # decoded pixels are bounded apart (four batches). A resumed consumer needs a fetch
-    # round trip before records flow again: fewer than this starved the pipeline between
-    # pauses (docs/ingest-speed.md).
+    # decoded pixels are bounded apart (four batches queued, one per prepare thread).
+    # A resumed consumer needs a fetch round trip before records flow again: fewer than
+    # this starved the pipeline between pauses (docs/ingest-speed.md).
     max_in_flight: int = Field(default=1024, ge=1)
     # The dead-letter storm guard (catalens.embedder.storm, docs/metrics.md): the embedder
     # stops, unready and committing nothing more, once at least RATIO of the last WINDOW

@@ -123,3 +123,46 @@ def test_a_failed_model_ends_the_service_without_waiting_in_the_revocation(
     assert not runner.is_alive()
     assert [str(f) for f in failures] == ["the model failed"]
     assert time.monotonic() - started < 5
+
+
+def test_stopping_leaves_records_not_yet_begun_for_redelivery(tmp_path: Path) -> None:
+    """A backlog is queued for preparation when the stop comes: what is under way
+    finishes and is committed, what has not begun is left uncommitted instead of being
+    embedded against the drain's clock."""
+    broker = MemoryBroker(partitions=1)
+    data = base64.b64encode(jpeg_bytes(seed=1)).decode()
+    count = 60
+    for i in range(count):
+        broker.append(TOPIC, f"p{i}".encode(), event(f"p{i}", {"data": data}))
+    in_model = threading.Event()
+    encoded: list[int] = []
+
+    def slow_encode(pixels: list[Pixels]) -> list[Vector]:
+        in_model.set()
+        time.sleep(0.2)
+        encoded.append(len(pixels))
+        return [np.full(4, 0.5, dtype=np.float32) for _ in pixels]
+
+    stop = threading.Event()
+    service = service_for(
+        broker, stop, slow_encode, tmp_path, shutdown_timeout_s=60.0, revoke_timeout_s=5.0
+    )
+    failures: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            service.run()
+        except BaseException as exc:  # noqa: BLE001 - what the test looks at
+            failures.append(exc)
+
+    runner = threading.Thread(target=run, daemon=True)
+    runner.start()
+    assert in_model.wait(30)
+    stop.set()
+    runner.join(60)
+    assert not runner.is_alive()
+    assert failures == []
+    # Begun before the stop: at most one record per prepare thread, the batcher's queue
+    # and the batch in the model; the rest was never embedded.
+    assert sum(encoded) < count
+    assert 0 < committed(broker) <= sum(encoded)

@@ -80,7 +80,10 @@ class Batcher(Generic[T]):
                 except queue.Empty:
                     continue
             if item is None:
-                self._queue.put(None)  # let the next call see the close
+                # Let the next call see the close; without blocking, as close() does (the
+                # closed flag tells it where the queue has no room for the marker).
+                with contextlib.suppress(queue.Full):
+                    self._queue.put_nowait(None)
                 break
             batch.append(item)
         return batch

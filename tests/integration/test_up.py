@@ -66,7 +66,8 @@ def test_up_serves_the_sample_catalog_and_stops_everything_on_ctrl_c(
         assert f"http://127.0.0.1:{port}/search" in printed
         # The options reached the services: the sample went through the topic given.
         assert topic in AdminClient({"bootstrap.servers": broker}).list_topics(timeout=10).topics
-        assert " DEBUG " in (tmp_path / "state" / "logs" / "api.log").read_text()
+        api_log = (tmp_path / "state" / "logs" / "api.log").read_text()
+        assert " DEBUG catalens.query_api.app: query API starting with " in api_log
         results = httpx.get(
             f"http://127.0.0.1:{port}/search", params={"q": "black dress", "k": 20}, timeout=10
         ).json()["results"]

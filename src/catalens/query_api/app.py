@@ -86,6 +86,8 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # What it runs with, for whoever turned DEBUG on to find out (secrets masked).
+        log.debug("query API starting with %r", settings)
         # Milvus not up yet: wait, as every service does. Shut down before that, the
         # server cancels this start-up, and the waiting thread must not outlive it.
         stop = threading.Event()

@@ -51,6 +51,36 @@ def service_for(
     )
 
 
+def started(service: EmbedderService) -> tuple[threading.Thread, list[BaseException]]:
+    """``service.run()`` in a thread of its own, and what it raised (filled when it ends)."""
+    failures: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            service.run()
+        except BaseException as exc:  # noqa: BLE001 - what the tests look at
+            failures.append(exc)
+
+    runner = threading.Thread(target=run, daemon=True)
+    runner.start()
+    return runner, failures
+
+
+class SlowModel:
+    """A model that takes ``seconds`` per batch and counts the images it was given."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.entered = threading.Event()
+        self.images = 0
+
+    def __call__(self, pixels: list[Pixels]) -> list[Vector]:
+        self.entered.set()
+        time.sleep(self.seconds)
+        self.images += len(pixels)
+        return [np.full(4, 0.5, dtype=np.float32) for _ in pixels]
+
+
 def test_a_record_finishing_after_the_drain_timed_out_does_not_start_the_next_one(
     tmp_path: Path,
 ) -> None:
@@ -62,28 +92,13 @@ def test_a_record_finishing_after_the_drain_timed_out_does_not_start_the_next_on
     data = base64.b64encode(jpeg_bytes(seed=1)).decode()
     broker.append(TOPIC, b"a", event("a", {"data": data}))
     broker.append(TOPIC, b"a", event("a", {"data": data}))
-    in_model = threading.Event()
-
-    def slow_encode(pixels: list[Pixels]) -> list[Vector]:
-        in_model.set()
-        time.sleep(1.0)
-        return [np.full(4, 0.5, dtype=np.float32) for _ in pixels]
-
+    model = SlowModel(1.0)
     stop = threading.Event()
     service = service_for(
-        broker, stop, slow_encode, tmp_path, shutdown_timeout_s=0.2, revoke_timeout_s=5.0
+        broker, stop, model, tmp_path, shutdown_timeout_s=0.2, revoke_timeout_s=5.0
     )
-    failures: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            service.run()
-        except BaseException as exc:  # noqa: BLE001 - what the test looks at
-            failures.append(exc)
-
-    runner = threading.Thread(target=run, daemon=True)
-    runner.start()
-    assert in_model.wait(30)
+    runner, failures = started(service)
+    assert model.entered.wait(30)
     stop.set()
     runner.join(30)
     assert not runner.is_alive()
@@ -108,21 +123,12 @@ def test_a_failed_model_ends_the_service_without_waiting_in_the_revocation(
     service = service_for(
         broker, stop, broken_encode, tmp_path, shutdown_timeout_s=1.0, revoke_timeout_s=10.0
     )
-    started = time.monotonic()
-    failures: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            service.run()
-        except BaseException as exc:  # noqa: BLE001 - what the test looks at
-            failures.append(exc)
-
-    runner = threading.Thread(target=run, daemon=True)
-    runner.start()
+    began = time.monotonic()
+    runner, failures = started(service)
     runner.join(30)
     assert not runner.is_alive()
     assert [str(f) for f in failures] == ["the model failed"]
-    assert time.monotonic() - started < 5
+    assert time.monotonic() - began < 5
 
 
 def test_stopping_leaves_records_not_yet_begun_for_redelivery(tmp_path: Path) -> None:
@@ -134,35 +140,18 @@ def test_stopping_leaves_records_not_yet_begun_for_redelivery(tmp_path: Path) ->
     count = 60
     for i in range(count):
         broker.append(TOPIC, f"p{i}".encode(), event(f"p{i}", {"data": data}))
-    in_model = threading.Event()
-    encoded: list[int] = []
-
-    def slow_encode(pixels: list[Pixels]) -> list[Vector]:
-        in_model.set()
-        time.sleep(0.2)
-        encoded.append(len(pixels))
-        return [np.full(4, 0.5, dtype=np.float32) for _ in pixels]
-
+    model = SlowModel(0.2)
     stop = threading.Event()
     service = service_for(
-        broker, stop, slow_encode, tmp_path, shutdown_timeout_s=60.0, revoke_timeout_s=5.0
+        broker, stop, model, tmp_path, shutdown_timeout_s=60.0, revoke_timeout_s=5.0
     )
-    failures: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            service.run()
-        except BaseException as exc:  # noqa: BLE001 - what the test looks at
-            failures.append(exc)
-
-    runner = threading.Thread(target=run, daemon=True)
-    runner.start()
-    assert in_model.wait(30)
+    runner, failures = started(service)
+    assert model.entered.wait(30)
     stop.set()
     runner.join(60)
     assert not runner.is_alive()
     assert failures == []
     # Begun before the stop: at most one record per prepare thread, the batcher's queue
     # and the batch in the model; the rest was never embedded.
-    assert sum(encoded) < count
-    assert 0 < committed(broker) <= sum(encoded)
+    assert model.images < count
+    assert 0 < committed(broker) <= model.images

@@ -46,7 +46,9 @@ class Services:
         self.batcher.close()
 
 
-def get_services(request: Request) -> Services:
+async def get_services(request: Request) -> Services:
+    # async: FastAPI runs a plain def dependency in its thread pool, a thread hop (a
+    # wake-up and a wait for the GIL) per request for what is one attribute read.
     services: Services = request.app.state.serving.current
     return services
 

@@ -55,13 +55,14 @@ class SearchOptions:
     expr: str
 
 
-def search_options(
+async def search_options(
     k: K = 10,
     offset: Offset = 0,
     category: Category = None,
     price_min: Price = None,
     price_max: Price = None,
 ) -> SearchOptions:
+    # async, as it never blocks: a plain def would cost a thread-pool hop per request.
     ranges = {"price": (price_min, price_max)} if (price_min, price_max) != (None, None) else {}
     expr = Filters(categories=category or (), ranges=ranges).expression()
     return SearchOptions(k=k, offset=offset, expr=expr)

@@ -14,17 +14,21 @@ number 17"), one at a time, each over a fresh connection. The random model's tok
 knows the words these sentences are made of, one token each, so a sentence is about 12
 tokens, as with CLIP's own vocabulary (the tower's work grows with tokens).
 
-Figures, in one run:
+Before measuring it waits until Milvus is idle (a bulk load leaves it compacting and
+indexing for a minute or two). Figures, in one run:
 * recall@10 of the index against exact (brute force) search;
-* for each API run, beside a raw Milvus search (top-10, default ef) timed just before
-  it: ``/search`` with a cached query text (HTTP + search) and with a new text every
-  time (encode + search) — p50/p99, and QPS at concurrency 8 (kept-alive connections).
+* the raw Milvus search (top-10, default ef); ``/search`` with a cached query text (HTTP
+  + search) and with a new text every time (encode + search): p50/p99; QPS at
+  concurrency 8 (kept-alive connections).
 
 The API runs as this checkout has it; ``--baseline-src`` runs another source folder's
-API too, first (the before of a change), and each ``--compare 'NAME=VALUE ...'`` runs it
-with those ``CATALENS_NAME=VALUE`` (a setting's effect), all against the same collection.
-With ``--rounds N`` the variants take turns N times; the summary gives each figure's
-median over the rounds and the p50s' ratio to raw Milvus and to the first variant.
+API too (the before of a change), and each ``--compare 'NAME=VALUE ...'`` runs it with
+those ``CATALENS_NAME=VALUE`` (a setting's effect), all against the same collection. The
+variants' APIs run side by side and take turns request by request, with the raw Milvus
+search among them: on two shared cores the machine drifts within seconds, far more than
+a lever moves the figures. ``--rounds N`` starts them afresh N times; the summary gives
+each figure's median over the rounds and the p50s' ratio to raw Milvus and to the first
+variant.
 
     python bench/query_latency.py [--products 100000] [--queries 200] [--settle 90]
         [--rounds 3] [--baseline-src ../before/src] [--compare 'API_LOOP=asyncio API_HTTP=h11' ...]
@@ -38,6 +42,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,7 +55,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 DIM = 512
 ALIAS = "bench_products"
-SETTLE_S = 90
+SETTLE_S = 90  # at least, after the load; then until Milvus is idle (at most 600 s)
 
 
 def clustered(count: int, clusters: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -70,7 +75,7 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
 
 
-def fill(uri: str, model: str, vectors: np.ndarray, labels: np.ndarray, settle_s: float) -> None:
+def fill(uri: str, model: str, vectors: np.ndarray, labels: np.ndarray) -> None:
     from catalens.encoder.files import resolve_model_dir, weights_digest
     from catalens.records import ModelIdentity, Plan, Row
     from catalens.store.admin import IndexAdmin
@@ -101,9 +106,49 @@ def fill(uri: str, model: str, vectors: np.ndarray, labels: np.ndarray, settle_s
     assert writer.collection is not None
     admin.flush_and_index(writer.collection)
     milvus.close()
-    # Right after a bulk load Milvus compacts the sealed segments and indexes the
-    # results, on the same two cores; measure the steady state, not the load's wake.
-    time.sleep(settle_s)
+
+
+def settle(data_dir: Path | None, least_s: float, most_s: float) -> None:
+    """Wait until Milvus is idle: after a bulk load it compacts the sealed segments and
+    indexes the results (on a timer, so not at once) for a minute or two, on the cores
+    the API shares; measure the steady state, not the load's wake. Idle: at least
+    ``least_s`` after the load, then 30 s in a row under 0.15 of a core; as long as
+    ``most_s``. Without the server's data folder (a Milvus this benchmark did not start),
+    it waits ``least_s``."""
+    if data_dir is None:
+        time.sleep(least_s)
+        return
+    import psutil
+
+    servers = [
+        p
+        for p in psutil.process_iter(["cmdline"])
+        if any(str(data_dir) in part for part in p.info["cmdline"] or ())
+    ]
+
+    def cpu_s() -> float:
+        total = 0.0
+        for process in servers:
+            try:
+                times = process.cpu_times()
+            except psutil.NoSuchProcess:
+                continue
+            total += times.user + times.system
+        return total
+
+    started = time.monotonic()
+    idle_since: float | None = None
+    while (elapsed := time.monotonic() - started) < most_s:
+        before = cpu_s()
+        time.sleep(5)
+        if (cpu_s() - before) / 5 >= 0.15:
+            idle_since = None
+        elif idle_since is None:
+            idle_since = time.monotonic()
+        elif elapsed >= least_s and time.monotonic() - idle_since >= 30:
+            print(f"Milvus idle after {time.monotonic() - started:.0f} s")
+            return
+    print(f"Milvus still busy after {most_s:.0f} s: measuring anyway")
 
 
 def main() -> None:
@@ -111,7 +156,10 @@ def main() -> None:
     parser.add_argument("--products", type=int, default=100_000)
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument(
-        "--settle", type=float, default=SETTLE_S, help="seconds to let Milvus settle after the load"
+        "--settle",
+        type=float,
+        default=SETTLE_S,
+        help="seconds to wait at least after the load, then until Milvus is idle",
     )
     parser.add_argument(
         "--rounds", type=int, default=1, help="times each API variant runs, taking turns"
@@ -146,7 +194,8 @@ def main() -> None:
     hf_dir, _ = model_dirs()
     try:
         vectors, labels = clustered(args.products, clusters=max(10, args.products // 500), seed=1)
-        fill(uri, str(hf_dir), vectors, labels, args.settle)
+        fill(uri, str(hf_dir), vectors, labels)
+        settle(work / "milvus" if milvus is not None else None, args.settle, 600)
         queries, _ = clustered(args.queries, clusters=max(10, args.products // 500), seed=1)
         queries = queries[: args.queries]
 
@@ -157,13 +206,10 @@ def main() -> None:
             len({f"p{i:07d}" for i in exact[q]} & set(found[q])) / 10 for q in range(len(queries))
         )
 
-        def raw_milvus() -> list[float]:
-            raw = []
-            for vector in queries:
-                started = time.perf_counter()
-                store.search([vector], k=10, ef=64)
-                raw.append((time.perf_counter() - started) * 1000)
-            return raw
+        def raw_search(i: int) -> float:
+            started = time.perf_counter()
+            store.search([queries[i % len(queries)]], k=10, ef=64)
+            return (time.perf_counter() - started) * 1000
 
         print(
             f"products {args.products}, queries {args.queries}, top-10, HNSW M=16 "
@@ -187,12 +233,16 @@ def main() -> None:
         texts = sentences(args.queries + 20, seed=2)
         runs: dict[str, list[ApiFigures]] = {label: [] for label, _ in variants}
         for round_ in range(args.rounds):
-            # Variants take turns, each beside a raw Milvus measurement of its own: the
-            # machine drifts over minutes, and a comparison should not follow the drift.
-            for n, (label, extra) in enumerate(variants):
-                raw = raw_milvus()
-                log = work / f"api-{round_}-{n}.log"
-                run = measure_api(log, {**env, **extra}, texts[:20], texts[20:], raw)
+            logs = work / f"round-{round_ + 1}"
+            logs.mkdir()
+            figures = measure_round(
+                logs,
+                [(label, {**env, **extra}) for label, extra in variants],
+                texts[:20],
+                texts[20:],
+                raw_search,
+            )
+            for label, run in figures.items():
                 runs[label].append(run)
                 print(f"round {round_ + 1}, {label}: {run.line()}", flush=True)
         print("--- median over rounds of each figure")
@@ -240,63 +290,105 @@ def summary(label: str, runs: list[ApiFigures], baseline: list[ApiFigures]) -> s
     return "\n".join(lines)
 
 
-def measure_api(
-    log: Path,
-    env: dict[str, str],
-    cached_texts: list[str],
-    fresh_texts: list[str],
-    raw: list[float],
-) -> ApiFigures:
-    """Start ``catalens api`` with ``env``, time cached and new query texts, stop it."""
-    from catalens.localstack import Child, free_port, wait_for_port
+class Api:
+    """One variant's ``catalens api`` process and its timed requests."""
 
-    port = free_port()
-    api = Child(
-        "api",
-        [sys.executable, "-m", "catalens", "api"],
-        log,
-        env={**env, "CATALENS_API_PORT": str(port)},
-    ).start()
-    try:
-        wait_for_port(port, 300)
-        base = f"http://127.0.0.1:{port}/search"
-        client = httpx.Client(timeout=30)
+    def __init__(self, label: str, log: Path, env: dict[str, str]) -> None:
+        from catalens.localstack import Child, free_port
+
+        self.label = label
+        self.log = log
+        port = free_port()
+        self.base = f"http://127.0.0.1:{port}/search"
+        self.port = port
+        self.child = Child(
+            "api",
+            [sys.executable, "-m", "catalens", "api"],
+            log,
+            env={**env, "CATALENS_API_PORT": str(port)},
+        ).start()
+        self.client = httpx.Client(timeout=30)
         # A new TCP connection for every request, from one client: httpx.get() would also
         # build a client (and its TLS context) per request, a cost of the caller's side.
-        fresh_client = httpx.Client(timeout=30, limits=httpx.Limits(max_keepalive_connections=0))
-        for text in cached_texts:
-            client.get(base, params={"q": text, "k": 10}).raise_for_status()  # warm-up
+        self.fresh_client = httpx.Client(
+            timeout=30, limits=httpx.Limits(max_keepalive_connections=0)
+        )
 
-        def timed(text: str, fresh_connection: bool = True) -> float:
-            started = time.perf_counter()
-            if fresh_connection:  # as a user's browser or a client without a pool does
-                response = fresh_client.get(base, params={"q": text, "k": 10})
-            else:
-                response = client.get(base, params={"q": text, "k": 10})
-            response.raise_for_status()
-            return (time.perf_counter() - started) * 1000
+    def timed(self, text: str, fresh_connection: bool = True) -> float:
+        started = time.perf_counter()
+        if fresh_connection:  # as a user's browser or a client without a pool does
+            response = self.fresh_client.get(self.base, params={"q": text, "k": 10})
+        else:
+            response = self.client.get(self.base, params={"q": text, "k": 10})
+        response.raise_for_status()
+        return (time.perf_counter() - started) * 1000
 
-        count = len(fresh_texts)
-        cached = [timed(cached_texts[i % len(cached_texts)]) for i in range(count)]
-        fresh = [timed(text) for text in fresh_texts]
+    def qps(self, texts: list[str]) -> float:
+        """Queries per second with 8 clients on kept-alive connections."""
         with ThreadPoolExecutor(8) as pool:
             started = time.perf_counter()
-            repeats = range(count * 2)
-            total = len(
-                list(pool.map(lambda i: timed(cached_texts[i % len(cached_texts)], False), repeats))
+            total = len(list(pool.map(lambda t: self.timed(t, False), texts)))
+            return total / (time.perf_counter() - started)
+
+    def loaded(self) -> str:
+        lines = [line for line in self.log.read_text().splitlines() if "loaded " in line]
+        return lines[-1] if lines else f"no load line in {self.log}"
+
+    def stop(self) -> None:
+        self.child.stop()
+
+
+def measure_round(
+    logs: Path,
+    variants: list[tuple[str, dict[str, str]]],
+    cached_texts: list[str],
+    fresh_texts: list[str],
+    raw_search: Callable[[int], float],
+) -> dict[str, ApiFigures]:
+    """Start every variant's API at once and time them request by request, taking turns
+    (the order rotating) with a raw Milvus search: on two shared cores the machine drifts
+    within seconds, so the figures compared are taken in the same moments. QPS at
+    concurrency 8 is measured for one variant after another."""
+    from catalens.localstack import wait_for_port
+
+    apis: list[Api] = []
+    try:
+        for n, (label, env) in enumerate(variants):
+            apis.append(Api(label, logs / f"api-{n}.log", env))
+        for api in apis:
+            wait_for_port(api.port, 300)
+            for text in cached_texts:
+                api.timed(text, False)  # warm-up: these texts are cached from here on
+
+        def turns(i: int) -> list[Api]:
+            return apis[i % len(apis) :] + apis[: i % len(apis)]
+
+        raw: list[float] = []
+        cached: dict[str, list[float]] = {api.label: [] for api in apis}
+        fresh: dict[str, list[float]] = {api.label: [] for api in apis}
+        for i in range(len(fresh_texts)):
+            for api in turns(i):
+                cached[api.label].append(api.timed(cached_texts[i % len(cached_texts)]))
+            raw.append(raw_search(i))
+        for i, text in enumerate(fresh_texts):
+            for api in turns(i):
+                fresh[api.label].append(api.timed(text))
+        repeats = [cached_texts[i % len(cached_texts)] for i in range(2 * len(fresh_texts))]
+        again = [f"{t} again {i}" for i, t in enumerate(fresh_texts)]
+        return {
+            api.label: ApiFigures(
+                raw,
+                cached[api.label],
+                fresh[api.label],
+                api.qps(repeats),
+                api.qps(again),
+                api.loaded(),
             )
-            qps = total / (time.perf_counter() - started)
-        with ThreadPoolExecutor(8) as pool:
-            started = time.perf_counter()
-            again = [f"{t} again {i}" for i, t in enumerate(fresh_texts)]
-            total = len(list(pool.map(lambda t: timed(t, False), again)))
-            qps_fresh = total / (time.perf_counter() - started)
+            for api in apis
+        }
     finally:
-        api.stop()
-    loaded = [line for line in log.read_text().splitlines() if "loaded " in line]
-    return ApiFigures(
-        raw, cached, fresh, qps, qps_fresh, loaded[-1] if loaded else f"no load line in {log}"
-    )
+        for api in apis:
+            api.stop()
 
 
 if __name__ == "__main__":

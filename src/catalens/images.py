@@ -106,8 +106,9 @@ def preprocess_with_thumbnail(
 ) -> tuple[Pixels, str]:
     """Like :func:`preprocess`, plus a JPEG thumbnail (longest side ``side``) as a data URI,
     made from the already decoded (draft-sized) image, not decoded again."""
-    pixels, decoded = _preprocess(data, spec, limits)
-    if (own := _as_thumbnail(data, decoded, side)) is not None:
+    pixels, decoded, stored = _preprocess(data, spec, limits, header=True)
+    assert stored is not None
+    if (own := _as_thumbnail(data, decoded, stored, side)) is not None:
         return pixels, own
     # In place (the decoded image is not needed any more). reducing_gap=1: a cheap
     # integer box reduction first, then bilinear to the size.
@@ -127,7 +128,31 @@ _ORIENTATION = 0x0112  # the EXIF tag
 _BROWSER_FORMATS = {b"\xff\xd8\xff": "image/jpeg", b"\x89PNG": "image/png"}
 
 
-def _as_thumbnail(data: bytes, decoded: Image.Image, side: int) -> str | None:
+@dataclass(frozen=True, slots=True)
+class _Stored:
+    """What a browser would make of the image as stored, read from its header before the
+    decode: ``decoded`` is the RGB conversion of any other mode, which has lost these."""
+
+    frames: int
+    orientation: int  # EXIF; 1: as stored, 0: unreadable
+    mode: str
+    transparency: bool
+
+    @classmethod
+    def of(cls, image: Image.Image) -> _Stored:
+        try:
+            orientation = int(image.getexif().get(_ORIENTATION, 1))
+        except Exception:  # noqa: BLE001 - a broken EXIF block: re-encode, never fail
+            orientation = 0
+        return cls(
+            frames=getattr(image, "n_frames", 1),
+            orientation=orientation,
+            mode=image.mode,
+            transparency="transparency" in image.info,
+        )
+
+
+def _as_thumbnail(data: bytes, decoded: Image.Image, stored: _Stored, side: int) -> str | None:
     """``data`` as a data URI when it can serve as its own thumbnail: small, no larger
     than ``side`` either way (a drafted decode is always larger), a JPEG or PNG, and shown
     by a browser as the model saw it: one frame (an animated PNG plays other pictures), no
@@ -135,12 +160,9 @@ def _as_thumbnail(data: bytes, decoded: Image.Image, side: int) -> str | None:
     model saw the colours under it)."""
     if len(data) > OWN_THUMBNAIL_BYTES or max(decoded.size) > side:
         return None
-    # Judged on the image as stored (its header only): ``decoded`` is the RGB conversion
-    # of any other mode, which has lost the frame count and the transparency.
-    stored = Image.open(io.BytesIO(data))
-    if getattr(stored, "n_frames", 1) != 1 or stored.getexif().get(_ORIENTATION, 1) != 1:
+    if stored.frames != 1 or stored.orientation != 1:
         return None
-    if stored.mode not in ("RGB", "L", "P") or "transparency" in stored.info:
+    if stored.mode not in ("RGB", "L", "P") or stored.transparency:
         return None  # alpha: the browser shows the page through what the model saw
     mime = next((m for magic, m in _BROWSER_FORMATS.items() if data.startswith(magic)), None)
     if mime is None:
@@ -149,12 +171,14 @@ def _as_thumbnail(data: bytes, decoded: Image.Image, side: int) -> str | None:
 
 
 def _preprocess(
-    data: bytes, spec: PreprocessSpec, limits: ImageLimits
-) -> tuple[Pixels, Image.Image]:
-    """The crop, and the decoded RGB image it was taken from."""
+    data: bytes, spec: PreprocessSpec, limits: ImageLimits, *, header: bool = False
+) -> tuple[Pixels, Image.Image, _Stored | None]:
+    """The crop, the decoded RGB image it was taken from, and (``header``) what the
+    stored image's header says, read before the decode changes it."""
     image = open_checked(data, limits)
     width, height = image.size
     scale = spec.size / min(width, height)
+    stored = _Stored.of(image) if header else None
     try:
         if image.format == "JPEG" and scale < 0.5:
             image.draft("RGB", (math.ceil(width * scale), math.ceil(height * scale)))
@@ -164,7 +188,7 @@ def _preprocess(
         crop = _resized_crop(image, spec)
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
         raise BadInput(Reason.CORRUPT_IMAGE, f"corrupt or truncated image: {exc}") from None
-    return crop, image
+    return crop, image, stored
 
 
 def _resized_crop(image: Image.Image, spec: PreprocessSpec) -> Pixels:

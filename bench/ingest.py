@@ -18,6 +18,8 @@ Prints, for one run:
 Levers are settings: ``--set NAME=VALUE`` passes ``CATALENS_NAME`` to both services, and
 ``--compare NAME=VALUE`` runs the stack twice in one invocation (as configured, then with
 the override) and prints both with their ratio — the baseline measured in the same run.
+``EMBEDDERS=N`` is this benchmark's own knob, not a setting: N embedder processes share
+the input topic as replicas of one consumer group (how a deployment scales the embedder).
 
     python bench/ingest.py [--products 100000] [--set SINK_BATCH_SIZE=2000]
         [--compare EMBEDDING_ENCODING=json] [--profile DIR]
@@ -124,6 +126,11 @@ class Stack:
     def __init__(self, work: Path, model: Path, overrides: dict[str, str]) -> None:
         from catalens.localstack import free_port, start_broker, start_milvus
 
+        overrides = dict(overrides)
+        self.roles = [
+            *(f"embedder-{n}" for n in range(1, int(overrides.pop("EMBEDDERS", "1")) + 1)),
+            "sink",
+        ]
         self.work = work
         self.kafka_port, self.milvus_port = free_port(), free_port()
         self.broker = start_broker(self.kafka_port, work / "broker.log")
@@ -142,8 +149,8 @@ class Stack:
         self.spies: list[subprocess.Popen[bytes]] = []
 
     def start_services(self, profile: Path | None) -> None:
-        for role in ("embedder", "sink"):
-            argv = [sys.executable, "-m", "catalens", role]
+        for role in self.roles:
+            argv = [sys.executable, "-m", "catalens", role.split("-")[0]]
             self.services[role] = Child(role, argv, self.work / f"{role}.log", env=self.env).start()
         if profile is not None:
             profile.mkdir(parents=True, exist_ok=True)
@@ -165,7 +172,7 @@ class Stack:
                     stdout=subprocess.DEVNULL,
                     stderr=subprocess.DEVNULL,
                 )
-                for role in ("embedder", "sink")
+                for role in self.roles
             ]
 
     def pid(self, role: str) -> int:
@@ -182,7 +189,7 @@ class Stack:
         broker = self.broker.process
         assert milvus is not None and broker is not None
         found = {
-            "embedder": tree(self.pid("embedder")),
+            "embedder": [p for r in self.roles if r != "sink" for p in tree(self.pid(r))],
             "sink": tree(self.pid("sink")),
             "broker": tree(broker.pid),
             "producer": [psutil.Process()],

@@ -41,7 +41,7 @@ T = TypeVar("T")
 class SinkConfig:
     model: str
     dlq_topic: str
-    batch_size: int = 1000
+    batch_size: int = 4000  # the settings' default (CATALENS_SINK_BATCH_SIZE)
     batch_wait_s: float = 0.0
     backoff: Backoff = field(default_factory=Backoff)
 

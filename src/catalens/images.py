@@ -107,7 +107,6 @@ def preprocess_with_thumbnail(
     """Like :func:`preprocess`, plus a JPEG thumbnail (longest side ``side``) as a data URI,
     made from the already decoded (draft-sized) image, not decoded again."""
     pixels, decoded, stored = _preprocess(data, spec, limits, header=True)
-    assert stored is not None
     if (own := _as_thumbnail(data, decoded, stored, side)) is not None:
         return pixels, own
     # In place (the decoded image is not needed any more). reducing_gap=1: a cheap
@@ -134,37 +133,48 @@ class _Stored:
     decode: ``decoded`` is the RGB conversion of any other mode, which has lost these."""
 
     frames: int
-    orientation: int  # EXIF; 1: as stored, 0: unreadable
+    orientation: int  # EXIF; 1: as stored
     mode: str
     transparency: bool
 
     @classmethod
-    def of(cls, image: Image.Image) -> _Stored:
+    def of(cls, data: bytes, image: Image.Image) -> _Stored | None:
+        """Read only for a small JPEG or PNG, the images that may serve as their own
+        thumbnail: their frame count is in the header (a GIF's or TIFF's is counted by
+        walking the frames, which on truncated data fails or moves off the first one).
+        None: not a candidate, or a header that cannot be read (re-encode, never fail)."""
+        if len(data) > OWN_THUMBNAIL_BYTES or _browser_mime(data) is None:
+            return None
         try:
-            orientation = int(image.getexif().get(_ORIENTATION, 1))
-        except Exception:  # noqa: BLE001 - a broken EXIF block: re-encode, never fail
-            orientation = 0
-        return cls(
-            frames=getattr(image, "n_frames", 1),
-            orientation=orientation,
-            mode=image.mode,
-            transparency="transparency" in image.info,
-        )
+            return cls(
+                frames=getattr(image, "n_frames", 1),
+                orientation=int(image.getexif().get(_ORIENTATION, 1)),
+                mode=image.mode,
+                transparency="transparency" in image.info,
+            )
+        except Exception:  # noqa: BLE001 - an odd header: re-encode, the decode judges it
+            return None
 
 
-def _as_thumbnail(data: bytes, decoded: Image.Image, stored: _Stored, side: int) -> str | None:
+def _browser_mime(data: bytes) -> str | None:
+    return next((m for magic, m in _BROWSER_FORMATS.items() if data.startswith(magic)), None)
+
+
+def _as_thumbnail(
+    data: bytes, decoded: Image.Image, stored: _Stored | None, side: int
+) -> str | None:
     """``data`` as a data URI when it can serve as its own thumbnail: small, no larger
     than ``side`` either way (a drafted decode is always larger), a JPEG or PNG, and shown
     by a browser as the model saw it: one frame (an animated PNG plays other pictures), no
     EXIF orientation (browsers rotate by it; the model did not) and no transparency (the
     model saw the colours under it)."""
-    if len(data) > OWN_THUMBNAIL_BYTES or max(decoded.size) > side:
+    if stored is None or len(data) > OWN_THUMBNAIL_BYTES or max(decoded.size) > side:
         return None
     if stored.frames != 1 or stored.orientation != 1:
         return None
     if stored.mode not in ("RGB", "L", "P") or stored.transparency:
         return None  # alpha: the browser shows the page through what the model saw
-    mime = next((m for magic, m in _BROWSER_FORMATS.items() if data.startswith(magic)), None)
+    mime = _browser_mime(data)
     if mime is None:
         return None
     return f"data:{mime};base64," + base64.b64encode(data).decode()
@@ -178,7 +188,7 @@ def _preprocess(
     image = open_checked(data, limits)
     width, height = image.size
     scale = spec.size / min(width, height)
-    stored = _Stored.of(image) if header else None
+    stored = _Stored.of(data, image) if header else None
     try:
         if image.format == "JPEG" and scale < 0.5:
             image.draft("RGB", (math.ceil(width * scale), math.ceil(height * scale)))

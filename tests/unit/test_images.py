@@ -266,3 +266,42 @@ def test_the_callers_pixel_limit_applies_even_above_pillows_and_pillows_is_resto
     with ThreadPoolExecutor(8) as pool:
         assert set(pool.map(refused, range(200))) == {Reason.TOO_MANY_PIXELS}
     assert before == Image.MAX_IMAGE_PIXELS
+
+
+def _frames(kind: str, count: int, side: int) -> bytes:
+    rng = np.random.default_rng(3)
+    frames = [
+        Image.fromarray(rng.integers(0, 255, (side, side, 3), dtype=np.uint8)) for _ in range(count)
+    ]
+    out = io.BytesIO()
+    if kind == "GIF":
+        frames = [frame.convert("P") for frame in frames]
+    frames[0].save(out, format=kind, save_all=True, append_images=frames[1:])
+    return out.getvalue()
+
+
+@pytest.mark.parametrize("kind", ["GIF", "TIFF", "PNG"])
+def test_a_truncated_multi_frame_image_gets_the_same_answer_with_or_without_a_thumbnail(
+    kind: str,
+) -> None:
+    """Inline images (which get a thumbnail) and fetched ones (which do not) are judged
+    alike: the same crop, or a BadInput, at every cut of a truncated animation; never
+    another exception, which would stop the embedder instead of dead-lettering the record."""
+    data = _frames(kind, 3, 120)
+    outcomes = set()
+    for cut in range(8, len(data), max(1, len(data) // 97)):
+        truncated = data[:cut]
+        try:
+            expected: np.ndarray | None = preprocess(truncated, SPEC, LIMITS)
+        except BadInput:
+            expected = None
+        try:
+            pixels, _thumbnail = preprocess_with_thumbnail(truncated, SPEC, LIMITS)
+        except BadInput:
+            assert expected is None, f"cut at {cut}: BadInput only with a thumbnail"
+            outcomes.add("bad input")
+            continue
+        assert expected is not None, f"cut at {cut}: decoded only with a thumbnail"
+        np.testing.assert_array_equal(pixels, expected)
+        outcomes.add("decoded")
+    assert "bad input" in outcomes  # the cuts did reach the broken cases

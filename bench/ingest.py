@@ -295,6 +295,14 @@ def run_once(
                 return 0
             return milvus.count(settings.collection)
 
+        # Every embedder in the group before the clock starts: one joining later would
+        # count its start-up and a rebalance in the measured time.
+        embedders = [work / f"{role}.log" for role in stack.roles if role != "sink"]
+        wait_until(
+            lambda: all("assigned" in path.read_text(errors="replace") for path in embedders),
+            300,
+            "every embedder assigned partitions",
+        )
         publisher.publish_many(events(1, images, "warm"))
         wait_until(lambda: count() >= 1, 180, "the warm-up event in Milvus")
         batch = list(events(products, images, "p"))  # built before the clock starts

@@ -229,6 +229,8 @@ def main() -> None:
         for overrides in args.compare:
             settings = (o.partition("=") for o in overrides.split())
             variants.append((overrides, {f"CATALENS_{n}": value for n, _, value in settings}))
+        if len({label for label, _ in variants}) < len(variants):
+            parser.error("each --compare once: a variant's figures are kept by its name")
         # Every API process starts with an empty text cache: all see the same new texts.
         texts = sentences(args.queries + 20, seed=2)
         runs: dict[str, list[ApiFigures]] = {label: [] for label, _ in variants}
@@ -354,24 +356,28 @@ def measure_round(
     apis: list[Api] = []
     try:
         for n, (label, env) in enumerate(variants):
+            # One at a time: a port is free until its API binds it, and no other may get it.
             apis.append(Api(label, logs / f"api-{n}.log", env))
+            wait_for_port(apis[-1].port, 300)
         for api in apis:
-            wait_for_port(api.port, 300)
             for text in cached_texts:
                 api.timed(text, False)  # warm-up: these texts are cached from here on
 
-        def turns(i: int) -> list[Api]:
-            return apis[i % len(apis) :] + apis[: i % len(apis)]
+        def turns(i: int) -> list[Api | None]:  # None: the raw Milvus search's turn
+            order: list[Api | None] = [*apis, None]
+            return order[i % len(order) :] + order[: i % len(order)]
 
         raw: list[float] = []
         cached: dict[str, list[float]] = {api.label: [] for api in apis}
         fresh: dict[str, list[float]] = {api.label: [] for api in apis}
         for i in range(len(fresh_texts)):
-            for api in turns(i):
-                cached[api.label].append(api.timed(cached_texts[i % len(cached_texts)]))
-            raw.append(raw_search(i))
+            for turn in turns(i):
+                if turn is None:
+                    raw.append(raw_search(i))
+                else:
+                    cached[turn.label].append(turn.timed(cached_texts[i % len(cached_texts)]))
         for i, text in enumerate(fresh_texts):
-            for api in turns(i):
+            for api in apis[i % len(apis) :] + apis[: i % len(apis)]:
                 fresh[api.label].append(api.timed(text))
         repeats = [cached_texts[i % len(cached_texts)] for i in range(2 * len(fresh_texts))]
         again = [f"{t} again {i}" for i, t in enumerate(fresh_texts)]

@@ -148,10 +148,11 @@ class SinkSettings(CatalensSettings):
 
     # Empty: catalens-sink.<model key> (see embedder_group).
     sink_group: str = ""
-    # At most this many records per write. Each batch pays one Strong read (about a Milvus
-    # time tick) however big: 4000 against 1000 gave 11-16 % more events/s at full load
-    # (docs/ingest-speed.md). The sink takes what has arrived, so light traffic still
-    # goes out at once, in small batches.
+    # At most this many records per write. A batch waits for its Strong reads of stored
+    # versions, about one Milvus time tick per round of SINK_READ_CONCURRENCY queries of
+    # 500 products, however few its records: 4000 against 1000 gave 11-16 % more events/s
+    # at full load (docs/ingest-speed.md). The sink takes what has arrived, so light
+    # traffic still goes out at once, in small batches.
     sink_batch_size: int = Field(default=4000, ge=1)
     # After a record arrives, how long to wait for more to write with it. 0: write what
     # has arrived; under load records queue up during each write, so batches grow anyway.

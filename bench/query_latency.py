@@ -120,6 +120,8 @@ def settle(data_dir: Path | None, least_s: float, most_s: float) -> None:
         return
     import psutil
 
+    from ingest import cpu_seconds
+
     servers = [
         p
         for p in psutil.process_iter(["cmdline"])
@@ -127,14 +129,7 @@ def settle(data_dir: Path | None, least_s: float, most_s: float) -> None:
     ]
 
     def cpu_s() -> float:
-        total = 0.0
-        for process in servers:
-            try:
-                times = process.cpu_times()
-            except psutil.NoSuchProcess:
-                continue
-            total += times.user + times.system
-        return total
+        return cpu_seconds({"milvus": servers})["milvus"]
 
     started = time.monotonic()
     idle_since: float | None = None

@@ -47,6 +47,11 @@ def to_env(settings: BaseSettings, fields: Iterable[str]) -> dict[str, str]:
     return env
 
 
+def default(settings: type[BaseSettings], name: str) -> Any:
+    """A setting's default, for the services' own config classes: one place says it."""
+    return settings.model_fields[name].default
+
+
 class CatalensSettings(BaseSettings):
     """What every Catalens process needs: where Kafka and Milvus are, and the topic names."""
 

@@ -53,6 +53,7 @@ from catalens.offsets import OffsetTracker
 from catalens.records import ModelIdentity
 from catalens.schemas import ProductImageEvent
 from catalens.schemas.embedding import Vector
+from catalens.settings import EmbedderSettings, default
 from catalens.telemetry import EMBEDDER, WorkerMetrics
 
 log = logging.getLogger(__name__)
@@ -83,15 +84,16 @@ class EmbedderConfig:
     model: ModelIdentity
     spec: PreprocessSpec
     limits: ImageLimits
-    batch_size: int = 32
-    batch_wait_s: float = 0.025
-    fetch_concurrency: int = 16
+    # Defaults as the settings have them (catalens.settings.EmbedderSettings says why).
+    batch_size: int = default(EmbedderSettings, "batch_size")
+    batch_wait_s: float = default(EmbedderSettings, "batch_wait_ms") / 1000
+    fetch_concurrency: int = default(EmbedderSettings, "fetch_concurrency")
     # Decoding shares the cores with inference; on 2 cores 4 decoders did best (they
-    # finish a burst sooner and keep the batches full; docs/embedding-speed.md).
+    # finish a burst sooner and keep the batches full; docs/embedding-speed.md). The
+    # setting's default (0) picks twice the cores.
     decode_workers: int = 4
-    max_in_flight: int = 1024
-    # Products whose last image's vector is kept for reuse (0: none); ~2.6 KiB each at 512-d.
-    reuse_cache_size: int = 100_000
+    max_in_flight: int = default(EmbedderSettings, "max_in_flight")
+    reuse_cache_size: int = default(EmbedderSettings, "reuse_cache_size")
     shutdown_timeout_s: float = 30.0
     revoke_timeout_s: float = 10.0
     storm: StormLimits = field(default_factory=StormLimits)

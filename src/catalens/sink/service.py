@@ -28,6 +28,7 @@ from catalens.records import ModelIdentity, Partition
 from catalens.retry import Backoff, retry_transient
 from catalens.schemas import DeadLetter, EmbeddingRecord, Op, Reason
 from catalens.schemas.embedding import INPUT_OFFSET_HEADER, MODEL_HEADER
+from catalens.settings import SinkSettings, default
 from catalens.sink.freshness import applied_ages
 from catalens.sink.plan import Item, Plan, attempted, collapse, plan_writes
 from catalens.store import IndexWriter
@@ -41,8 +42,9 @@ T = TypeVar("T")
 class SinkConfig:
     model: str
     dlq_topic: str
-    batch_size: int = 4000  # the settings' default (CATALENS_SINK_BATCH_SIZE)
-    batch_wait_s: float = 0.0
+    # Defaults as the settings have them (catalens.settings.SinkSettings says why).
+    batch_size: int = default(SinkSettings, "sink_batch_size")
+    batch_wait_s: float = default(SinkSettings, "sink_batch_wait_ms") / 1000
     backoff: Backoff = field(default_factory=Backoff)
 
 

@@ -132,6 +132,7 @@ class _Stored:
     """What a browser would make of the image as stored, read from its header before the
     decode: ``decoded`` is the RGB conversion of any other mode, which has lost these."""
 
+    mime: str  # image/jpeg or image/png
     frames: int
     orientation: int  # EXIF; 1: as stored
     mode: str
@@ -143,10 +144,12 @@ class _Stored:
         thumbnail: their frame count is in the header (a GIF's or TIFF's is counted by
         walking the frames, which on truncated data fails or moves off the first one).
         None: not a candidate, or a header that cannot be read (re-encode, never fail)."""
-        if len(data) > OWN_THUMBNAIL_BYTES or _browser_mime(data) is None:
+        mime = next((m for magic, m in _BROWSER_FORMATS.items() if data.startswith(magic)), None)
+        if len(data) > OWN_THUMBNAIL_BYTES or mime is None:
             return None
         try:
             return cls(
+                mime=mime,
                 frames=getattr(image, "n_frames", 1),
                 orientation=int(image.getexif().get(_ORIENTATION, 1)),
                 mode=image.mode,
@@ -154,10 +157,6 @@ class _Stored:
             )
         except Exception:  # noqa: BLE001 - an odd header: re-encode, the decode judges it
             return None
-
-
-def _browser_mime(data: bytes) -> str | None:
-    return next((m for magic, m in _BROWSER_FORMATS.items() if data.startswith(magic)), None)
 
 
 def _as_thumbnail(
@@ -168,16 +167,13 @@ def _as_thumbnail(
     by a browser as the model saw it: one frame (an animated PNG plays other pictures), no
     EXIF orientation (browsers rotate by it; the model did not) and no transparency (the
     model saw the colours under it)."""
-    if stored is None or len(data) > OWN_THUMBNAIL_BYTES or max(decoded.size) > side:
+    if stored is None or max(decoded.size) > side:  # None: not a small JPEG or PNG
         return None
     if stored.frames != 1 or stored.orientation != 1:
         return None
     if stored.mode not in ("RGB", "L", "P") or stored.transparency:
         return None  # alpha: the browser shows the page through what the model saw
-    mime = _browser_mime(data)
-    if mime is None:
-        return None
-    return f"data:{mime};base64," + base64.b64encode(data).decode()
+    return f"data:{stored.mime};base64," + base64.b64encode(data).decode()
 
 
 def _preprocess(

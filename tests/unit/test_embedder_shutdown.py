@@ -66,6 +66,19 @@ def started(service: EmbedderService) -> tuple[threading.Thread, list[BaseExcept
     return runner, failures
 
 
+def stopped_once_in_the_model(
+    service: EmbedderService, model: SlowModel, stop: threading.Event, join_s: float
+) -> None:
+    """Run ``service``, stop it as soon as the model has a batch, and check that it ended
+    cleanly within ``join_s``."""
+    runner, failures = started(service)
+    assert model.entered.wait(30)
+    stop.set()
+    runner.join(join_s)
+    assert not runner.is_alive()
+    assert failures == []
+
+
 class SlowModel:
     """A model that takes ``seconds`` per batch and counts the images it was given."""
 
@@ -97,12 +110,7 @@ def test_a_record_finishing_after_the_drain_timed_out_does_not_start_the_next_on
     service = service_for(
         broker, stop, model, tmp_path, shutdown_timeout_s=0.2, revoke_timeout_s=5.0
     )
-    runner, failures = started(service)
-    assert model.entered.wait(30)
-    stop.set()
-    runner.join(30)
-    assert not runner.is_alive()
-    assert failures == []
+    stopped_once_in_the_model(service, model, stop, join_s=30)
     assert committed(broker) <= 1  # the second record is the next owner's
 
 
@@ -145,12 +153,7 @@ def test_stopping_leaves_records_not_yet_begun_for_redelivery(tmp_path: Path) ->
     service = service_for(
         broker, stop, model, tmp_path, shutdown_timeout_s=60.0, revoke_timeout_s=5.0
     )
-    runner, failures = started(service)
-    assert model.entered.wait(30)
-    stop.set()
-    runner.join(60)
-    assert not runner.is_alive()
-    assert failures == []
+    stopped_once_in_the_model(service, model, stop, join_s=60)
     # Begun before the stop: at most one record per prepare thread, the batcher's queue
     # and the batch in the model; the rest was never embedded.
     assert model.images < count

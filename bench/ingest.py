@@ -194,14 +194,7 @@ class Stack:
             "broker": tree(broker.pid),
             "producer": [psutil.Process()],
         }
-        # Milvus' server process can leave its wrapper's process group: find it by its
-        # data folder on the command line.
-        data = str(self.work / "milvus")
-        servers = [
-            p
-            for p in psutil.process_iter(["cmdline"])
-            if any(data in part for part in p.info["cmdline"] or ())
-        ]
+        servers = milvus_servers(self.work / "milvus")
         found["milvus"] = list({p.pid: p for p in tree(milvus.pid) + servers}.values())
         return found
 
@@ -214,6 +207,16 @@ class Stack:
             spy.wait(60)
         self.milvus.stop(timeout_s=10)
         self.broker.kill()
+
+
+def milvus_servers(data_dir: Path) -> list[psutil.Process]:
+    """Milvus' server processes, found by their data folder on the command line: the
+    server can leave its wrapper's process group."""
+    return [
+        p
+        for p in psutil.process_iter(["cmdline"])
+        if any(str(data_dir) in part for part in p.info["cmdline"] or ())
+    ]
 
 
 def cpu_seconds(processes: dict[str, list[psutil.Process]]) -> dict[str, float]:

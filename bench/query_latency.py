@@ -118,15 +118,9 @@ def settle(data_dir: Path | None, least_s: float, most_s: float) -> None:
     if data_dir is None:
         time.sleep(least_s)
         return
-    import psutil
+    from ingest import cpu_seconds, milvus_servers
 
-    from ingest import cpu_seconds
-
-    servers = [
-        p
-        for p in psutil.process_iter(["cmdline"])
-        if any(str(data_dir) in part for part in p.info["cmdline"] or ())
-    ]
+    servers = milvus_servers(data_dir)
 
     def cpu_s() -> float:
         return cpu_seconds({"milvus": servers})["milvus"]

@@ -48,7 +48,7 @@ import numpy as np
 import psutil
 from PIL import Image
 
-from catalens.localstack import Child
+from catalens.dev.localstack import Child
 from catalens.schemas import ProductImageEvent
 
 log = logging.getLogger("bench.ingest")
@@ -124,7 +124,7 @@ class Stack:
     """Broker and Milvus for one run, and the two services with their settings."""
 
     def __init__(self, work: Path, model: Path, overrides: dict[str, str]) -> None:
-        from catalens.localstack import free_port, start_broker, start_milvus
+        from catalens.dev.localstack import free_port, start_broker, start_milvus
 
         overrides = dict(overrides)
         self.roles = [
@@ -401,7 +401,7 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=1800)
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    from catalens.modelkit import build_random_clip
+    from catalens.dev.modelkit import build_random_clip
 
     work = Path(tempfile.mkdtemp(prefix="catalens-ingest-"))
     model = build_random_clip(

@@ -45,10 +45,10 @@ import numpy as np
 from pymilvus import Collection, MilvusClient, connections
 from pymilvus.orm.prepare import Prepare
 
-from catalens.localstack import free_port, start_milvus
-from catalens.records import ModelIdentity
+from catalens.dev.localstack import free_port, start_milvus
 from catalens.store.admin import ORDER_FIELD, IndexAdmin
 from catalens.store.client import Milvus
+from catalens.store.values import ModelIdentity
 
 DIM = 512
 ALIAS = "bench_write"

@@ -77,9 +77,9 @@ def percentile(values: list[float], q: float) -> float:
 
 def fill(uri: str, model: str, vectors: np.ndarray, labels: np.ndarray) -> None:
     from catalens.encoder.files import resolve_model_dir, weights_digest
-    from catalens.records import ModelIdentity, Plan, Row
     from catalens.store.admin import IndexAdmin
     from catalens.store.client import Milvus
+    from catalens.store.values import ModelIdentity, Plan, Row
     from catalens.store.writer import MilvusWriter
 
     milvus = Milvus(uri, timeout_s=120)
@@ -167,7 +167,7 @@ def main() -> None:
     )
     args = parser.parse_args()
 
-    from catalens.localstack import free_port, start_milvus
+    from catalens.dev.localstack import free_port, start_milvus
     from catalens.store.client import Milvus
     from catalens.store.reader import MilvusReader
     from embed_throughput import model_dirs
@@ -285,7 +285,7 @@ class Api:
     """One variant's ``catalens api`` process and its timed requests."""
 
     def __init__(self, label: str, log: Path, env: dict[str, str]) -> None:
-        from catalens.localstack import Child, free_port
+        from catalens.dev.localstack import Child, free_port
 
         self.label = label
         self.log = log
@@ -340,7 +340,7 @@ def measure_round(
     (the order rotating) with a raw Milvus search: on two shared cores the machine drifts
     within seconds, so the figures compared are taken in the same moments. QPS at
     concurrency 8 is measured for one variant after another."""
-    from catalens.localstack import wait_for_port
+    from catalens.dev.localstack import wait_for_port
 
     apis: list[Api] = []
     try:

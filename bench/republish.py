@@ -137,7 +137,7 @@ def event(pid: str, version: int, image: dict[str, str], price: float) -> bytes:
 
 
 def model_dir(size: str) -> Path:
-    from catalens.modelkit import build_random_clip
+    from catalens.dev.modelkit import build_random_clip
 
     if size == "vit-b-32":
         directory = CACHE / "vit-b-32"  # the one bench/embed_throughput.py builds
@@ -209,7 +209,7 @@ def main() -> None:
             time.sleep(0.01)
 
     # Imported once the server runs: its process needs none of this (nor PyTorch).
-    from catalens.allocator import keep_freed_memory
+    from catalens.embedder.allocator import keep_freed_memory
     from catalens.embedder.main import build_service
     from catalens.kafka.memory import MemoryBroker, MemoryPublisher, MemorySource
     from catalens.schemas import EmbeddingRecord

@@ -20,8 +20,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from catalens.localstack import Child, free_port, start_broker, start_milvus
-from catalens.modelkit import build_random_clip
+from catalens.dev.localstack import Child, free_port, start_broker, start_milvus
+from catalens.dev.modelkit import build_random_clip
 
 
 @pytest.fixture(scope="session", autouse=True)

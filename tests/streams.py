@@ -8,10 +8,10 @@ from datetime import UTC, datetime
 import numpy as np
 from hypothesis import strategies as st
 
-from catalens.records import ModelIdentity, Plan
 from catalens.schemas import EmbeddingRecord, Op
 from catalens.sink.plan import Item, collapse, plan_writes
 from catalens.store import IndexWriter
+from catalens.store.values import ModelIdentity, Plan
 
 WHEN = datetime(2026, 11, 24, tzinfo=UTC)
 DIM = 4

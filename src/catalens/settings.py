@@ -7,6 +7,8 @@ Settings objects are frozen: build them once at the entry point and pass them do
 
 from __future__ import annotations
 
+import hashlib
+import re
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -14,9 +16,27 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from catalens.records import model_key
-
 DEFAULT_MODEL = "clip-ViT-B-32"
+
+
+def model_key(model: str) -> str:
+    """A name-safe key for a model id or path: readable, and unique through a digest.
+    It names the model's generation and, by default, its consumer groups."""
+    tail = model.rstrip("/").split("/")[-1]
+    readable = re.sub(r"[^A-Za-z0-9_]", "_", tail).strip("_")[:80] or "model"
+    return f"{readable}_{hashlib.sha1(model.encode()).hexdigest()[:8]}"
+
+
+def default_embedder_group(model: str) -> str:
+    """The embedder's consumer group for ``model`` when none is configured: the embedder
+    of a new model reads the input topic from its start, beside the live model's."""
+    return f"catalens-embedder.{model_key(model)}"
+
+
+def default_sink_group(model: str) -> str:
+    """The sink's consumer group for ``model`` when none is configured."""
+    return f"catalens-sink.{model_key(model)}"
+
 
 CommaList = Annotated[list[str], NoDecode]
 
@@ -144,7 +164,7 @@ class EmbedderSettings(CatalensSettings):
     def _group_follows_model(self) -> EmbedderSettings:
         if not self.embedder_group:
             # Frozen settings: this is the last step of building them.
-            object.__setattr__(self, "embedder_group", f"catalens-embedder.{model_key(self.model)}")
+            object.__setattr__(self, "embedder_group", default_embedder_group(self.model))
         return self
 
 
@@ -171,7 +191,7 @@ class SinkSettings(CatalensSettings):
     @model_validator(mode="after")
     def _group_follows_model(self) -> SinkSettings:
         if not self.sink_group:
-            object.__setattr__(self, "sink_group", f"catalens-sink.{model_key(self.model)}")
+            object.__setattr__(self, "sink_group", default_sink_group(self.model))
         return self
 
 

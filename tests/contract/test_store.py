@@ -19,12 +19,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from catalens.errors import OperatorError
-from catalens.records import Floor, ModelIdentity, Plan, Row, Stored
 from catalens.store import IndexReader, IndexWriter
 from catalens.store.admin import MAX_IMAGE_LENGTH, IndexAdmin
 from catalens.store.client import Milvus
 from catalens.store.memory import MemoryIndex
 from catalens.store.reader import MilvusReader
+from catalens.store.values import Floor, ModelIdentity, Plan, Row, Stored
 from catalens.store.writer import QUERY_CHUNK, MilvusWriter
 from tests.streams import DIM, MODEL, apply_batch, as_items, events, live, re_emitted, reference
 

@@ -17,11 +17,11 @@ from typing import Any, TypeVar
 import httpx
 from confluent_kafka import Consumer, Producer
 
-from catalens.localstack import Child, free_port
-from catalens.records import Row
+from catalens.dev.localstack import Child, free_port
 from catalens.schemas import DeadLetter
 from catalens.store.client import Milvus
 from catalens.store.reader import MilvusReader
+from catalens.store.values import Row
 
 T = TypeVar("T")
 Value = bytes | dict[str, Any] | None

@@ -16,8 +16,8 @@ from typing import Any
 import httpx
 import pytest
 
-from catalens.localstack import Child
-from catalens.modelkit import build_random_clip
+from catalens.dev.localstack import Child
+from catalens.dev.modelkit import build_random_clip
 from catalens.store.client import Milvus
 from catalens.store.writer import MilvusWriter
 from tests.integration.stack import Stack, event, wait_for

@@ -115,7 +115,7 @@ def test_services_configured_only_by_the_design_variables_index_events_from_anot
     the query API."""
     from kafka import KafkaProducer
 
-    from catalens.localstack import Child, free_port
+    from catalens.dev.localstack import Child, free_port
     from catalens.store.admin import IndexAdmin
     from catalens.store.client import Milvus
 

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from prometheus_client import CollectorRegistry, Histogram, generate_latest
 
-from catalens.localstack import free_port
+from catalens.dev.localstack import free_port
 from tests.integration.stack import Stack, event, wait_for
 from tests.integration.test_guarantees import SMALL
 

@@ -14,7 +14,7 @@ import httpx
 import pytest
 from confluent_kafka.admin import AdminClient
 
-from catalens.localstack import descendants, free_port
+from catalens.dev.localstack import descendants, free_port
 from tests.integration.stack import wait_for
 
 pytestmark = pytest.mark.integration

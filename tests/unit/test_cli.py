@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from catalens.cli import _settings, build_parser
+from catalens.ops.cli import _settings, build_parser
+from catalens.ops.up import service_env
 from catalens.settings import (
     ApiSettings,
     CatalensSettings,
@@ -15,7 +16,6 @@ from catalens.settings import (
     SinkSettings,
     StatusSettings,
 )
-from catalens.up import service_env
 
 SETTINGS = {
     "up": ApiSettings,

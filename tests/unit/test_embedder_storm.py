@@ -18,8 +18,8 @@ from catalens.embedder.steps import Topics
 from catalens.embedder.storm import StormLimits
 from catalens.images import ImageLimits, Pixels, PreprocessSpec
 from catalens.kafka.memory import MemoryBroker, MemoryPublisher, MemorySource
-from catalens.records import ModelIdentity
 from catalens.schemas.embedding import Vector
+from catalens.store.values import ModelIdentity
 from tests.conftest import jpeg_bytes
 
 TOPIC = "in"

@@ -8,11 +8,13 @@ import sys
 
 PURE = [
     "catalens.errors",
-    "catalens.records",
+    "catalens.kafka.records",
+    "catalens.store.values",
+    "catalens.store.expressions",
     "catalens.schemas",
     "catalens.settings",
     "catalens.retry",
-    "catalens.offsets",
+    "catalens.embedder.offsets",
     "catalens.images",
     "catalens.kafka",
     "catalens.kafka.memory",

@@ -20,9 +20,9 @@ from fastapi.testclient import TestClient
 from catalens.query_api.app import create_app
 from catalens.query_api.deps import Services
 from catalens.query_api.metrics import Metrics
-from catalens.records import Hit, Row
 from catalens.retry import TransientError
 from catalens.settings import ApiSettings
+from catalens.store.values import Hit, Row
 
 IDS = [
     "plain",
@@ -291,8 +291,8 @@ def test_before_any_generation_the_api_searches_nothing_and_an_unloadable_one_st
 ):
     from catalens.encoder.files import ModelNotFound
     from catalens.query_api.serving import AliasFollower
-    from catalens.records import ModelIdentity
     from catalens.store.admin import _IDENTITY_PREFIX
+    from catalens.store.values import ModelIdentity
 
     milvus = FakeMilvus()
     loads: list[str] = []

@@ -12,7 +12,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 import numpy as np
 import pytest
 
-from catalens.query_api.search import TextBatcher, TextVectors
+from catalens.query_api.encoding import TextBatcher, TextVectors
 from catalens.schemas.embedding import Vector
 
 

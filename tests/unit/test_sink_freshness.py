@@ -6,11 +6,12 @@ from datetime import UTC, datetime
 
 import numpy as np
 
-from catalens.records import Plan, Record, Row, Stored
+from catalens.kafka.records import Record
 from catalens.schemas import EmbeddingRecord, Op
 from catalens.schemas.embedding import INPUT_TIMESTAMP_HEADER
 from catalens.sink.freshness import applied_ages, input_timestamp_ms
 from catalens.sink.plan import Item, collapse, plan_writes, to_row
+from catalens.store.values import Plan, Row, Stored
 
 NOW = 1_796_000_100.0  # seconds since the epoch
 

@@ -13,12 +13,12 @@ from datetime import UTC, datetime
 import numpy as np
 
 from catalens.kafka.memory import MemoryBroker, MemoryPublisher, MemorySource
-from catalens.records import ModelIdentity, Plan
 from catalens.retry import Backoff, TransientError
 from catalens.schemas import EmbeddingRecord, Op
 from catalens.schemas.embedding import INPUT_OFFSET_HEADER, INPUT_TIMESTAMP_HEADER, MODEL_HEADER
 from catalens.sink.service import SinkConfig, SinkService
 from catalens.store.memory import MemoryIndex
+from catalens.store.values import ModelIdentity, Plan
 
 TOPIC = "catalens.product-embeddings"
 GROUP = "catalens-sink"

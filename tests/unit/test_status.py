@@ -13,12 +13,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from prometheus_client import CollectorRegistry, Gauge, Histogram, generate_latest
 
-from catalens import cli
-from catalens import status as status_module
 from catalens.index.commands import GenerationStatus
-from catalens.schemas import DeadLetter
-from catalens.schemas.dead_letter import Reason
-from catalens.status import (
+from catalens.ops import cli
+from catalens.ops import status as status_module
+from catalens.ops.status import (
     DeadLetterCounts,
     GroupLag,
     Status,
@@ -31,6 +29,8 @@ from catalens.status import (
     read_worker,
     render,
 )
+from catalens.schemas import DeadLetter
+from catalens.schemas.dead_letter import Reason
 from catalens.store.admin import Generation
 
 INF = math.inf

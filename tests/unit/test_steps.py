@@ -7,9 +7,10 @@ import json
 import numpy as np
 
 from catalens.embedder.steps import NeedsImage, Output, Topics, decide, embedded
-from catalens.records import ModelIdentity, Record
+from catalens.kafka.records import Record
 from catalens.schemas import EmbeddingRecord
 from catalens.schemas.embedding import INPUT_OFFSET_HEADER, INPUT_TIMESTAMP_HEADER, MODEL_HEADER
+from catalens.store.values import ModelIdentity
 
 TOPICS = Topics(embeddings="emb", dlq="dlq")
 MODEL = ModelIdentity("m", 4, "f00d")

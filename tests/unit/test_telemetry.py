@@ -11,8 +11,9 @@ import httpx
 import pytest
 
 from catalens.errors import TransientError
-from catalens.health import serve_worker
-from catalens.telemetry import EMBEDDER, SINK, WorkerMetrics, watch_lag
+from catalens.worker.health import serve_worker
+from catalens.worker.lag import watch_lag
+from catalens.worker.metrics import EMBEDDER, SINK, WorkerMetrics
 from tests.metrics_scrape import exported_names, scrape, value
 
 # The names docs/metrics.md promises (the dashboards and alert rules rely on them).

@@ -6,21 +6,21 @@ import os
 import threading
 from collections.abc import Callable
 
-from catalens.allocator import keep_freed_memory
+from catalens.embedder.allocator import keep_freed_memory
 from catalens.embedder.service import EmbedderConfig, EmbedderService
 from catalens.embedder.sources import ImageSource, SourcePolicy, parse_networks
 from catalens.embedder.steps import Topics
 from catalens.embedder.storm import StormLimits
 from catalens.encoder import ClipEncoder, set_torch_threads
 from catalens.encoder.files import resolve_model_dir, weights_digest
-from catalens.health import serve_worker
 from catalens.images import ImageLimits
 from catalens.kafka import Partition, RecordPublisher, RecordSource
 from catalens.kafka.client import Publisher, Source, ensure_topics, partition_lag
-from catalens.records import ModelIdentity
 from catalens.retry import Backoff, retry_transient
 from catalens.settings import EmbedderSettings
-from catalens.telemetry import EMBEDDER, WorkerMetrics
+from catalens.store.values import ModelIdentity
+from catalens.worker.health import serve_worker
+from catalens.worker.metrics import EMBEDDER, WorkerMetrics
 
 
 def build_service(

@@ -36,6 +36,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 
 from catalens.embedder.batcher import Batcher, Closed
+from catalens.embedder.offsets import OffsetTracker
 from catalens.embedder.reuse import REUSED, ImageReuse, Known, Origin
 from catalens.embedder.sources import ImageSource
 from catalens.embedder.steps import NeedsImage, Output, Topics, dead_letter, decide, embedded
@@ -49,12 +50,11 @@ from catalens.images import (
     preprocess_with_thumbnail,
 )
 from catalens.kafka import DeliveryError, Partition, Record, RecordPublisher, RecordSource
-from catalens.offsets import OffsetTracker
-from catalens.records import ModelIdentity
 from catalens.schemas import ProductImageEvent
 from catalens.schemas.embedding import Vector
 from catalens.settings import EmbedderSettings, default
-from catalens.telemetry import EMBEDDER, WorkerMetrics
+from catalens.store.values import ModelIdentity
+from catalens.worker.metrics import EMBEDDER, WorkerMetrics
 
 log = logging.getLogger(__name__)
 

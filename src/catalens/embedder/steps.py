@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from catalens.errors import BadInput
-from catalens.records import ModelIdentity, Record
+from catalens.kafka.records import Record
 from catalens.schemas import DeadLetter, EmbeddingRecord, Op, ProductImageEvent, Reason
 from catalens.schemas.embedding import (
     INPUT_OFFSET_HEADER,
@@ -14,6 +14,7 @@ from catalens.schemas.embedding import (
     Vector,
 )
 from catalens.schemas.event import parse_event
+from catalens.store.values import ModelIdentity
 
 
 @dataclass(frozen=True, slots=True)

@@ -29,7 +29,7 @@ from typing import Any, Literal
 import numpy as np
 import numpy.typing as npt
 
-from catalens import calibration as calibration_images
+from catalens.encoder import calibration as calibration_images
 from catalens.encoder.files import weights_fingerprint
 from catalens.images import PreprocessSpec
 

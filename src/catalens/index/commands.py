@@ -10,8 +10,7 @@ from typing import Any
 
 from catalens.index.checks import promotion_check
 from catalens.kafka.client import group_lag
-from catalens.records import model_key
-from catalens.settings import CatalensSettings
+from catalens.settings import CatalensSettings, model_key
 from catalens.store.admin import Generation, IndexAdmin
 from catalens.store.client import Milvus
 

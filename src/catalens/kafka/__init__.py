@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Protocol
 
-from catalens.records import Headers, Partition, Record
+from catalens.kafka.records import Headers, Partition, Record
 
 __all__ = [
     "DeliveryError",

@@ -1,7 +1,7 @@
 """Kafka over confluent-kafka: the only module that imports it.
 
 :class:`Source` and :class:`Publisher` implement the protocols of :mod:`catalens.kafka`;
-roles see plain :class:`~catalens.records.Record` values, never librdkafka objects.
+roles see plain :class:`~catalens.kafka.records.Record` values, never librdkafka objects.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-def
 
 from catalens.errors import TransientError
 from catalens.kafka import DeliveryError
-from catalens.records import Headers, Partition, Record
+from catalens.kafka.records import Headers, Partition, Record
 from catalens.settings import CatalensSettings
 
 log = logging.getLogger(__name__)

@@ -16,13 +16,13 @@ from fastapi.staticfiles import StaticFiles
 
 from catalens import __version__
 from catalens.encoder import ClipEncoder, choose_device, cpu_supports_bf16
-from catalens.modelkit import has_random_weights
+from catalens.encoder.files import has_random_weights
 from catalens.query_api import errors
 from catalens.query_api.deps import Services
+from catalens.query_api.encoding import TextBatcher, TextVectors
 from catalens.query_api.metrics import Metrics
 from catalens.query_api.paths import EncodedPaths
 from catalens.query_api.routes import health, info, products, search
-from catalens.query_api.search import TextBatcher, TextVectors
 from catalens.query_api.serving import AliasFollower, Serving
 from catalens.retry import Backoff, retry_transient
 from catalens.settings import ApiSettings

@@ -12,7 +12,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from catalens.records import quote
+from catalens.store.expressions import literal
 
 ATTRIBUTE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 MAX_VALUES = 100
@@ -33,7 +33,7 @@ class Filters:
         if len(self.categories) > MAX_VALUES:
             raise FilterError(f"at most {MAX_VALUES} categories")
         if self.categories:
-            clauses.append(f"category in [{', '.join(quote(c) for c in self.categories)}]")
+            clauses.append(f"category in [{', '.join(literal(c) for c in self.categories)}]")
         for name, (low, high) in sorted(self.ranges.items()):
             path = _attribute(name)
             for bound, op in ((low, ">="), (high, "<=")):
@@ -45,7 +45,7 @@ class Filters:
             if low is not None and high is not None and low > high:
                 raise FilterError(f"{name}: minimum {low} is above maximum {high}")
         for name, value in sorted(self.equals.items()):
-            clauses.append(f"{_attribute(name)} == {quote(value)}")
+            clauses.append(f"{_attribute(name)} == {literal(value)}")
         return " and ".join(clauses)
 
 

@@ -20,12 +20,12 @@ from dataclasses import replace
 from catalens.encoder.files import ModelNotFound, resolve_model_dir, weights_digest
 from catalens.errors import OperatorError, TransientError
 from catalens.query_api.deps import Services
-from catalens.records import ModelIdentity
 from catalens.settings import ApiSettings
 from catalens.store.admin import IndexAdmin
 from catalens.store.client import Milvus
 from catalens.store.memory import MemoryIndex
 from catalens.store.reader import MilvusReader
+from catalens.store.values import ModelIdentity
 
 log = logging.getLogger(__name__)
 

@@ -14,10 +14,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from catalens.records import Plan, Record
+from catalens.kafka.records import Record
 from catalens.schemas import Op
 from catalens.schemas.embedding import INPUT_TIMESTAMP_HEADER
 from catalens.sink.plan import Item
+from catalens.store.values import Plan
 
 
 @dataclass(slots=True)

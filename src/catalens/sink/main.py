@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import threading
 
-from catalens.health import serve_worker
 from catalens.kafka.client import Publisher, Source, ensure_topics, partition_lag
 from catalens.retry import Backoff, retry_transient
 from catalens.settings import SinkSettings
 from catalens.sink.service import SinkConfig, SinkService
 from catalens.store.client import Milvus
 from catalens.store.writer import MilvusWriter
-from catalens.telemetry import SINK, WorkerMetrics
+from catalens.worker.health import serve_worker
+from catalens.worker.metrics import SINK, WorkerMetrics
 
 
 def run(settings: SinkSettings, stop: threading.Event) -> None:

@@ -26,8 +26,8 @@ from __future__ import annotations
 from collections.abc import Container, Iterable, Mapping
 from dataclasses import dataclass
 
-from catalens.records import UNKNOWN_OFFSET, Floor, Plan, Row, Stored
 from catalens.schemas import EmbeddingRecord, Op
+from catalens.store.values import UNKNOWN_OFFSET, Floor, Plan, Row, Stored
 
 # product id, record (None: a tombstone), input position (≥ 0; the sink skips records
 # that carry none)

@@ -24,7 +24,7 @@ from pydantic import ValidationError
 
 from catalens.errors import OperatorError, Stopped, TransientError
 from catalens.kafka import DeliveryError, Record, RecordPublisher, RecordSource
-from catalens.records import ModelIdentity, Partition
+from catalens.kafka.records import Partition
 from catalens.retry import Backoff, retry_transient
 from catalens.schemas import DeadLetter, EmbeddingRecord, Op, Reason
 from catalens.schemas.embedding import INPUT_OFFSET_HEADER, MODEL_HEADER
@@ -32,7 +32,8 @@ from catalens.settings import SinkSettings, default
 from catalens.sink.freshness import applied_ages
 from catalens.sink.plan import Item, Plan, attempted, collapse, plan_writes
 from catalens.store import IndexWriter
-from catalens.telemetry import SINK, WorkerMetrics
+from catalens.store.values import ModelIdentity
+from catalens.worker.metrics import SINK, WorkerMetrics
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

@@ -12,8 +12,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Protocol
 
-from catalens.records import Hit, ModelIdentity, Plan, Row, Stored
 from catalens.schemas.embedding import Vector
+from catalens.store.values import Hit, ModelIdentity, Plan, Row, Stored
 
 __all__ = ["IndexReader", "IndexWriter"]
 

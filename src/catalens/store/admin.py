@@ -17,8 +17,9 @@ from dataclasses import dataclass
 from pymilvus import DataType, MilvusClient
 
 from catalens.errors import OperatorError, TransientError
-from catalens.records import ModelIdentity, model_key
+from catalens.settings import model_key
 from catalens.store.client import Milvus
+from catalens.store.values import ModelIdentity
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +27,7 @@ MAX_ID_LENGTH = 256
 MAX_TEXT_LENGTH = 4096
 MAX_IMAGE_LENGTH = 65535  # a URL, a path, or a small data-URI thumbnail
 TOMBSTONE_DIM = 2  # Milvus needs a vector field in every collection
-# The field that orders a product's records (see catalens.records.Row.input_offset). A
+# The field that orders a product's records (see catalens.store.values.Row.input_offset). A
 # collection without it was written under the older rule and cannot be trusted to replay.
 ORDER_FIELD = "input_offset"
 

@@ -15,8 +15,8 @@ from dataclasses import replace
 import numpy as np
 
 from catalens.errors import OperatorError
-from catalens.records import UNKNOWN_OFFSET, Floor, Hit, ModelIdentity, Plan, Row, Stored
 from catalens.schemas.embedding import Vector
+from catalens.store.values import UNKNOWN_OFFSET, Floor, Hit, ModelIdentity, Plan, Row, Stored
 
 
 class MemoryIndex:

@@ -7,9 +7,10 @@ from typing import Any
 
 import numpy as np
 
-from catalens.records import Hit, Row, quote
 from catalens.schemas.embedding import Vector
 from catalens.store.client import Milvus
+from catalens.store.expressions import literal
+from catalens.store.values import Hit, Row
 
 
 class MilvusReader:
@@ -57,7 +58,7 @@ class MilvusReader:
         fields = ["product_id", "version", "attributes", "image", "updated_at_ms"]
         if with_vector:
             fields.append("vector")
-        expr = f"product_id in [{', '.join(quote(p) for p in product_ids)}]"
+        expr = f"product_id in [{', '.join(literal(p) for p in product_ids)}]"
         return [
             Row(
                 product_id=r["product_id"],

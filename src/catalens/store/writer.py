@@ -8,7 +8,6 @@ from typing import Any
 
 import numpy as np
 
-from catalens.records import UNKNOWN_OFFSET, ModelIdentity, Plan, Row, Stored, quote
 from catalens.store.admin import (
     MAX_IMAGE_LENGTH,
     MAX_TEXT_LENGTH,
@@ -18,6 +17,8 @@ from catalens.store.admin import (
     floors_name,
 )
 from catalens.store.client import Milvus
+from catalens.store.expressions import literal
+from catalens.store.values import UNKNOWN_OFFSET, ModelIdentity, Plan, Row, Stored
 
 # Milvus answers an `in [...]` filter over this many primary keys quickly.
 QUERY_CHUNK = 500
@@ -82,7 +83,7 @@ class MilvusWriter:
         self.open()
         fields = ["product_id", "version", ORDER_FIELD]
         queries = [
-            (name, f"product_id in [{', '.join(quote(p) for p in chunk)}]")
+            (name, f"product_id in [{', '.join(literal(p) for p in chunk)}]")
             for chunk in _chunks(product_ids, QUERY_CHUNK)
             for name in (self._floors, self._collection)
             if name is not None

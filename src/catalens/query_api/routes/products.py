@@ -13,7 +13,8 @@ from catalens.query_api.deps import Services, ServicesDep
 from catalens.query_api.errors import NotFound
 from catalens.query_api.paths import DecodedParams
 from catalens.query_api.routes.search import Options, Result, SearchResponse, run_search
-from catalens.records import Row, quote
+from catalens.store.expressions import literal
+from catalens.store.values import Row
 
 # Ids may hold '/': the app routes this prefix on the encoded path (query_api.paths).
 router = APIRouter(prefix="/products", tags=["products"], route_class=DecodedParams)
@@ -54,7 +55,7 @@ def similar(services: ServicesDep, product_id: ProductId, options: Options) -> S
     started = time.perf_counter()
     row = _row(services, product_id, with_vector=True)
     return run_search(
-        services, row.vector, options, started=started, also=f"product_id != {quote(product_id)}"
+        services, row.vector, options, started=started, also=f"product_id != {literal(product_id)}"
     )
 
 

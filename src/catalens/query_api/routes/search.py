@@ -10,12 +10,12 @@ from pydantic import BaseModel, Field
 from catalens.errors import BadInput
 from catalens.images import ImageLimits, preprocess
 from catalens.query_api.deps import Services, ServicesDep
+from catalens.query_api.encoding import MAX_QUERY_CHARS
 from catalens.query_api.errors import BadRequest
 from catalens.query_api.filters import Filters
-from catalens.query_api.search import MAX_QUERY_CHARS
-from catalens.records import Hit
 from catalens.schemas.embedding import Vector
 from catalens.schemas.event import AttributeValue
+from catalens.store.values import Hit
 
 router = APIRouter(tags=["search"])
 

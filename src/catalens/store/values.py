@@ -1,41 +1,16 @@
-"""Plain values shared by the roles and their adapters: no client library imported here.
-
-A consumed Kafka record, a row of the index, what the index knows of a product, a search
-hit. The pure logic (the sink's plan, the embedder's steps, the API's filters) works on
-these, so it can be tested, and imported, without a broker or a database.
-"""
+"""Plain values of the index seam: a row, what the index knows of a product, a search hit,
+the writes a plan makes, and the identity of a generation's model. No client library."""
 
 from __future__ import annotations
 
-import hashlib
 import json
-import re
 from dataclasses import dataclass, field
 
 from catalens.schemas.embedding import Vector
 from catalens.schemas.event import AttributeValue
 
-Partition = tuple[str, int]
 # The input position of a record that does not carry one (written by an older embedder).
 UNKNOWN_OFFSET = -1
-Headers = list[tuple[str, bytes]]
-
-
-@dataclass(frozen=True, slots=True)
-class Record:
-    """One consumed record, detached from the client library."""
-
-    topic: str
-    partition: int
-    offset: int
-    key: bytes | None
-    value: bytes | None
-    headers: Headers
-    timestamp_ms: int
-
-    @property
-    def tp(self) -> Partition:
-        return (self.topic, self.partition)
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,19 +70,6 @@ class Plan:
     deletes: list[str] = field(default_factory=list)
     floors: list[Floor] = field(default_factory=list)
     stale: int = 0  # upserts dropped as older than what the index holds
-
-
-def model_key(model: str) -> str:
-    """A name-safe key for a model id or path: readable, and unique through a digest.
-    It names the model's generation and, by default, its consumer groups."""
-    tail = model.rstrip("/").split("/")[-1]
-    readable = re.sub(r"[^A-Za-z0-9_]", "_", tail).strip("_")[:80] or "model"
-    return f"{readable}_{hashlib.sha1(model.encode()).hexdigest()[:8]}"
-
-
-def quote(text: str) -> str:
-    """A Milvus expression string literal for ``text``: no input can break out of it."""
-    return json.dumps(text, ensure_ascii=False)
 
 
 @dataclass(frozen=True, slots=True)

@@ -163,7 +163,7 @@ def cmd_publish(args: argparse.Namespace) -> int:
 
 
 def cmd_model(args: argparse.Namespace) -> int:
-    from catalens.modelkit import build_random_clip
+    from catalens.dev.modelkit import build_random_clip
 
     path = build_random_clip(Path(args.directory), size=args.size, seed=args.seed)
     print(f"wrote a random-weights CLIP ({args.size}) to {path}")
@@ -171,7 +171,7 @@ def cmd_model(args: argparse.Namespace) -> int:
 
 
 def cmd_up(args: argparse.Namespace) -> int:
-    from catalens.up import run_up
+    from catalens.ops.up import run_up
 
     settings = _settings(ApiSettings, args)
     _configure_logging(settings)
@@ -211,7 +211,7 @@ def cmd_index(args: argparse.Namespace) -> int:
 def cmd_status(args: argparse.Namespace) -> int:
     from datetime import timedelta
 
-    from catalens import status
+    from catalens.ops import status
 
     settings = _settings(StatusSettings, args)
     _configure_logging(settings)
@@ -227,7 +227,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_dlq(args: argparse.Namespace) -> int:
-    from catalens.dlq import run_dlq
+    from catalens.ops.dlq import run_dlq
 
     settings = _settings(CatalensSettings, args)
     _configure_logging(settings)

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import httpx
 
+from catalens.dev.localstack import Child, free_port, start_broker, start_milvus
 from catalens.errors import Stopped, TransientError
-from catalens.localstack import Child, free_port, start_broker, start_milvus
 from catalens.retry import Backoff, retry_transient
 from catalens.settings import DEFAULT_MODEL, ApiSettings, CatalensSettings, to_env
 
@@ -39,7 +39,8 @@ def _model_for_demo(settings: ApiSettings, data_dir: Path) -> str:
             "Set CATALENS_MODEL to a local CLIP directory for real results.",
             fallback,
         )
-        from catalens.modelkit import build_random_clip, has_random_weights
+        from catalens.dev.modelkit import build_random_clip
+        from catalens.encoder.files import has_random_weights
 
         if not has_random_weights(fallback):  # also rebuilds one written before the marker
             build_random_clip(fallback, size="vit-b-32")

@@ -9,8 +9,6 @@ counts nothing. Names and labels are a contract with the dashboards and alert ru
 
 from __future__ import annotations
 
-import logging
-import threading
 from collections.abc import Callable, Iterable, Mapping
 
 from prometheus_client import (
@@ -21,10 +19,6 @@ from prometheus_client import (
     disable_created_metrics,
     generate_latest,
 )
-
-from catalens.errors import TransientError
-
-log = logging.getLogger(__name__)
 
 EMBEDDER = "embedder"
 SINK = "sink"
@@ -40,10 +34,6 @@ LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0,
 # One image fetched or decoded; one batch inferred, read or written.
 STEP_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096)
-
-# Lag is read from the broker this often: a fresh consumer connection per look is cheap
-# at this rate, and a scrape never waits on the broker.
-LAG_EVERY_S = 15.0
 
 
 class WorkerMetrics:
@@ -153,31 +143,3 @@ def _histogram(
 ) -> Histogram:
     unit = "" if name.endswith("batch_size") else " (seconds)"
     return Histogram(name, what + unit, buckets=tuple(buckets), registry=registry)
-
-
-def watch_lag(
-    metrics: WorkerMetrics,
-    read: Callable[[], Mapping[int, int]],
-    *,
-    group: str,
-    topic: str,
-    stop: threading.Event,
-    every_s: float = LAG_EVERY_S,
-) -> threading.Thread:
-    """Refresh ``catalens_consumer_lag`` from ``read`` (partition → records behind) every
-    ``every_s`` until ``stop``. A failed look keeps the last values: lag is advisory, and a
-    broker that cannot be reached shows in the worker's own retries and readiness."""
-
-    def loop() -> None:
-        while not stop.is_set():
-            try:
-                metrics.set_lag(group, topic, read())
-            except TransientError as exc:  # advisory only: the next look tries again
-                log.debug("cannot read the lag of %s on %s: %s", group, topic, exc)
-            except Exception:  # a bug here must not freeze the gauge for the process's life
-                log.exception("reading the lag of %s on %s failed", group, topic)
-            stop.wait(every_s)
-
-    thread = threading.Thread(target=loop, name="lag", daemon=True)
-    thread.start()
-    return thread

@@ -3,7 +3,7 @@
 ``GET /healthz``: 200 while the service loop has turned within ``stale_after_s``
 (liveness: a stuck loop turns it 503 and the supervisor restarts the process).
 ``GET /readyz``: 200 while the service reports its dependencies usable (readiness).
-``GET /metrics``: the worker's Prometheus metrics, when it has them (catalens.telemetry).
+``GET /metrics``: the worker's Prometheus metrics, when it has them (catalens.worker.metrics).
 """
 
 from __future__ import annotations
@@ -17,7 +17,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from catalens.telemetry import WorkerMetrics, watch_lag
+from catalens.worker.lag import watch_lag
+from catalens.worker.metrics import WorkerMetrics
 
 log = logging.getLogger(__name__)
 

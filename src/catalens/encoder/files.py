@@ -14,13 +14,14 @@ import json
 from pathlib import Path
 from typing import Any
 
+from catalens.errors import OperatorError
 from catalens.images import PreprocessSpec
 
 # Written beside the weights of a model built with random weights (catalens.dev.modelkit).
 RANDOM_WEIGHTS_MARKER = "catalens-random-weights.json"
 
 
-class ModelNotFound(Exception):
+class ModelNotFound(OperatorError):
     """``CATALENS_MODEL`` names nothing that can be loaded here."""
 
 

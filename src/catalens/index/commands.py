@@ -8,6 +8,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
+from catalens.errors import OperatorError
 from catalens.index.checks import promotion_check
 from catalens.kafka.client import group_lag
 from catalens.settings import CatalensSettings, model_key
@@ -129,7 +130,7 @@ def drop(settings: CatalensSettings, model: str) -> str:
         milvus.close()
 
 
-class PromotionRefused(Exception):
+class PromotionRefused(OperatorError):
     def __init__(self, problems: list[str]) -> None:
         super().__init__("; ".join(problems))
         self.problems = problems

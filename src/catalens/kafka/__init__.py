@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Protocol
 
+from catalens.errors import CatalensError
 from catalens.kafka.records import Headers, Partition, Record
 
 __all__ = [
@@ -25,7 +26,7 @@ __all__ = [
 ]
 
 
-class DeliveryError(Exception):
+class DeliveryError(CatalensError):
     """A produced record was not acknowledged. ``fatal`` means the producer is unusable."""
 
     def __init__(self, message: str, *, fatal: bool) -> None:

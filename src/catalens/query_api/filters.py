@@ -12,13 +12,14 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from catalens.errors import CatalensError
 from catalens.store.expressions import literal
 
 ATTRIBUTE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 MAX_VALUES = 100
 
 
-class FilterError(ValueError):
+class FilterError(CatalensError):
     """A filter the caller got wrong (400)."""
 
 

@@ -17,7 +17,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import replace
 
-from catalens.encoder.files import ModelNotFound, resolve_model_dir, weights_digest
+from catalens.encoder.files import resolve_model_dir, weights_digest
 from catalens.errors import OperatorError, TransientError
 from catalens.query_api.deps import Services
 from catalens.settings import ApiSettings
@@ -117,7 +117,7 @@ class AliasFollower:
                 return replace(current, store=MilvusReader(self._milvus, target), collection=target)
             services = self._load(identity.name, target)
             self._check(services, identity)
-        except (OperatorError, ModelNotFound, OSError) as exc:
+        except (OperatorError, OSError) as exc:  # ModelNotFound is an OperatorError
             problem = f"the alias serves {target}, which this API cannot serve: {exc}"
             log.error(problem)
             if current is None:

@@ -4,26 +4,12 @@ from __future__ import annotations
 
 import base64
 from datetime import UTC, datetime
-from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from catalens.errors import Reason
 
-class Reason(StrEnum):
-    """Machine-readable reason codes of dead letters. Each means: fix the input, then replay."""
-
-    INVALID_JSON = "invalid_json"
-    SCHEMA_VIOLATION = "schema_violation"
-    UNSUPPORTED_SCHEMA_VERSION = "unsupported_schema_version"
-    KEY_MISMATCH = "key_mismatch"
-    IMAGE_NOT_FOUND = "image_not_found"
-    FETCH_TIMEOUT = "fetch_timeout"
-    FETCH_FAILED = "fetch_failed"
-    NOT_AN_IMAGE = "not_an_image"
-    CORRUPT_IMAGE = "corrupt_image"
-    IMAGE_TOO_LARGE = "image_too_large"
-    TOO_MANY_PIXELS = "too_many_pixels"
-    FORBIDDEN_SOURCE = "forbidden_source"
+__all__ = ["DeadLetter", "Reason"]
 
 
 class DeadLetter(BaseModel):

@@ -47,7 +47,8 @@ test-unit: $(STAMP) ## run the fast unit tests (no integration, no slow ones; ma
 test-integration: $(STAMP) ## run the integration tests only
 	$(PY) -m pytest -m integration
 
-lint: $(STAMP) ## ruff (lint + format check) and mypy (the package, the tests and the benchmarks)
+lint: $(STAMP) ## ruff (lint + format check), import-linter (the floors) and mypy (package, tests, benchmarks)
+	$(VENV)/bin/lint-imports
 	$(VENV)/bin/ruff check src tests bench
 	$(VENV)/bin/ruff format --check src tests bench
 	$(VENV)/bin/mypy

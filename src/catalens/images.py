@@ -19,8 +19,7 @@ import numpy as np
 import numpy.typing as npt
 from PIL import Image, UnidentifiedImageError
 
-from catalens.errors import BadInput
-from catalens.schemas.dead_letter import Reason
+from catalens.errors import BadInput, Reason
 
 Pixels = npt.NDArray[np.uint8]
 

@@ -42,6 +42,11 @@ class Reason(StrEnum):
     IMAGE_TOO_LARGE = "image_too_large"
     TOO_MANY_PIXELS = "too_many_pixels"
     FORBIDDEN_SOURCE = "forbidden_source"
+    # Schema version 2 (several images and product text): each rule has its own reason.
+    TOO_MANY_IMAGES = "too_many_images"
+    DUPLICATE_IMAGE_ID = "duplicate_image_id"
+    IMAGE_WITHOUT_SOURCE = "image_without_source"
+    TEXT_TOO_LONG = "text_too_long"
 
 
 class CatalensError(Exception):

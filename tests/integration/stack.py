@@ -21,7 +21,7 @@ from catalens.dev.localstack import Child, free_port
 from catalens.schemas import DeadLetter
 from catalens.store.client import Milvus
 from catalens.store.reader import MilvusReader
-from catalens.store.values import Row
+from catalens.store.values import Product
 
 T = TypeVar("T")
 Value = bytes | dict[str, Any] | None
@@ -229,10 +229,11 @@ class Stack:
         """product id → version, as the query API sees the whole index."""
         return {r["product_id"]: r["version"] for r in self.search(k=1000)}
 
-    def rows(self, product_ids: list[str]) -> list[Row]:
+    def products(self, product_ids: list[str], *, with_vectors: bool = False) -> list[Product]:
+        """The products as the index holds them, with every image."""
         store = MilvusReader(Milvus(self.milvus_uri), self.collection)
         try:
-            return store.get(product_ids)
+            return store.products(product_ids, with_vectors=with_vectors)
         finally:
             store.close()
 

@@ -82,7 +82,9 @@ def test_status_shows_groups_generation_rows_dead_letters_and_freshness(
             (b"gone", event("gone", 1, image={"path": str(stack.images / "nope.jpg")})),
         ]
     )
-    wait_for(lambda: len(stack.rows([e["product_id"] for e in good])) == len(good), 90, "the rows")
+    wait_for(
+        lambda: len(stack.products([e["product_id"] for e in good])) == len(good), 90, "the rows"
+    )
     stack.dead_letters(3)
 
     gone = f"http://127.0.0.1:{free_port()}"

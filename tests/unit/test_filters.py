@@ -1,35 +1,89 @@
+"""A request's filters, the store's Filters, and the Milvus expression they become: the
+same products kept by the in-memory store's rule and by Milvus (the store contract suite
+runs both), and no input that can break out of its literal."""
+
 from __future__ import annotations
+
+import json
 
 import pytest
 
-from catalens.query_api.filters import FilterError, Filters
+from catalens.query_api.filters import read_value, request_filters
+from catalens.store.expressions import filter_expression
+from catalens.store.values import FilterError, Filters
 
 
 def test_filters_compose_into_one_expression() -> None:
-    expr = Filters(categories=["Dress", "Vest top"], ranges={"price": (10.0, 20.0)}).expression()
-    assert expr == (
-        'category in ["Dress", "Vest top"] and attributes["price"] >= 10.0 and '
-        'attributes["price"] <= 20.0'
+    filters = Filters(
+        categories=("Dress", "Vest top"),
+        ranges={"price": (10.0, 20.0)},
+        equals={"brand": ("H&M",), "in_stock": (True,)},
+        excluded=("p1",),
     )
+    assert filter_expression(filters) == (
+        'not (product_id in ["p1"]) and category in ["Dress", "Vest top"] and '
+        'attributes["price"] >= 10.0 and attributes["price"] <= 20.0 and '
+        'attributes["brand"] == "H&M" and attributes["in_stock"] == true'
+    )
+    assert filter_expression(Filters()) == ""
 
 
 @pytest.mark.parametrize("value", ['" or 1==1 or "', 'a\\" or "', "\\", '"]) or (["'])
-def test_category_values_cannot_break_out_of_their_string_literal(value: str) -> None:
-    expr = Filters(categories=[value]).expression()
+def test_values_cannot_break_out_of_their_string_literal(value: str) -> None:
+    expr = filter_expression(Filters(categories=(value,)))
     inner = expr[len("category in [") : -1]
-    import json
-
     assert json.loads(inner) == value  # one string literal, exactly the input
+    expr = filter_expression(Filters(equals={"brand": (value,)}))
+    assert json.loads(expr[len('attributes["brand"] == ') :]) == value
 
 
-@pytest.mark.parametrize("name", ['price"]', "a b", "", "x" * 65, "1abc"])
+@pytest.mark.parametrize("name", ['price"]', "a b", "", "x" * 65, "1abc", 'a"] or 1==1 or ["'])
 def test_attribute_names_are_checked(name: str) -> None:
     with pytest.raises(FilterError):
-        Filters(ranges={name: (1.0, None)}).expression()
+        Filters(ranges={name: (1.0, None)})
+    with pytest.raises(FilterError):
+        Filters(equals={name: ("x",)})
 
 
-def test_inverted_or_infinite_ranges_are_refused() -> None:
+def test_inverted_or_infinite_ranges_and_too_many_values_are_refused() -> None:
     with pytest.raises(FilterError):
-        Filters(ranges={"price": (5.0, 1.0)}).expression()
+        Filters(ranges={"price": (5.0, 1.0)})
     with pytest.raises(FilterError):
-        Filters(ranges={"price": (float("inf"), None)}).expression()
+        Filters(ranges={"price": (float("inf"), None)})
+    with pytest.raises(FilterError):
+        Filters(categories=tuple(str(i) for i in range(101)))
+
+
+def test_a_query_value_matches_its_text_and_the_json_value_it_reads_as() -> None:
+    assert read_value("true") == ["true", True]
+    assert read_value("42") == ["42", 42]
+    assert read_value("12.5") == ["12.5", 12.5]
+    assert read_value("42.0") == ["42.0", 42.0]
+    assert read_value("nan") == ["nan"]
+    assert read_value("Black") == ["Black"]
+
+
+def test_attr_parameters_become_equality_filters_a_repeated_name_any_of() -> None:
+    query = [
+        ("q", "dress"),
+        ("attr.colour", "Black"),
+        ("attr.colour", "Red"),
+        ("attr.in_stock", "true"),
+        ("category", "Dress"),
+    ]
+    filters = request_filters(["Dress"], 5.0, None, query)
+    assert filters.categories == ("Dress",)
+    assert filters.ranges == {"price": (5.0, None)}
+    assert filters.equals == {"colour": ("Black", "Red"), "in_stock": ("true", True)}
+    assert filters.matches("p", "Dress", {"colour": "Red", "in_stock": True, "price": 9.5})
+    assert not filters.matches("p", "Dress", {"colour": "Blue", "in_stock": True, "price": 9})
+    assert not filters.matches("p", "Dress", {"colour": "Red", "in_stock": True, "price": 1})
+
+
+def test_a_bad_attribute_filter_is_a_filter_error() -> None:
+    with pytest.raises(FilterError):
+        request_filters([], None, None, [("attr.bad name", "x")])
+    with pytest.raises(FilterError):
+        request_filters([], None, None, [("attr.", "x")])
+    with pytest.raises(FilterError):
+        request_filters([], None, None, [("attr.colour", "x" * 2049)])

@@ -31,7 +31,7 @@ from catalens.ops.status import (
 )
 from catalens.schemas import DeadLetter
 from catalens.schemas.dead_letter import Reason
-from catalens.store.admin import Generation
+from catalens.store.admin import Generation, Layout
 
 INF = math.inf
 
@@ -215,7 +215,7 @@ def _status() -> Status:
             GroupLag("catalens-sink.m", "emb", None),
         ],
         generations=[
-            GenerationStatus(Generation("products_m", None, 42, True), 3, None),
+            GenerationStatus(Generation("products_m", Layout(None), 42, True), 3, None),
         ],
         dead_letters=DeadLetterCounts(
             datetime(2026, 12, 1, 11, tzinfo=UTC), {"image_not_found": 2}, 0

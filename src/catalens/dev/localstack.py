@@ -205,8 +205,6 @@ def start_milvus(
     ``timeout_s``, :class:`~catalens.retry.Stopped` once ``stop`` is set (Milvus stopped)."""
     import sys
 
-    from catalens.store.client import Milvus
-
     data_dir.mkdir(parents=True, exist_ok=True)
     argv = [
         sys.executable,
@@ -217,11 +215,44 @@ def start_milvus(
         "--proxy-port",
         str(port),
     ]
-    child = Child("milvus", argv, log_file).start()
+    return _serving(Child("milvus", argv, log_file).start(), port, timeout_s, stop)
+
+
+def start_milvus_lite(
+    data_dir: Path,
+    port: int,
+    log_file: Path,
+    timeout_s: float = 60,
+    stop: threading.Event | None = None,
+) -> Child:
+    """Start Milvus Lite (PyPI ``milvus-lite``, the API of Milvus ≥ 2.5 in pure Python:
+    full-text search, hybrid search, grouping) as a gRPC server on ``port`` and wait
+    until it serves requests. It binds no other port, so it runs beside Milvus 2.3.5."""
+    import sys
+
+    data_dir.mkdir(parents=True, exist_ok=True)
+    argv = [
+        sys.executable,
+        "-m",
+        "milvus_lite",
+        "server",
+        "--data-dir",
+        str(data_dir),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+    ]
+    return _serving(Child("milvus-lite", argv, log_file).start(), port, timeout_s, stop)
+
+
+def _serving(child: Child, port: int, timeout_s: float, stop: threading.Event | None) -> Child:
+    """``child`` once the Milvus on ``port`` answers; stopped and an error otherwise."""
+    from catalens.store.client import Milvus
 
     def serving() -> None:
         if not child.running:
-            raise RuntimeError(f"Milvus exited at start; see {log_file}")
+            raise RuntimeError(f"{child.name} exited at start; see {child.log_file}")
         milvus = Milvus(f"http://127.0.0.1:{port}", timeout_s=2)
         try:
             milvus.list_collections()
@@ -231,7 +262,7 @@ def start_milvus(
     try:
         retry_transient(
             serving,
-            what="waiting for Milvus",
+            what=f"waiting for {child.name}",
             backoff=Backoff(initial_s=0.25, max_s=1.0),
             stop=stop or threading.Event(),
             timeout_s=timeout_s,
@@ -239,7 +270,9 @@ def start_milvus(
         )
     except TransientError:
         child.stop()
-        raise TimeoutError(f"Milvus not ready after {timeout_s}s; see {log_file}") from None
+        raise TimeoutError(
+            f"{child.name} not ready after {timeout_s}s; see {child.log_file}"
+        ) from None
     except BaseException:
         child.stop()
         raise

@@ -7,8 +7,11 @@ Threads and what they own::
         │                                   ▼
         └── outcomes ◀── inference thread (adaptive batches ─▶ ClipEncoder)
 
-An upsert whose image has the bytes last embedded for its product (or whose URL answers
-304 Not Modified) skips decoding and inference: its vector is reused (``reuse.py``).
+An upsert's images are prepared one by one (side by side in the prepare pool) and batched
+with every other image for the model; the event's one output is made when its last image
+is done (``assembly.py``). An image with the bytes last embedded for it (or whose URL
+answers 304 Not Modified) skips decoding and inference: its vector is reused
+(``reuse.py``).
 
 Only the main loop talks to Kafka. Every input record yields exactly one output (an
 embedding record, a pass-through delete, or a dead letter); the input's offset becomes
@@ -33,13 +36,14 @@ import time
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
+from catalens.embedder.assembly import Abandoned, Assembly
 from catalens.embedder.batcher import Batcher, Closed
 from catalens.embedder.offsets import OffsetTracker
 from catalens.embedder.reuse import REUSED, ImageReuse, Known, Origin
 from catalens.embedder.sources import ImageSource
-from catalens.embedder.steps import NeedsImage, Output, Topics, dead_letter, decide, embedded
+from catalens.embedder.steps import NeedsImages, Output, Topics, decide
 from catalens.embedder.storm import StormGuard, StormLimits
 from catalens.errors import BadInput, Stopped
 from catalens.images import (
@@ -50,8 +54,8 @@ from catalens.images import (
     preprocess_with_thumbnail,
 )
 from catalens.kafka import DeliveryError, Partition, Record, RecordPublisher, RecordSource
-from catalens.schemas import ProductImageEvent
 from catalens.schemas.embedding import Vector
+from catalens.schemas.event import ProductImage
 from catalens.settings import EmbedderSettings, default
 from catalens.store.values import ModelIdentity
 from catalens.worker.metrics import EMBEDDER, WorkerMetrics
@@ -62,17 +66,11 @@ Encode = Callable[[list[Pixels]], "list[Vector]"]
 
 
 @dataclass(frozen=True, slots=True)
-class Abandoned:
-    """A record left unfinished because the service stopped while its image fetch was
-    waiting to retry: no output, no commit; the next owner of its partition redoes it."""
-
-    record: Record
-
-
-@dataclass(frozen=True, slots=True)
 class Prepared:
-    record: Record
-    event: ProductImageEvent
+    """One decoded image waiting for the model."""
+
+    assembly: Assembly
+    image: ProductImage
     pixels: Pixels
     thumbnail: str | None
     origin: Origin
@@ -205,10 +203,20 @@ class EmbedderService:
             # next of its product on the shut pool; it stays uncommitted for the next owner.
             return
         decision = decide(record, self.config.topics, self.config.model)
-        if isinstance(decision, NeedsImage):
+        if isinstance(decision, NeedsImages):
+            assembly = Assembly(
+                record,
+                decision.event,
+                topics=self.config.topics,
+                model=self.config.model,
+                done=lambda record, output: self._outcomes.put(
+                    output if isinstance(output, Abandoned) else (record, output)
+                ),
+            )
             with self._preparing_lock:
-                self._preparing += 1
-            self._pool.submit(self._prepare, record, decision.event)
+                self._preparing += len(assembly.images)
+            for image in assembly.images:
+                self._pool.submit(self._prepare, assembly, image)
         else:
             self._produce(record, decision)
 
@@ -319,37 +327,42 @@ class EmbedderService:
 
     # -- workers --------------------------------------------------------------------------
 
-    def _prepare(self, record: Record, event: ProductImageEvent) -> None:
+    def _prepare(self, assembly: Assembly, image: ProductImage) -> None:
+        """Read one image of an event and decode it for the model, or end it: reused,
+        failed, or abandoned when the service stops while its fetch waits to retry."""
+        product_id = assembly.event.product_id
         try:
-            assert event.image is not None
+            if assembly.finished:
+                return  # abandoned meanwhile: nothing more to do for it
             started = time.perf_counter()
             try:
-                image = self._reuse.read(event, self._images.fetch)
+                read = self._reuse.read(product_id, image, self._images.fetch)
             finally:  # failed fetches too: timeouts are what an operator looks for here
                 self.metrics.fetch_seconds.observe(time.perf_counter() - started)
-            if isinstance(image, Known):  # the image embedded last time: no decode, no model
-                self._outcomes.put((record, self._reused(record, event, image)))
+            if isinstance(read, Known):  # embedded last time: no decode, no model
+                assembly.embedded(image, read.vector, read.thumbnail, reused=True)
                 return
             thumbnail = None
             with self._decoding:
                 started = time.perf_counter()
-                if event.image.data is not None:  # nothing else to show it by
+                if image.ref.data is not None:  # nothing else to show it by
                     pixels, thumbnail = preprocess_with_thumbnail(
-                        image.data, self.config.spec, self.config.limits
+                        read.data, self.config.spec, self.config.limits
                     )
                 else:
-                    pixels = preprocess(image.data, self.config.spec, self.config.limits)
+                    pixels = preprocess(read.data, self.config.spec, self.config.limits)
                 self.metrics.decode_seconds.observe(time.perf_counter() - started)
         except BadInput as exc:
-            error = exc.about(event.product_id, event.event_id)
-            self._outcomes.put((record, dead_letter(record, error, self.config.topics)))
+            assembly.failed(image, exc)
         except Stopped:
-            log.debug("stopping: %s@%d left for redelivery", record.tp, record.offset)
-            self._outcomes.put(Abandoned(record))
+            log.debug(
+                "stopping: %s@%d left for redelivery", assembly.record.tp, assembly.record.offset
+            )
+            assembly.abandoned()
         except BaseException as exc:  # noqa: BLE001 - a bug: the main loop re-raises it
             self._outcomes.put(exc)
         else:
-            self._batcher.put(Prepared(record, event, pixels, thumbnail, image.origin))
+            self._batcher.put(Prepared(assembly, image, pixels, thumbnail, read.origin))
         finally:
             with self._preparing_lock:
                 self._preparing -= 1
@@ -370,26 +383,9 @@ class EmbedderService:
                 return
             for item, vector in zip(batch, vectors, strict=True):
                 # Before the output: the product's next record starts only after it.
-                self._reuse.remember(item.event.product_id, item.origin, vector, item.thumbnail)
-                self._outcomes.put(
-                    (
-                        item.record,
-                        embedded(
-                            item.record,
-                            item.event,
-                            vector,
-                            self.config.topics,
-                            self.config.model,
-                            item.thumbnail,
-                        ),
-                    )
-                )
-
-    def _reused(self, record: Record, event: ProductImageEvent, known: Known) -> Output:
-        output = embedded(
-            record, event, known.vector, self.config.topics, self.config.model, known.thumbnail
-        )
-        return replace(output, outcome=REUSED)
+                key = (item.assembly.event.product_id, item.image.id)
+                self._reuse.remember(key, item.origin, vector, item.thumbnail)
+                item.assembly.embedded(item.image, vector, item.thumbnail)
 
     # -- lifecycle ------------------------------------------------------------------------
 

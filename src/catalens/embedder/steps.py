@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from catalens.errors import BadInput
@@ -11,9 +12,11 @@ from catalens.schemas.embedding import (
     INPUT_OFFSET_HEADER,
     INPUT_TIMESTAMP_HEADER,
     MODEL_HEADER,
+    EmbeddedImage,
     Vector,
+    pack,
 )
-from catalens.schemas.event import parse_event
+from catalens.schemas.event import ProductImage, parse_event
 from catalens.store.values import ModelIdentity
 
 
@@ -32,13 +35,27 @@ class Output:
 
 
 @dataclass(frozen=True, slots=True)
-class NeedsImage:
-    """An upsert whose image must be read, decoded and embedded."""
+class NeedsImages:
+    """An upsert whose images must be read, decoded and embedded."""
 
     event: ProductImageEvent
 
 
-Decision = Output | NeedsImage
+Decision = Output | NeedsImages
+
+
+@dataclass(frozen=True, slots=True)
+class ImageEmbedding:
+    """What was made of one image of an event: its vector, and for an inline image the
+    thumbnail it is shown by (it has no reference of its own)."""
+
+    image: ProductImage
+    vector: Vector
+    thumbnail: str | None = None
+
+    @property
+    def shown_by(self) -> str | None:
+        return self.image.ref.display() or self.thumbnail
 
 
 @dataclass(frozen=True)
@@ -62,9 +79,9 @@ def decide(record: Record, topics: Topics, model: ModelIdentity) -> Decision:
     except BadInput as error:
         return dead_letter(record, error, topics)
     if event.op is Op.DELETE:
-        value = embedding_record(event, None, model, input_offset=record.offset)
+        value = embedding_record(event, (), model, input_offset=record.offset)
         return Output(topics.embeddings, event.key, value, headers(model, record), "deleted")
-    return NeedsImage(event)
+    return NeedsImages(event)
 
 
 def headers(model: ModelIdentity, record: Record) -> list[tuple[str, bytes]]:
@@ -82,16 +99,20 @@ def headers(model: ModelIdentity, record: Record) -> list[tuple[str, bytes]]:
 
 def embedding_record(
     event: ProductImageEvent,
-    vector: Vector | None,
+    embeddings: Sequence[ImageEmbedding],
     model: ModelIdentity,
-    thumbnail: str | None = None,
     *,
     input_offset: int,
 ) -> bytes:
-    """``thumbnail`` stands in for inline images, which have no reference to show;
+    """The record of ``event`` (``embeddings``: one per image, in order; none for a
+    delete). A version 1 event makes a schema version 1 record, which every sink reads; a
+    version 2 event a version 2 record with every image and the product's text.
     ``input_offset`` is the source event's offset in the input topic."""
-    image = event.image.display() if event.image is not None else None
+    dim = int(embeddings[0].vector.shape[0]) if embeddings else 0
+    first = embeddings[0] if embeddings else None
+    several = event.schema_version > 1 and first is not None
     return EmbeddingRecord(
+        schema_version=2 if several else 1,
         op=event.op,
         product_id=event.product_id,
         version=event.version,
@@ -99,10 +120,18 @@ def embedding_record(
         occurred_at=event.occurred_at,
         model=model.name,
         model_fingerprint=model.fingerprint,
-        dim=0 if vector is None else int(vector.shape[0]),
-        vector=None if vector is None else EmbeddingRecord.pack(vector),
+        dim=dim,
+        vector=None if several or first is None else pack(first.vector),
+        image=None if several or first is None else first.shown_by,
+        images=[
+            EmbeddedImage(id=e.image.id, vector=pack(e.vector), image=e.shown_by)
+            for e in embeddings
+        ]
+        if several
+        else None,
+        name=event.name if several else None,
+        description=event.description if several else None,
         attributes=event.attributes,
-        image=image or thumbnail,
         input_offset=input_offset,
     ).to_json()
 
@@ -110,14 +139,14 @@ def embedding_record(
 def embedded(
     record: Record,
     event: ProductImageEvent,
-    vector: Vector,
+    embeddings: Sequence[ImageEmbedding],
     topics: Topics,
     model: ModelIdentity,
-    thumbnail: str | None = None,
+    outcome: str = "embedded",
 ) -> Output:
-    """The embedding of ``event``, read from the input ``record``."""
-    value = embedding_record(event, vector, model, thumbnail, input_offset=record.offset)
-    return Output(topics.embeddings, event.key, value, headers(model, record), "embedded")
+    """The embedding of ``event``'s images, read from the input ``record``."""
+    value = embedding_record(event, embeddings, model, input_offset=record.offset)
+    return Output(topics.embeddings, event.key, value, headers(model, record), outcome)
 
 
 def dead_letter(

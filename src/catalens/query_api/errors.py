@@ -8,7 +8,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
 from catalens.errors import TransientError
-from catalens.query_api.filters import FilterError
+from catalens.store.values import FilterError
 
 
 class BadRequest(Exception):

@@ -200,8 +200,8 @@ class SinkService:
 
     def _observe(self, items: list[tuple[Record, Item]], plan: Plan, now_s: float) -> None:
         """Count what a batch's write did, and how old its applied changes were."""
-        written, deleted = len(plan.upserts), len(plan.deletes)
-        # Collapsed away, older than the stored row, or a delete of nothing stored.
+        written, deleted = len(plan.written()), len(plan.deleted())
+        # Collapsed away, older than the stored rows, or a delete of nothing stored.
         stale = max(0, len(items) - written - deleted)
         self.metrics.count("written", written)
         self.metrics.count("deleted", deleted)

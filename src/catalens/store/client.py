@@ -75,6 +75,7 @@ class Milvus:
         self._loaded: set[str] = set()
         self._reload = False
         self._connecting = threading.Lock()
+        self._version: str | None = None
 
     # -- the one place where calls are made -----------------------------------------------
 
@@ -131,6 +132,14 @@ class Milvus:
     def close(self) -> None:
         self._reset()
 
+    def server_version(self) -> str:
+        """The server's version string (``v2.3.5``, ``milvus_lite-3.2.2``), read once."""
+        if self._version is None:
+            self._version = str(
+                self._run("server version", lambda c: c.get_server_version(timeout=self._timeout))
+            )
+        return self._version
+
     # -- collections and aliases ----------------------------------------------------------
 
     def list_collections(self) -> list[str]:
@@ -151,8 +160,15 @@ class Milvus:
         )
 
     def create_collection(
-        self, name: str, schema: CollectionSchema, index: IndexParams, *, consistency: str
+        self,
+        name: str,
+        schema: CollectionSchema,
+        index: IndexParams,
+        *,
+        consistency: str,
+        properties: dict[str, str] | None = None,
     ) -> None:
+        extra: dict[str, Any] = {"properties": properties} if properties else {}
         self._run(
             "create collection",
             lambda c: c.create_collection(
@@ -161,6 +177,7 @@ class Milvus:
                 index_params=index,
                 consistency_level=consistency,
                 timeout=self._timeout,
+                **extra,
             ),
         )
 
@@ -227,7 +244,12 @@ class Milvus:
 
         def write(_: MilvusClient) -> None:
             collection = self._writing(name)
-            columns = [_column(rows, field.name, field.dtype) for field in collection.schema.fields]
+            columns = [
+                _column(rows, field.name, field.dtype)
+                for field in collection.schema.fields
+                # Made by the server from other fields (full-text search's sparse vectors).
+                if not getattr(field, "is_function_output", False)
+            ]
             collection.upsert(columns, timeout=self._timeout)
 
         self._run("upsert", write)
@@ -238,26 +260,33 @@ class Milvus:
     def search(
         self,
         name: str,
-        vectors: list[list[float]],
+        data: list[Any],
         *,
         limit: int,
         expr: str,
         params: dict[str, Any],
         fields: Sequence[str],
+        anns_field: str = "vector",
+        group_by: str | None = None,
     ) -> list[list[dict[str, Any]]]:
+        """One search call: ``data`` holds the query vectors (or texts, for a BM25 field).
+        ``group_by`` keeps each value of that field once, with its best hit (Milvus 2.4;
+        older servers ignore it)."""
+        extra: dict[str, Any] = {"group_by_field": group_by} if group_by else {}
         return [
             list(hits)
             for hits in self._run(
                 "search",
                 lambda c: c.search(
                     name,
-                    data=vectors,
-                    anns_field="vector",
+                    data=data,
+                    anns_field=anns_field,
                     limit=limit,
                     filter=expr,
                     search_params=params,
                     output_fields=list(fields),
                     timeout=self._timeout,
+                    **extra,
                 ),
             )
         ]
@@ -267,22 +296,22 @@ class Milvus:
         rows = self.query(name, "", ["count(*)"], strong=True)
         return int(rows[0]["count(*)"]) if rows else 0
 
-    def all_ids(self, name: str, batch: int = 10_000) -> set[str]:
-        """Every primary key of a collection, read in batches."""
+    def all_values(self, name: str, field: str, batch: int = 10_000) -> set[str]:
+        """Every value of a VARCHAR field in a collection, read in batches."""
 
         def read(client: MilvusClient) -> set[str]:
-            ids: set[str] = set()
+            values: set[str] = set()
             iterator = client.query_iterator(
-                name, batch_size=batch, output_fields=["product_id"], timeout=self._timeout
+                name, batch_size=batch, output_fields=[field], timeout=self._timeout
             )
             try:
                 while rows := iterator.next():
-                    ids.update(str(r["product_id"]) for r in rows)
+                    values.update(str(r[field]) for r in rows)
             finally:
                 iterator.close()
-            return ids
+            return values
 
-        return self._run("read ids", read)
+        return self._run(f"read {field}", read)
 
     def flush(self, name: str) -> None:
         self._run("flush", lambda c: c.flush(name, timeout=self._timeout))

@@ -1,10 +1,11 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, File, Query, UploadFile
+from fastapi import APIRouter, Depends, File, Query, Request, UploadFile
 from pydantic import BaseModel, Field
 
 from catalens.errors import BadInput
@@ -12,10 +13,10 @@ from catalens.images import ImageLimits, preprocess
 from catalens.query_api.deps import Services, ServicesDep
 from catalens.query_api.encoding import MAX_QUERY_CHARS
 from catalens.query_api.errors import BadRequest
-from catalens.query_api.filters import Filters
+from catalens.query_api.filters import request_filters
 from catalens.schemas.embedding import Vector
 from catalens.schemas.event import AttributeValue
-from catalens.store.values import Hit
+from catalens.store.values import Filters, Hit, Search
 
 router = APIRouter(tags=["search"])
 
@@ -24,11 +25,22 @@ MAX_OFFSET = 10_000
 
 
 class Result(BaseModel):
+    """One product: each appears at most once in a response, with its best-matching image."""
+
     product_id: str
-    score: float = Field(description="cosine similarity, higher is closer")
+    score: float = Field(
+        description="cosine similarity of the best-matching image, higher is closer"
+    )
     version: int
     attributes: dict[str, AttributeValue]
-    image: str | None = Field(default=None, description="URL, path or data URI of the image")
+    image: str | None = Field(
+        default=None, description="URL, path or data URI of the best-matching image"
+    )
+    matched_image: str = Field(
+        default="0", description="the id of that image among the product's images"
+    )
+    images: int = Field(default=1, description="how many images the product has")
+    name: str | None = Field(default=None, description="the product's name, when it has one")
 
 
 class SearchResponse(BaseModel):
@@ -40,8 +52,10 @@ class SearchResponse(BaseModel):
     )
 
 
-K = Annotated[int, Query(ge=1, le=MAX_K, description="how many results (1-1000)")]
-Offset = Annotated[int, Query(ge=0, le=MAX_OFFSET, description="results to skip (paging)")]
+K = Annotated[int, Query(ge=1, le=MAX_K, description="how many products (1-1000)")]
+Offset = Annotated[
+    int, Query(ge=0, le=MAX_OFFSET, description="products to skip (paging; never repeats one)")
+]
 Category = Annotated[list[str] | None, Query(max_length=100, description="only these categories")]
 Price = Annotated[float | None, Query(allow_inf_nan=False)]
 
@@ -52,10 +66,20 @@ class SearchOptions:
 
     k: int
     offset: int
-    expr: str
+    filters: Filters
+
+    def search(self, vectors: Sequence[Vector], services: Services) -> Search:
+        return Search(
+            vectors=vectors,
+            k=self.k,
+            offset=self.offset,
+            filters=self.filters,
+            ef=services.settings.search_ef,
+        )
 
 
 async def search_options(
+    request: Request,
     k: K = 10,
     offset: Offset = 0,
     category: Category = None,
@@ -63,9 +87,11 @@ async def search_options(
     price_max: Price = None,
 ) -> SearchOptions:
     # async, as it never blocks: a plain def would cost a thread-pool hop per request.
-    ranges = {"price": (price_min, price_max)} if (price_min, price_max) != (None, None) else {}
-    expr = Filters(categories=category or (), ranges=ranges).expression()
-    return SearchOptions(k=k, offset=offset, expr=expr)
+    # Any attribute filters by equality as attr.<name>=<value> (a name repeated: any of).
+    filters = request_filters(
+        category or (), price_min, price_max, request.query_params.multi_items()
+    )
+    return SearchOptions(k=k, offset=offset, filters=filters)
 
 
 Options = Annotated[SearchOptions, Depends(search_options)]
@@ -79,25 +105,18 @@ def results(hits: list[Hit]) -> list[Result]:
             version=h.version,
             attributes=h.attributes,
             image=h.image,
+            matched_image=h.matched_image,
+            images=h.images,
+            name=h.name or None,
         )
         for h in hits
     ]
 
 
-def run_search(
-    services: Services,
-    vector: Vector,
-    options: SearchOptions,
-    *,
-    started: float,
-    also: str = "",
-) -> SearchResponse:
-    """Search with ``options`` (and the extra condition ``also``), timed for metrics."""
-    expr = " and ".join(f"({e})" for e in (also, options.expr) if e)
+def run_search(services: Services, search: Search, *, started: float) -> SearchResponse:
+    """Run ``search``, timed for metrics."""
     search_started = time.perf_counter()
-    hits = services.store.search(
-        [vector], k=options.k, offset=options.offset, expr=expr, ef=services.settings.search_ef
-    )[0]
+    hits = services.store.search(search)
     services.metrics.search.observe(time.perf_counter() - search_started)
     return SearchResponse(
         results=results(hits),
@@ -114,7 +133,9 @@ def search(
     ],
     options: Options,
 ) -> SearchResponse:
-    """Products whose image best matches the text, by descending cosine similarity."""
+    """Products whose images best match the text, each once, by descending cosine
+    similarity of its best-matching image. Filters: ``category``, ``price_min``,
+    ``price_max``, and ``attr.<name>=<value>`` for any attribute."""
     started = time.perf_counter()
     if not q.strip():
         raise BadRequest("q must contain a non-blank word")
@@ -122,7 +143,7 @@ def search(
     services.metrics.cache.labels("hit" if cached else "miss").inc()
     if not cached:
         services.metrics.encode.labels("text").observe(time.perf_counter() - started)
-    return run_search(services, vector, options, started=started)
+    return run_search(services, options.search([vector], services), started=started)
 
 
 @router.post("/search/image", response_model=SearchResponse)
@@ -131,7 +152,8 @@ def search_by_image(
     image: Annotated[UploadFile, File(description="a JPEG, PNG, WebP, ... image")],
     options: Options,
 ) -> SearchResponse:
-    """Products that look like the uploaded image (same limits as the embedder)."""
+    """Products with an image that looks like the uploaded one (same limits as the
+    embedder), each once, ranked by its closest image."""
     started = time.perf_counter()
     limits = ImageLimits(services.settings.max_upload_bytes, services.settings.max_image_pixels)
     data = image.file.read(limits.max_bytes + 1)
@@ -141,4 +163,4 @@ def search_by_image(
         raise BadRequest(f"{exc.reason.value}: {exc.message}") from None
     vector = services.encoder.encode_images([pixels])[0]
     services.metrics.encode.labels("image").observe(time.perf_counter() - started)
-    return run_search(services, vector, options, started=started)
+    return run_search(services, options.search([vector], services), started=started)

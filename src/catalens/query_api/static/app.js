@@ -21,19 +21,28 @@ function productUrl(productId, tail = "") {
   return `/products/${encodeURIComponent(productId)}${tail}`;
 }
 
+// The image a result matched: URLs as they are; paths and inline images through the API,
+// which serves any of a product's images by its id.
 function imageUrl(result) {
   const ref = result.image || "";
   if (ref.startsWith("http://") || ref.startsWith("https://")) return ref;
-  return productUrl(result.product_id, "/image");
+  const id = result.matched_image || "0";
+  return productUrl(result.product_id, `/image?id=${encodeURIComponent(id)}`);
 }
 
 function card(result) {
   const node = $("card").content.firstElementChild.cloneNode(true);
   const attrs = result.attributes || {};
+  const name = result.name || attrs.name || result.product_id;
   const img = node.querySelector("img");
   img.src = imageUrl(result);
-  img.alt = attrs.name || result.product_id;
-  node.querySelector(".name").textContent = attrs.name || result.product_id;
+  img.alt = name;
+  node.querySelector(".name").textContent = name;
+  const count = result.images || 1;
+  const badge = node.querySelector(".images");
+  badge.hidden = count < 2;
+  badge.textContent = `${count} images`;
+  badge.title = `matched image: ${result.matched_image || "0"}`;
   const details = [attrs.category, attrs.colour, attrs.price !== undefined ? `€${Number(attrs.price).toFixed(2)}` : null];
   node.querySelector(".details").textContent = details.filter(Boolean).join(" · ");
   node.querySelector(".score").textContent = `score ${result.score.toFixed(3)}`;
@@ -78,7 +87,7 @@ function search(event) {
 }
 
 function similar(result) {
-  const name = (result.attributes || {}).name || result.product_id;
+  const name = result.name || (result.attributes || {}).name || result.product_id;
   $("q").value = "";
   const params = filterParams();
   history.replaceState(null, "", `/?similar=${encodeURIComponent(result.product_id)}`);

@@ -61,6 +61,24 @@ def event(
     return body
 
 
+def product_event(
+    product_id: str,
+    version: int,
+    images: list[dict[str, str]],
+    *,
+    name: str | None = None,
+    description: str | None = None,
+    **attributes: Any,
+) -> dict[str, Any]:
+    """An upsert of schema version 2: the product's whole image set and its text."""
+    body = event(product_id, version, **attributes) | {"schema_version": 2, "images": images}
+    if name is not None:
+        body["name"] = name
+    if description is not None:
+        body["description"] = description
+    return body
+
+
 @dataclass
 class Stack:
     bootstrap: str

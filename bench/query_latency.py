@@ -93,10 +93,10 @@ def fill(uri: str, model: str, vectors: np.ndarray, labels: np.ndarray) -> None:
         rows = [
             Row(
                 f"p{i:07d}",
+                "0",
                 1,
                 vectors[i],
-                {"category": f"c{labels[i] % 20}", "price": float(i % 100)},
-                None,
+                attributes={"category": f"c{labels[i] % 20}", "price": float(i % 100)},
                 input_offset=i,
             )
             for i in range(start, min(start + batch, len(vectors)))
@@ -170,6 +170,7 @@ def main() -> None:
     from catalens.dev.localstack import free_port, start_milvus
     from catalens.store.client import Milvus
     from catalens.store.reader import MilvusReader
+    from catalens.store.values import Search
     from embed_throughput import model_dirs
     from text_tower import sentences
 
@@ -189,7 +190,7 @@ def main() -> None:
         queries = queries[: args.queries]
 
         store = MilvusReader(Milvus(uri, timeout_s=60), ALIAS)
-        found = [[h.product_id for h in store.search([v], k=10, ef=64)[0]] for v in queries]
+        found = [[h.product_id for h in store.search(Search([v], k=10, ef=64))] for v in queries]
         exact = np.argsort(-(queries @ vectors.T), axis=1)[:, :10]
         recall = statistics.mean(
             len({f"p{i:07d}" for i in exact[q]} & set(found[q])) / 10 for q in range(len(queries))
@@ -197,7 +198,7 @@ def main() -> None:
 
         def raw_search(i: int) -> float:
             started = time.perf_counter()
-            store.search([queries[i % len(queries)]], k=10, ef=64)
+            store.search(Search([queries[i % len(queries)]], k=10, ef=64))
             return (time.perf_counter() - started) * 1000
 
         print(

@@ -169,7 +169,7 @@ class Pass:
 
 
 def cache_bytes_per_product(dim: int, count: int = 20_000) -> float:
-    """Memory the reuse cache holds per product (URL image with an ETag), measured."""
+    """Memory the reuse cache holds per image (URL image with an ETag), measured."""
     from catalens.embedder.reuse import ImageReuse, Origin, image_digest
     from catalens.embedder.sources import Validators
 
@@ -180,7 +180,7 @@ def cache_bytes_per_product(dim: int, count: int = 20_000) -> float:
     for i in range(count):
         url = f"https://cdn.example.com/images/2026/11/{i:010d}.jpg"
         origin = Origin(image_digest(url.encode()), url, Validators(url, f'"{i:016x}"'))
-        reuse.remember(f"{i:010d}", origin, vectors[i], None)
+        reuse.remember((f"{i:010d}", "0"), origin, vectors[i], None)
     used = tracemalloc.get_traced_memory()[0] - before
     tracemalloc.stop()
     return used / count

@@ -205,6 +205,15 @@ class ApiSettings(CatalensSettings):
     api_loop: Literal["auto", "asyncio", "uvloop"] = "auto"
     api_http: Literal["auto", "h11", "httptools"] = "auto"
     search_ef: int = Field(default=64, ge=1)
+    # The mode of a /search that names none: auto is hybrid where the served index can
+    # (Milvus >= 2.5 and a generation with the text fields), vector elsewhere.
+    search_mode: Literal["auto", "vector", "keyword", "hybrid"] = "auto"
+    # How hybrid search fuses its vector and keyword rankings (catalens.store.values.Fusion):
+    # rrf, reciprocal rank fusion with HYBRID_RRF_K; or weighted, HYBRID_WEIGHT x cosine +
+    # (1 - HYBRID_WEIGHT) x BM25 squashed into [0, 1).
+    hybrid_fusion: Literal["rrf", "weighted"] = "rrf"
+    hybrid_rrf_k: int = Field(default=60, ge=1)
+    hybrid_weight: float = Field(default=0.5, ge=0, le=1)
     text_cache_size: int = Field(default=4096, ge=0)
     # How often the API looks where the alias points, to follow a promotion.
     alias_poll_s: float = Field(default=2.0, gt=0)

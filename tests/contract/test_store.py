@@ -14,7 +14,7 @@ import itertools
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pytest
@@ -33,6 +33,7 @@ from catalens.store.values import (
     Floor,
     Hit,
     ModelIdentity,
+    ModeUnavailable,
     Plan,
     Row,
     Search,
@@ -452,6 +453,90 @@ def test_filters_keep_the_same_products_on_every_store(
         assert sorted(h.product_id for h in hits) == expected
 
     eventually(filtered)
+
+
+# -- keyword and hybrid search (Milvus >= 2.5: here, Milvus Lite) ---------------------------
+
+
+def _described(backend: Backend) -> None:
+    """Products with words: p1's name and brand, p2's rare description word, p3's
+    category; p2's second image is the one closest to the query vector."""
+
+    def text(
+        pid: str, image: str, n: int, images: int, vector: np.ndarray, name: str, **a: str
+    ) -> Row:
+        description = {"p2": "Soft jersey with a hidden zarzuela stitch."}.get(pid, "Plain.")
+        return Row(pid, image, 1, vector, None, n, images, dict(a), name, description, 1, 0)
+
+    backend.write(
+        Plan(
+            upserts=[
+                text("p1", "0", 0, 1, unit(0, 0, 1, 0), "Levi's 501 jeans", brand="Levi's"),
+                text("p2", "0", 0, 2, unit(1, 0, 0, 0), "Slim jeans", category="Dress"),
+                text("p2", "b", 1, 2, unit(0, 0.1, 1, 0), "Slim jeans", category="Dress"),
+                text("p3", "0", 0, 1, unit(0, 1, 0, 0), "Strap top", category="Vest top"),
+            ]
+        )
+    )
+
+
+def _keyword(backend: Backend) -> bool:
+    """Whether the backend offers keyword search; the others must refuse it, saying why."""
+    modes = backend.reader.capabilities().modes
+    if "keyword" in modes:
+        assert "hybrid" in modes
+        return True
+    for mode in ("keyword", "hybrid"):
+        with pytest.raises(ModeUnavailable):
+            backend.reader.search(Search(vectors=[QUERY], text="jeans", mode=mode))
+    return False
+
+
+def test_keyword_search_matches_words_of_names_descriptions_and_attributes(
+    backend: Backend,
+) -> None:
+    _described(backend)
+    if not _keyword(backend):
+        assert backend.name != "milvus-lite"  # Milvus Lite speaks Milvus 2.5's API
+        return
+
+    def found(
+        text: str, k: int = 10, offset: int = 0, filters: Filters | None = None
+    ) -> list[tuple[str, str]]:
+        search = Search(text=text, mode="keyword", k=k, offset=offset, filters=filters or Filters())
+        return _ranked(backend.reader.search(search))
+
+    def keyword() -> None:
+        assert found("levi's 501") == [("p1", "0")]  # the brand and the model in the name
+        assert found("zarzuela") == [("p2", "0")]  # a rare word of a description
+        assert [p for p, _ in found("jeans")] in (["p1", "p2"], ["p2", "p1"])  # each once
+        assert found("jeans", filters=Filters(categories=("Dress",))) == [("p2", "0")]
+        assert len(found("jeans", k=1)) == 1
+        first, second = found("jeans", k=1), found("jeans", k=1, offset=1)
+        assert first != second and {*first, *second} == set(found("jeans"))
+        assert found("vest top") == [("p3", "0")]  # a string attribute
+        assert found("nothing-like-this") == []
+
+    eventually(keyword)
+
+
+def test_hybrid_search_fuses_both_rankings_once_per_product(backend: Backend) -> None:
+    _described(backend)
+    if not _keyword(backend):
+        return
+
+    def hybrid() -> None:
+        search = Search(vectors=[QUERY], text="zarzuela jeans", mode="hybrid", k=10)
+        hits = backend.reader.search(search)
+        # p2: the best image by vector (its second), and its description's rare word.
+        assert _ranked(hits)[0] == ("p2", "b")
+        assert sorted(h.product_id for h in hits) == ["p1", "p2", "p3"]  # each once
+        filtered = replace(search, filters=Filters(excluded=("p2",)))
+        assert [h.product_id for h in backend.reader.search(filtered)][:1] == ["p1"]
+        page = backend.reader.search(replace(search, k=1, offset=1))
+        assert [h.product_id for h in page] == [hits[1].product_id]
+
+    eventually(hybrid)
 
 
 def _assert_equal(got: object, expected: object) -> None:

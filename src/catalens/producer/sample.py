@@ -1,12 +1,17 @@
 """A small generated catalog for ``catalens up``: an H&M-shaped ``articles.csv`` with
 product names, descriptions and brands, and one to four pictures per product (the garment
 from the front; from the back; a close-up of its fabric; laid flat on a tinted board), as
-a shop shows them."""
+a shop shows them; and relevance judgments for it (``judgments.jsonl``, for
+``catalens eval``): queries a shopper would type — a colour and a garment, a pattern, a
+brand, a fabric, a product's name — each with the products that answer it, read from what
+the catalog was generated from."""
 
 from __future__ import annotations
 
 import csv
+import json
 import random
+from dataclasses import dataclass
 from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageOps
@@ -57,11 +62,62 @@ DETAILS = {
 VIEWS = ("front", "back", "detail", "flat")
 
 
+@dataclass(frozen=True)
+class SampleProduct:
+    article_id: str
+    name: str
+    garment: str
+    colour: str
+    pattern: str
+    brand: str
+    fabric: str
+    price: float
+    description: str
+    views: tuple[str, ...]
+
+
+def sample_products(count: int = 40, seed: int = 7) -> list[SampleProduct]:
+    """The sample catalog's products, the same for the same ``count`` and ``seed``."""
+    rng = random.Random(seed)
+    products = []
+    for index in range(count):
+        colour = rng.choice(list(COLOURS))
+        garment = rng.choice(list(GARMENTS))
+        pattern = rng.choice(PATTERNS)
+        brand = BRANDS[index % len(BRANDS)]
+        fabric = rng.choice(FABRICS[garment])
+        name = (
+            f"{'' if pattern == 'plain' else pattern.title() + ' '}{colour.lower()} "
+            f"{garment.lower()}".strip().capitalize()
+        )
+        description = (
+            f"{garment} in {fabric} with {DETAILS[garment]}. "
+            f"{'Plain' if pattern == 'plain' else pattern.title()} {colour.lower()}, "
+            f"by {brand}."
+        )
+        products.append(
+            SampleProduct(
+                article_id=f"0{100000000 + index * 7919:09d}",
+                name=name,
+                garment=garment,
+                colour=colour,
+                pattern=pattern,
+                brand=brand,
+                fabric=fabric,
+                price=rng.choice([9.99, 12.99, 19.99, 24.99, 39.99, 59.99]),
+                description=description,
+                views=VIEWS[: 1 + index % len(VIEWS)],
+            )
+        )
+    return products
+
+
 def write_sample_catalog(directory: Path, count: int = 40, seed: int = 7) -> Path:
     """Write ``count`` products to ``directory``; returns the path of ``articles.csv``.
     Every product has a front picture, ``<article_id>.jpg``; some also have back, detail
-    and flat ones, ``<article_id>-back.jpg`` and so on (1 to 4 pictures)."""
-    rng = random.Random(seed)
+    and flat ones, ``<article_id>-back.jpg`` and so on (1 to 4 pictures). The judgments
+    for them go to ``judgments.jsonl`` beside it."""
+    products = sample_products(count, seed)
     images = directory / "images"
     images.mkdir(parents=True, exist_ok=True)
     csv_path = directory / "articles.csv"
@@ -79,40 +135,61 @@ def write_sample_catalog(directory: Path, count: int = 40, seed: int = 7) -> Pat
                 "detail_desc",
             ]
         )
-        for index in range(count):
-            colour = rng.choice(list(COLOURS))
-            garment = rng.choice(list(GARMENTS))
-            pattern = rng.choice(PATTERNS)
-            brand = BRANDS[index % len(BRANDS)]
-            fabric = rng.choice(FABRICS[garment])
-            article_id = f"0{100000000 + index * 7919:09d}"
-            views = VIEWS[: 1 + index % len(VIEWS)]
-            folder = images / article_id[:3]
-            for view in views:
+        for product in products:
+            folder = images / product.article_id[:3]
+            for view in product.views:
                 suffix = "" if view == "front" else f"-{view}"
-                _draw(folder / f"{article_id}{suffix}.jpg", view, COLOURS[colour], garment, pattern)
-            name = (
-                f"{'' if pattern == 'plain' else pattern.title() + ' '}{colour.lower()} "
-                f"{garment.lower()}".strip().capitalize()
-            )
-            description = (
-                f"{garment} in {fabric} with {DETAILS[garment]}. "
-                f"{'Plain' if pattern == 'plain' else pattern.title()} {colour.lower()}, "
-                f"by {brand}."
-            )
+                _draw(
+                    folder / f"{product.article_id}{suffix}.jpg",
+                    view,
+                    COLOURS[product.colour],
+                    product.garment,
+                    product.pattern,
+                )
             writer.writerow(
                 [
-                    article_id,
-                    name,
-                    garment,
-                    colour,
-                    pattern,
-                    brand,
-                    f"{rng.choice([9.99, 12.99, 19.99, 24.99, 39.99, 59.99]):.2f}",
-                    description,
+                    product.article_id,
+                    product.name,
+                    product.garment,
+                    product.colour,
+                    product.pattern,
+                    product.brand,
+                    f"{product.price:.2f}",
+                    product.description,
                 ]
             )
+    (directory / "judgments.jsonl").write_text(
+        "".join(json.dumps(j) + "\n" for j in sample_judgments(products)), encoding="utf-8"
+    )
     return csv_path
+
+
+def sample_judgments(products: list[SampleProduct]) -> list[dict[str, object]]:
+    """Queries over ``products`` with every product that answers each (those with at
+    least one): the facts the catalog was generated from decide, not any search."""
+    queries: dict[str, list[str]] = {}
+
+    def judge(query: str, relevant: list[SampleProduct]) -> None:
+        if relevant:
+            queries.setdefault(query, [p.article_id for p in relevant])
+
+    for colour in ("Black", "Red", "Blue", "Yellow"):
+        for garment in ("Dress", "Sweater", "Trousers"):
+            judge(
+                f"{colour.lower()} {garment.lower()}",
+                [p for p in products if (p.colour, p.garment) == (colour, garment)],
+            )
+    for pattern in ("striped", "dotted"):
+        judge(f"{pattern} clothes", [p for p in products if p.pattern == pattern])
+    for brand in BRANDS:
+        judge(brand, [p for p in products if p.brand == brand])
+    for fabric in ("merino wool", "washed denim", "corduroy", "chiffon", "linen"):
+        judge(fabric, [p for p in products if fabric in p.fabric])
+    for garment in GARMENTS:
+        judge(garment.lower(), [p for p in products if p.garment == garment])
+    for product in products[:: max(1, len(products) // 6)]:
+        judge(product.name.lower(), [p for p in products if p.name == product.name])
+    return [{"query": query, "relevant": relevant} for query, relevant in queries.items()]
 
 
 def _draw(path: Path, view: str, colour: tuple[int, int, int], garment: str, pattern: str) -> None:

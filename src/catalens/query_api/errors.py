@@ -8,7 +8,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
 from catalens.errors import TransientError
-from catalens.store.values import FilterError
+from catalens.store.values import FilterError, ModeUnavailable
 
 
 class BadRequest(Exception):
@@ -47,6 +47,10 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(FilterError)
     async def bad_filter(_request: Request, exc: FilterError) -> JSONResponse:
         return _body(400, "invalid_filter", str(exc))
+
+    @app.exception_handler(ModeUnavailable)
+    async def unavailable_mode(_request: Request, exc: ModeUnavailable) -> JSONResponse:
+        return _body(400, "mode_unavailable", str(exc))
 
     @app.exception_handler(TransientError)
     async def unavailable(_request: Request, exc: TransientError) -> JSONResponse:

@@ -37,6 +37,11 @@ from pymilvus.exceptions import (
 )
 from pymilvus.milvus_client.index import IndexParams
 
+try:  # pymilvus >= 2.6: the highlighter of full-text search
+    from pymilvus.orm.schema import LexicalHighlighter
+except ImportError:  # pragma: no cover - older pymilvus: searches without highlights
+    LexicalHighlighter = None
+
 from catalens.errors import TransientError
 
 log = logging.getLogger(__name__)
@@ -268,11 +273,18 @@ class Milvus:
         fields: Sequence[str],
         anns_field: str = "vector",
         group_by: str | None = None,
+        highlight: tuple[str, str] | None = None,
     ) -> list[list[dict[str, Any]]]:
         """One search call: ``data`` holds the query vectors (or texts, for a BM25 field).
         ``group_by`` keeps each value of that field once, with its best hit (Milvus 2.4;
-        older servers ignore it)."""
+        older servers ignore it). ``highlight`` (opening and closing mark) asks a full-text
+        search for the fragments of text its words matched, in each hit's ``highlight``
+        (Milvus 2.6)."""
         extra: dict[str, Any] = {"group_by_field": group_by} if group_by else {}
+        if highlight is not None and LexicalHighlighter is not None:
+            extra["highlighter"] = LexicalHighlighter(
+                pre_tags=[highlight[0]], post_tags=[highlight[1]], highlight_search_text=True
+            )
         return [
             list(hits)
             for hits in self._run(

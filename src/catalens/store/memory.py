@@ -22,6 +22,7 @@ from catalens.store.values import (
     Floor,
     Hit,
     ModelIdentity,
+    ModeUnavailable,
     Plan,
     Product,
     ProductImage,
@@ -88,11 +89,11 @@ class MemoryIndex:
     # -- the reader ---------------------------------------------------------------------
 
     def capabilities(self) -> Capabilities:
-        return Capabilities(modes=("vector",), server_grouping=True)
+        return Capabilities(("vector",), True, "the in-memory index searches by vector only")
 
     def search(self, search: Search) -> list[Hit]:
         if search.mode != "vector":
-            raise ValueError(f"the in-memory index searches by vector only, not {search.mode}")
+            raise ModeUnavailable(search.mode, self.capabilities().missing)
         with self._lock:
             rows = [
                 r

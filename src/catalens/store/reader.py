@@ -8,23 +8,34 @@ product wanted (most products have up to four images), and when those hold too f
 products, sixteen (the most images a product has), which always holds enough. A page past
 the first 1,024 products cannot ask for sixteen rows each (Milvus returns at most 16,384),
 so on Milvus 2.3 such a page may come back shorter than ``k``.
+
+Keyword search (Milvus ≥ 2.5, a generation made with the text fields) is BM25 over the
+``text`` of each product's main row: one row per product, so nothing needs grouping.
+Hybrid search asks for both rankings in two calls at once (the keyword one in a thread of
+the reader's) and fuses them per product (``catalens.store.fusion`` says why not on the
+server).
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
 
 from catalens.schemas.event import MAX_IMAGES
-from catalens.store.admin import IMAGE_ROWS, IndexAdmin, Layout
+from catalens.store.admin import IMAGE_ROWS, SPARSE_FIELD, TEXT_FIELD, IndexAdmin, Layout
 from catalens.store.client import Milvus
 from catalens.store.expressions import filter_expression, one_of
+from catalens.store.fusion import fuse
 from catalens.store.memory import assemble
 from catalens.store.values import (
     Capabilities,
     Hit,
+    ModeUnavailable,
     Product,
     Row,
     Search,
@@ -35,6 +46,12 @@ from catalens.store.values import (
 MAX_ROWS = 16_384
 # Rows asked for per product wanted, first: enough when products have up to 4 images.
 FIRST_ROWS_PER_PRODUCT = 4
+# Hybrid search fuses each side's best products down to at least this many: a product
+# ranked low on both sides can still come first after fusion.
+HYBRID_WINDOW = 100
+# The marks around the words a full-text search matched (Milvus 2.6's highlighter).
+_MARKS = ("\x02", "\x03")
+_MARKED = re.compile("\x02(.*?)\x03", re.S)
 _HIT_FIELDS = ["product_id", "image_id", "version", "attributes", "image", "images", "name"]
 # A generation of one row per product (older releases) has none of the image fields.
 _PRODUCT_HIT_FIELDS = ["product_id", "version", "attributes", "image"]
@@ -62,6 +79,7 @@ class MilvusReader:
         self.collection = collection
         self._layout: Layout | None = None
         self._features: ServerFeatures | None = None
+        self._keyword_side: ThreadPoolExecutor | None = None
 
     def _seen(self) -> Layout | None:
         """The collection's layout once it exists (None before). Loaded when first seen,
@@ -81,19 +99,36 @@ class MilvusReader:
     def capabilities(self) -> Capabilities:
         layout = self._seen()
         features = self._features or ServerFeatures.from_version(self._milvus.server_version())
-        return Capabilities(
-            modes=("vector",),
-            server_grouping=features.grouping or (layout is not None and layout.rows != IMAGE_ROWS),
-        )
+        return capabilities(features, layout)
 
     def search(self, search: Search) -> list[Hit]:
         layout = self._seen()
-        if layout is None or not search.vectors:
+        if layout is None:
             return []
+        if search.mode not in (offered := self.capabilities()).modes:
+            raise ModeUnavailable(search.mode, offered.missing)
         expr = filter_expression(search.filters)
+        if search.mode == "keyword":
+            return self._keyword(search, expr, limit=search.k, offset=search.offset)
+        if search.mode == "vector":
+            return self._vector(search, expr)
+        window = min(MAX_ROWS, max(search.offset + search.k, HYBRID_WINDOW))
+        both = replace(search, k=window, offset=0)
+        if self._keyword_side is None:
+            self._keyword_side = ThreadPoolExecutor(4, thread_name_prefix="keyword")
+        keyword = self._keyword_side.submit(self._keyword, both, expr, limit=window, offset=0)
+        vector = self._vector(both, expr)
+        fused = fuse(vector, keyword.result(), search.fusion)
+        return fused[search.offset : search.offset + search.k]
+
+    def _vector(self, search: Search, expr: str) -> list[Hit]:
+        """Products by their best image: grouped by the server where it can."""
+        layout = self._layout
+        assert layout is not None and self._features is not None
+        if not search.vectors:
+            return []
         if layout.rows != IMAGE_ROWS:
             return self._search_products(search, expr)
-        assert self._features is not None
         want = search.offset + search.k
         if self._features.grouping:
             single = len(search.vectors) == 1
@@ -116,6 +151,27 @@ class MilvusReader:
             if len(hits) >= want or every_row or limit == MAX_ROWS or factor >= MAX_IMAGES:
                 return hits[search.offset :]
             factor = MAX_IMAGES
+
+    def _keyword(self, search: Search, expr: str, *, limit: int, offset: int) -> list[Hit]:
+        """Products by BM25 over their text, which only their main row holds."""
+        assert self._features is not None
+        if not search.text.strip():
+            return []
+        params: dict[str, Any] = {"metric_type": "BM25"}
+        if offset:
+            params["offset"] = offset
+        (rows,) = self._milvus.search(
+            self.collection,
+            [search.text],
+            limit=limit,
+            expr=expr,
+            params=params,
+            fields=_HIT_FIELDS,
+            anns_field=SPARSE_FIELD,
+            highlight=_MARKS if self._features.highlight else None,
+        )
+        # BM25 scores are positive; Milvus Lite reports them negated, as distances.
+        return [replace(_hit(raw), score=abs(float(raw["distance"]))) for raw in rows]
 
     def _search(
         self,
@@ -170,7 +226,28 @@ class MilvusReader:
         self._milvus.list_collections()
 
     def close(self) -> None:
+        if self._keyword_side is not None:
+            self._keyword_side.shutdown(wait=False)
         self._milvus.close()
+
+
+def capabilities(features: ServerFeatures, layout: Layout | None) -> Capabilities:
+    """The modes a generation of ``layout`` on a server of ``features`` answers (before
+    any generation: those the first one will), and why the others are not offered."""
+    grouping = features.grouping or (layout is not None and layout.rows != IMAGE_ROWS)
+    if not features.full_text:
+        missing = (
+            "keyword and hybrid search need Milvus 2.5 or later (full-text search); "
+            f"this server is {features.version}"
+        )
+        return Capabilities(("vector",), grouping, missing)
+    if layout is not None and not layout.text:
+        missing = (
+            "the served generation was made before keyword search existed (it has no text "
+            "fields): it answers vector search; build a new generation to search by words"
+        )
+        return Capabilities(("vector",), grouping, missing)
+    return Capabilities(("vector", "keyword", "hybrid"), grouping)
 
 
 def _best_per_product(lists: Sequence[Sequence[dict[str, Any]]], offset: int, k: int) -> list[Hit]:
@@ -197,7 +274,16 @@ def _hit(raw: dict[str, Any]) -> Hit:
         matched_image=str(entity.get("image_id", "0")),
         images=int(entity.get("images", 1)),
         name=str(entity.get("name") or ""),
+        matched_words=matched_words(raw),
     )
+
+
+def matched_words(raw: dict[str, Any]) -> tuple[str, ...]:
+    """The words a full-text hit's highlight marked, each once, in order (none where the
+    server reports no highlight)."""
+    fragments = ((raw.get("highlight") or {}).get(TEXT_FIELD) or {}).get("fragments") or ()
+    words = (word.strip() for fragment in fragments for word in _MARKED.findall(fragment))
+    return tuple(dict.fromkeys(word for word in words if word))
 
 
 def _row(raw: dict[str, Any]) -> Row:

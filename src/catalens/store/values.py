@@ -89,6 +89,9 @@ class Hit:
     matched_image: str = "0"
     images: int = 1
     name: str = ""
+    # Words of the product's text that the query matched, where the server reports them
+    # (keyword and hybrid search on Milvus ≥ 2.6).
+    matched_words: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,6 +196,14 @@ class FilterError(CatalensError):
     """A filter that cannot be applied as given (the API answers 400)."""
 
 
+class ModeUnavailable(CatalensError):
+    """A search mode the served index cannot answer (the API answers 400, saying why)."""
+
+    def __init__(self, mode: str, why: str) -> None:
+        super().__init__(f"mode={mode} is not available here: {why}")
+        self.mode = mode
+
+
 @dataclass(frozen=True)
 class Filters:
     """Which products a search may return: in any of ``categories``, attributes within
@@ -263,6 +274,21 @@ def _same(value: AttributeValue, option: AttributeValue) -> bool:
 
 
 @dataclass(frozen=True)
+class Fusion:
+    """How hybrid search fuses its two rankings of products (vector and keyword).
+
+    ``rrf``: reciprocal rank fusion, each ranking adding 1 / (``k`` + rank) to a product:
+    it needs no calibration of scores that mean different things (a cosine and a BM25
+    score), which is why it is the default. ``weighted``: ``weight`` × cosine +
+    (1 − ``weight``) × BM25 squashed into [0, 1) by 2/π·arctan, as Milvus' WeightedRanker
+    does: for catalogs where one side should count more."""
+
+    kind: Literal["rrf", "weighted"] = "rrf"
+    k: int = 60
+    weight: float = 0.5
+
+
+@dataclass(frozen=True)
 class Search:
     """One search: query vectors (a product's images are several; a product's score is
     its best image's), a query text (keyword and hybrid), the mode, the page and filters.
@@ -275,6 +301,7 @@ class Search:
     offset: int = 0
     filters: Filters = field(default_factory=Filters)
     ef: int = 64
+    fusion: Fusion = field(default_factory=Fusion)
 
 
 # -- generations ----------------------------------------------------------------------------
@@ -326,6 +353,11 @@ class Capabilities:
     # Why the other modes are not offered, for the 400 that asks for one.
     missing: str = ""
 
+    @property
+    def default_mode(self) -> Mode:
+        """Hybrid where the index can, vector elsewhere (DESIGN.md)."""
+        return "hybrid" if "hybrid" in self.modes else "vector"
+
 
 @dataclass(frozen=True)
 class ServerFeatures:
@@ -337,6 +369,8 @@ class ServerFeatures:
     grouping: bool
     hybrid: bool
     full_text: bool
+    # Which words of a text matched a BM25 search (Milvus 2.6; Milvus Lite ignores it).
+    highlight: bool = False
 
     @classmethod
     def from_version(cls, version: str) -> ServerFeatures:
@@ -347,7 +381,9 @@ class ServerFeatures:
             return cls(version, modern, modern, modern)
         numbers = _numbers(text.removeprefix("v"))
         release = tuple(([*numbers, 0, 0])[:2])
-        return cls(version, release >= (2, 4), release >= (2, 4), release >= (2, 5))
+        return cls(
+            version, release >= (2, 4), release >= (2, 4), release >= (2, 5), release >= (2, 6)
+        )
 
 
 def _numbers(text: str) -> list[int]:

@@ -16,7 +16,7 @@ from catalens.query_api.errors import BadRequest
 from catalens.query_api.filters import request_filters
 from catalens.schemas.embedding import Vector
 from catalens.schemas.event import AttributeValue
-from catalens.store.values import Filters, Hit, Search
+from catalens.store.values import Filters, Fusion, Hit, Mode, ModeUnavailable, Search
 
 router = APIRouter(tags=["search"])
 
@@ -41,6 +41,11 @@ class Result(BaseModel):
     )
     images: int = Field(default=1, description="how many images the product has")
     name: str | None = Field(default=None, description="the product's name, when it has one")
+    matched_words: list[str] = Field(
+        default_factory=list,
+        description="keyword and hybrid search: the words of the product's text that the "
+        "query matched, where the Milvus server reports them (2.6 and later)",
+    )
 
 
 class SearchResponse(BaseModel):
@@ -50,6 +55,7 @@ class SearchResponse(BaseModel):
         description="the model that encoded the query and the results' vectors (one model "
         "per response, also while a new model's generation is being promoted)"
     )
+    mode: Mode = Field(default="vector", description="how the results were found")
 
 
 K = Annotated[int, Query(ge=1, le=MAX_K, description="how many products (1-1000)")]
@@ -68,13 +74,24 @@ class SearchOptions:
     offset: int
     filters: Filters
 
-    def search(self, vectors: Sequence[Vector], services: Services) -> Search:
+    def search(
+        self,
+        vectors: Sequence[Vector],
+        services: Services,
+        *,
+        text: str = "",
+        mode: Mode = "vector",
+    ) -> Search:
+        settings = services.settings
         return Search(
             vectors=vectors,
+            text=text,
+            mode=mode,
             k=self.k,
             offset=self.offset,
             filters=self.filters,
-            ef=services.settings.search_ef,
+            ef=settings.search_ef,
+            fusion=Fusion(settings.hybrid_fusion, settings.hybrid_rrf_k, settings.hybrid_weight),
         )
 
 
@@ -108,6 +125,7 @@ def results(hits: list[Hit]) -> list[Result]:
             matched_image=h.matched_image,
             images=h.images,
             name=h.name or None,
+            matched_words=list(h.matched_words),
         )
         for h in hits
     ]
@@ -122,6 +140,7 @@ def run_search(services: Services, search: Search, *, started: float) -> SearchR
         results=results(hits),
         took_ms=round((time.perf_counter() - started) * 1000, 3),
         model=services.model,
+        mode=search.mode,
     )
 
 
@@ -132,18 +151,43 @@ def search(
         str, Query(min_length=1, max_length=MAX_QUERY_CHARS, description="the text to search for")
     ],
     options: Options,
+    mode: Annotated[
+        Mode | None,
+        Query(
+            description="vector: CLIP, the text against every image; keyword: the words of "
+            "the products' names, descriptions and text attributes (BM25); hybrid: both, "
+            "fused. Default: hybrid where the server can (Milvus 2.5 or later), vector "
+            "elsewhere; a mode the server cannot answer is a 400 saying what it needs."
+        ),
+    ] = None,
 ) -> SearchResponse:
-    """Products whose images best match the text, each once, by descending cosine
-    similarity of its best-matching image. Filters: ``category``, ``price_min``,
+    """Products matching the text, each once: by their best-matching image (vector), their
+    words (keyword) or both (hybrid). Filters: ``category``, ``price_min``,
     ``price_max``, and ``attr.<name>=<value>`` for any attribute."""
     started = time.perf_counter()
     if not q.strip():
         raise BadRequest("q must contain a non-blank word")
-    vector, cached = services.texts(q)
-    services.metrics.cache.labels("hit" if cached else "miss").inc()
-    if not cached:
-        services.metrics.encode.labels("text").observe(time.perf_counter() - started)
-    return run_search(services, options.search([vector], services), started=started)
+    chosen = search_mode(services, mode)
+    vectors: list[Vector] = []
+    if chosen != "keyword":
+        vector, cached = services.texts(q)
+        services.metrics.cache.labels("hit" if cached else "miss").inc()
+        if not cached:
+            services.metrics.encode.labels("text").observe(time.perf_counter() - started)
+        vectors = [vector]
+    return run_search(
+        services, options.search(vectors, services, text=q, mode=chosen), started=started
+    )
+
+
+def search_mode(services: Services, asked: Mode | None) -> Mode:
+    """The mode asked for, or the default; a 400 for one the index cannot answer."""
+    offered = services.store.capabilities()
+    configured = services.settings.search_mode
+    mode: Mode = asked or (offered.default_mode if configured == "auto" else configured)
+    if mode not in offered.modes:
+        raise ModeUnavailable(mode, offered.missing)
+    return mode
 
 
 @router.post("/search/image", response_model=SearchResponse)

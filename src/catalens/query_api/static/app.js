@@ -3,6 +3,12 @@
 const $ = (id) => document.getElementById(id);
 const grid = $("grid"), status = $("status"), more = $("more");
 let current = null; // {path, params} of the last search, for paging
+let modes = []; // the modes the server answers (from /info); the switch shows those
+
+function chosenMode() {
+  const checked = document.querySelector('input[name="mode"]:checked');
+  return checked && !checked.disabled ? checked.value : "";
+}
 
 function filterParams() {
   const params = new URLSearchParams();
@@ -45,6 +51,10 @@ function card(result) {
   badge.title = `matched image: ${result.matched_image || "0"}`;
   const details = [attrs.category, attrs.colour, attrs.price !== undefined ? `€${Number(attrs.price).toFixed(2)}` : null];
   node.querySelector(".details").textContent = details.filter(Boolean).join(" · ");
+  const words = node.querySelector(".words");
+  const matched = result.matched_words || [];
+  words.hidden = matched.length === 0;
+  words.textContent = `matched: ${matched.join(", ")}`;
   node.querySelector(".score").textContent = `score ${result.score.toFixed(3)}`;
   node.querySelector(".similar").addEventListener("click", () => similar(result));
   node.dataset.productId = result.product_id;
@@ -82,6 +92,8 @@ function search(event) {
   if (!q) { status.textContent = "Type what you are looking for."; return; }
   const params = filterParams();
   params.set("q", q);
+  const mode = chosenMode();
+  if (mode) params.set("mode", mode);
   history.replaceState(null, "", `/?${params}`);
   run("/search", params, false);
 }
@@ -104,14 +116,28 @@ more.addEventListener("click", () => {
 $("search").addEventListener("submit", search);
 
 // Say so when the model has random weights, or its results look like a broken search.
+// and offer the search modes this server answers, its default checked.
 fetch("/info")
   .then((response) => (response.ok ? response.json() : {}))
-  .then((info) => { $("notice").hidden = !info.random_weights; })
+  .then((info) => {
+    $("notice").hidden = !info.random_weights;
+    modes = info.modes || [];
+    const wanted = new URLSearchParams(location.search).get("mode") || info.default_mode;
+    for (const input of document.querySelectorAll('input[name="mode"]')) {
+      input.disabled = !modes.includes(input.value);
+      input.parentElement.hidden = input.disabled;
+      input.checked = input.value === wanted && !input.disabled;
+      input.addEventListener("change", () => { if ($("q").value.trim()) search(); });
+    }
+    $("modes").hidden = modes.length < 2;
+  })
   .catch(() => {});
 
 const initial = new URLSearchParams(location.search);
 if (initial.get("q")) {
   $("q").value = initial.get("q");
+  const mode = document.querySelector(`input[name="mode"][value="${initial.get("mode")}"]`);
+  if (mode) mode.checked = true;
   if (initial.get("category")) $("category").value = initial.get("category");
   search();
 } else if (initial.get("similar")) {

@@ -20,7 +20,7 @@ from catalens.ops.status import (
     DeadLetterCounts,
     GroupLag,
     Status,
-    WorkerMetrics,
+    WorkerScrape,
     count_dead_letters,
     fetch_worker,
     histogram_buckets,
@@ -222,7 +222,7 @@ def _status() -> Status:
         ),
         workers=[
             read_worker("http://sink:8082", _metrics_text()),
-            WorkerMetrics("http://embedder:8081", error="ConnectError: refused"),
+            WorkerScrape("http://embedder:8081", error="ConnectError: refused"),
         ],
     )
 

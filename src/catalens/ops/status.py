@@ -158,7 +158,7 @@ class GroupLag:
 
 
 @dataclass(frozen=True)
-class WorkerMetrics:
+class WorkerScrape:
     """What one worker's ``/metrics`` said; ``error`` says why it could not be read."""
 
     url: str
@@ -178,10 +178,10 @@ class WorkerMetrics:
         }
 
 
-def read_worker(url: str, text: str) -> WorkerMetrics:
+def read_worker(url: str, text: str) -> WorkerScrape:
     """Interpret a worker's ``/metrics`` text."""
     ready = gauge_values(text, "catalens_ready")
-    return WorkerMetrics(
+    return WorkerScrape(
         url,
         roles=tuple(sorted({labels["role"] for labels, _ in ready if "role" in labels})),
         ready=all(value == 1 for _, value in ready) if ready else None,
@@ -196,7 +196,7 @@ class Status:
     groups: list[GroupLag] = field(default_factory=list)
     generations: list[commands.GenerationStatus] = field(default_factory=list)
     dead_letters: DeadLetterCounts | None = None
-    workers: list[WorkerMetrics] = field(default_factory=list)
+    workers: list[WorkerScrape] = field(default_factory=list)
     errors: dict[str, str] = field(default_factory=dict)
 
     def freshness(self) -> dict[str, Any]:
@@ -373,19 +373,19 @@ def _group_lags(
     return out, None
 
 
-def fetch_worker(url: str, timeout_s: float = 5.0) -> WorkerMetrics:
+def fetch_worker(url: str, timeout_s: float = 5.0) -> WorkerScrape:
     """Read one worker's ``/metrics`` (``url`` may be its base URL)."""
     target = url if urlsplit(url).path not in ("", "/") else url.rstrip("/") + "/metrics"
     try:
         response = httpx.get(target, timeout=timeout_s)
     except httpx.HTTPError as error:
-        return WorkerMetrics(url, error=f"{type(error).__name__}: {error}")
+        return WorkerScrape(url, error=f"{type(error).__name__}: {error}")
     if response.status_code != 200:
-        return WorkerMetrics(url, error=f"{target} answered {response.status_code}")
+        return WorkerScrape(url, error=f"{target} answered {response.status_code}")
     try:
         return read_worker(url, response.text)
     except ValueError as error:  # not Prometheus text
-        return WorkerMetrics(url, error=f"{target} is not Prometheus text: {error}")
+        return WorkerScrape(url, error=f"{target} is not Prometheus text: {error}")
 
 
 def as_json(status: Status) -> str:

@@ -20,7 +20,7 @@ from catalens.retry import Backoff, retry_transient
 from catalens.settings import EmbedderSettings
 from catalens.store.values import ModelIdentity
 from catalens.worker.health import serve_worker
-from catalens.worker.metrics import EMBEDDER, WorkerMetrics
+from catalens.worker.metrics import EmbedderMetrics
 
 
 def build_service(
@@ -29,7 +29,7 @@ def build_service(
     *,
     source: RecordSource | None = None,
     publisher: RecordPublisher | None = None,
-    metrics: WorkerMetrics | None = None,
+    metrics: EmbedderMetrics | None = None,
 ) -> tuple[EmbedderService, ClipEncoder]:
     """The embedder service with its encoder and image source. ``source``/``publisher``
     default to Kafka; benchmarks pass in-memory ones to measure the pipeline alone.
@@ -109,7 +109,7 @@ def run(settings: EmbedderSettings, stop: threading.Event) -> None:
     retry_transient(
         lambda: ensure_topics(settings, topics), what="create topics", backoff=backoff, stop=stop
     )
-    metrics = WorkerMetrics(EMBEDDER)
+    metrics = EmbedderMetrics()
     service, _encoder = build_service(settings, stop, metrics=metrics)
     health = None
     if settings.health_port:

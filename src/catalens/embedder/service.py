@@ -54,7 +54,7 @@ from catalens.schemas import ProductImageEvent
 from catalens.schemas.embedding import Vector
 from catalens.settings import EmbedderSettings, default
 from catalens.store.values import ModelIdentity
-from catalens.worker.metrics import EMBEDDER, WorkerMetrics
+from catalens.worker.metrics import EmbedderMetrics
 
 log = logging.getLogger(__name__)
 
@@ -113,10 +113,10 @@ class EmbedderService:
         images: ImageSource,
         encode: Callable[[list[Pixels]], list[Vector]],
         stop: threading.Event,
-        metrics: WorkerMetrics | None = None,
+        metrics: EmbedderMetrics | None = None,
     ) -> None:
         self.config = config
-        self.metrics = metrics if metrics is not None else WorkerMetrics(EMBEDDER)
+        self.metrics = metrics if metrics is not None else EmbedderMetrics()
         self._storm = StormGuard(config.storm)
         self._publisher = publisher
         self._images = images

@@ -11,7 +11,7 @@ from catalens.sink.service import SinkConfig, SinkService
 from catalens.store.client import Milvus
 from catalens.store.writer import MilvusWriter
 from catalens.worker.health import serve_worker
-from catalens.worker.metrics import SINK, WorkerMetrics
+from catalens.worker.metrics import SinkMetrics
 
 
 def run(settings: SinkSettings, stop: threading.Event) -> None:
@@ -48,7 +48,7 @@ def run(settings: SinkSettings, stop: threading.Event) -> None:
         publisher=Publisher(settings),
         store=store,
         stop=stop,
-        metrics=WorkerMetrics(SINK),
+        metrics=SinkMetrics(),
     )
     revoked.append(service)
     health = None

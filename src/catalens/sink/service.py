@@ -33,7 +33,7 @@ from catalens.sink.freshness import applied_ages
 from catalens.sink.plan import Item, Plan, attempted, collapse, plan_writes
 from catalens.store import IndexWriter
 from catalens.store.values import ModelIdentity
-from catalens.worker.metrics import SINK, WorkerMetrics
+from catalens.worker.metrics import SinkMetrics
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -58,10 +58,10 @@ class SinkService:
         publisher: RecordPublisher,
         store: IndexWriter,
         stop: threading.Event,
-        metrics: WorkerMetrics | None = None,
+        metrics: SinkMetrics | None = None,
     ) -> None:
         self.config = config
-        self.metrics = metrics if metrics is not None else WorkerMetrics(SINK)
+        self.metrics = metrics if metrics is not None else SinkMetrics()
         self._source = source
         self._publisher = publisher
         self._store = store

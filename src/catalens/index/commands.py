@@ -70,29 +70,6 @@ def generation_groups(generation: Generation) -> tuple[str, str]:
     return f"catalens-embedder.{key}", f"catalens-sink.{key}"
 
 
-def table(rows: list[GenerationStatus]) -> str:
-    """The status for people: one line per generation."""
-    header = ("model", "dim", "rows", "serving", "embedder behind", "sink behind", "collection")
-    lines = [header]
-    for row in rows:
-        data = row.to_json()
-        lines.append(
-            (
-                str(data["model"]),
-                str(data["dim"] if data["dim"] is not None else "?"),
-                str(data["rows"]),
-                "yes" if data["serving"] else "no",
-                _count(data["embedder_behind"]),
-                _count(data["sink_behind"]),
-                str(data["collection"]),
-            )
-        )
-    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
-    return "\n".join(
-        "  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip() for line in lines
-    )
-
-
 def promote(settings: CatalensSettings, model: str, *, tolerance: float, force: bool) -> str:
     """Point the alias at ``model``'s generation after the promotion check; raises
     :class:`PromotionRefused` (unless ``force``) with what the check found."""
@@ -138,10 +115,6 @@ class PromotionRefused(OperatorError):
 
 def as_json(rows: list[GenerationStatus]) -> str:
     return json.dumps([row.to_json() for row in rows], indent=2)
-
-
-def _count(value: Any) -> str:
-    return "-" if value is None else str(value)
 
 
 def _token(settings: CatalensSettings) -> str | None:

@@ -182,12 +182,13 @@ def cmd_up(args: argparse.Namespace) -> int:
 
 def cmd_index(args: argparse.Namespace) -> int:
     from catalens.index import commands
+    from catalens.ops.status import render_generations
 
     settings = _settings(CatalensSettings, args)
     _configure_logging(settings)
     if args.action == "status":
         rows = commands.status(settings)
-        print(commands.as_json(rows) if args.json else commands.table(rows))
+        print(commands.as_json(rows) if args.json else render_generations(rows))
         return 0
     if not args.model:
         sys.exit(f"catalens index {args.action}: name the MODEL")

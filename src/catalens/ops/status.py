@@ -27,6 +27,7 @@ from pydantic import ValidationError
 from catalens.errors import OperatorError, TransientError
 from catalens.index import commands
 from catalens.kafka.client import partition_lag, read_tail
+from catalens.ops.table import render_table
 from catalens.schemas import DeadLetter
 from catalens.settings import StatusSettings
 from catalens.store.admin import Generation
@@ -231,7 +232,7 @@ def render(status: Status) -> str:
     """The report for people: one short table per part."""
     parts = ["consumer groups (lag = records not yet committed)"]
     parts.append(
-        _table(
+        render_table(
             ("group", "topic", "lag", "by partition"),
             [
                 (
@@ -242,6 +243,7 @@ def render(status: Status) -> str:
                 )
                 for g in status.groups
             ],
+            indent="  ",
         )
         if status.groups
         else "  (none)"
@@ -250,7 +252,7 @@ def render(status: Status) -> str:
     parts.append(
         "  unknown (see below)"
         if "generations" in status.errors
-        else "\n".join("  " + line for line in commands.table(status.generations).splitlines())
+        else render_generations(status.generations, indent="  ")
     )
     parts += ["", "dead letters"]
     letters = status.dead_letters
@@ -264,7 +266,7 @@ def render(status: Status) -> str:
             parts.append(f"  (and {letters.unreadable} records that are not dead letters)")
     parts += ["", "workers"]
     parts.append(
-        _table(
+        render_table(
             ("url", "state", "roles", "freshness samples"),
             [
                 (
@@ -277,6 +279,7 @@ def render(status: Status) -> str:
                 )
                 for w in status.workers
             ],
+            indent="  ",
         )
         if status.workers
         else "  (none given: --worker URL or CATALENS_STATUS_WORKERS)"
@@ -295,13 +298,29 @@ def render(status: Status) -> str:
     return "\n".join(parts)
 
 
-def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    lines = [tuple(header), *(tuple(r) for r in rows)]
-    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
-    return "\n".join(
-        "  " + "  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip()
-        for line in lines
+def render_generations(rows: Sequence[commands.GenerationStatus], *, indent: str = "") -> str:
+    """Index generations for people, one line each: ``catalens index status`` and the
+    generations part of ``catalens status``."""
+    return render_table(
+        ("model", "dim", "rows", "serving", "embedder behind", "sink behind", "collection"),
+        [
+            (
+                row.generation.model,
+                "?" if row.generation.identity is None else str(row.generation.identity.dim),
+                str(row.generation.rows),
+                "yes" if row.generation.serving else "no",
+                _count(row.embedder_behind),
+                _count(row.sink_behind),
+                row.generation.collection,
+            )
+            for row in rows
+        ],
+        indent=indent,
     )
+
+
+def _count(value: int | None) -> str:
+    return "-" if value is None else str(value)
 
 
 def _seconds(value: float | None) -> str:

@@ -56,7 +56,7 @@ def status(settings: CatalensSettings) -> list[GenerationStatus]:
 
 def generations(settings: CatalensSettings) -> list[Generation]:
     """Every generation of the alias ``settings.collection``, with its row count."""
-    milvus = Milvus(settings.milvus_uri, _token(settings))
+    milvus = Milvus.from_settings(settings)
     try:
         return IndexAdmin(milvus, settings.collection).generations()
     finally:
@@ -73,7 +73,7 @@ def generation_groups(generation: Generation) -> tuple[str, str]:
 def promote(settings: CatalensSettings, model: str, *, tolerance: float, force: bool) -> str:
     """Point the alias at ``model``'s generation after the promotion check; raises
     :class:`PromotionRefused` (unless ``force``) with what the check found."""
-    milvus = Milvus(settings.milvus_uri, _token(settings), timeout_s=120)
+    milvus = Milvus.from_settings(settings, timeout_s=120)
     try:
         admin = IndexAdmin(milvus, settings.collection)
         candidate = admin.find(model)
@@ -97,7 +97,7 @@ def promote(settings: CatalensSettings, model: str, *, tolerance: float, force: 
 
 
 def drop(settings: CatalensSettings, model: str) -> str:
-    milvus = Milvus(settings.milvus_uri, _token(settings), timeout_s=120)
+    milvus = Milvus.from_settings(settings, timeout_s=120)
     try:
         admin = IndexAdmin(milvus, settings.collection)
         generation = admin.find(model)
@@ -115,7 +115,3 @@ class PromotionRefused(OperatorError):
 
 def as_json(rows: list[GenerationStatus]) -> str:
     return json.dumps([row.to_json() for row in rows], indent=2)
-
-
-def _token(settings: CatalensSettings) -> str | None:
-    return settings.milvus_token.get_secret_value() if settings.milvus_token else None

@@ -20,9 +20,8 @@ def run(settings: SinkSettings, stop: threading.Event) -> None:
     retry_transient(
         lambda: ensure_topics(settings, topics), what="create topics", backoff=backoff, stop=stop
     )
-    token = settings.milvus_token.get_secret_value() if settings.milvus_token else None
     store = MilvusWriter(
-        Milvus(settings.milvus_uri, token),
+        Milvus.from_settings(settings),
         alias=settings.collection,
         model=settings.model,
         hnsw_m=settings.hnsw_m,

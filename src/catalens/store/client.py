@@ -38,6 +38,7 @@ from pymilvus.exceptions import (
 from pymilvus.milvus_client.index import IndexParams
 
 from catalens.errors import TransientError
+from catalens.settings import CatalensSettings
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -75,6 +76,16 @@ class Milvus:
         self._loaded: set[str] = set()
         self._reload = False
         self._connecting = threading.Lock()
+
+    @classmethod
+    def from_settings(cls, settings: CatalensSettings, *, timeout_s: float = 10) -> Milvus:
+        """The Milvus that ``settings`` name, with their token when they hold one."""
+        token = settings.milvus_token
+        return cls(
+            settings.milvus_uri,
+            token.get_secret_value() if token is not None else None,
+            timeout_s=timeout_s,
+        )
 
     # -- the one place where calls are made -----------------------------------------------
 

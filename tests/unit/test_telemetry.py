@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from catalens.errors import TransientError
-from catalens.worker.health import serve_worker
+from catalens.worker.health import serve_health, serve_worker
 from catalens.worker.lag import watch_lag
 from catalens.worker.metrics import EmbedderMetrics, SinkMetrics, WorkerMetrics
 from tests.metrics_scrape import exported_names, scrape, value
@@ -162,3 +162,49 @@ def test_the_lag_watcher_outlives_an_unexpected_error() -> None:
     assert len(looks) >= 3
     lag = metrics.render().decode()
     assert 'catalens_consumer_lag{group="g",partition="0",topic="t"} 5.0' in lag
+
+
+def test_every_error_of_a_worker_endpoint_is_json_with_a_code_and_a_message() -> None:
+    """The query API's shape: a 503 of either check, an unknown path, a method the
+    endpoint does not serve."""
+    server = serve_health(
+        0, last_turn=lambda: time.monotonic() - 120, ready=lambda: False, host="127.0.0.1"
+    )
+    url = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        answers = {
+            "stale": httpx.get(f"{url}/healthz"),
+            "unready": httpx.get(f"{url}/readyz"),
+            "unknown": httpx.get(f"{url}/nothing-here"),
+            "no metrics": httpx.get(f"{url}/metrics"),
+            "post": httpx.post(f"{url}/healthz"),
+        }
+    finally:
+        server.shutdown()
+    expected = {
+        "stale": (503, "unavailable"),
+        "unready": (503, "unavailable"),
+        "unknown": (404, "not_found"),
+        "no metrics": (404, "not_found"),
+        "post": (501, "not_implemented"),
+    }
+    for case, response in answers.items():
+        assert response.headers["content-type"] == "application/json", case
+        body = response.json()
+        assert (response.status_code, body["error"]) == expected[case], case
+        assert set(body) == {"error", "message"} and body["message"], case
+    assert "120" in answers["stale"].json()["message"]
+    assert "/nothing-here" in answers["unknown"].json()["message"]
+
+
+def test_a_healthy_ready_worker_answers_its_checks_with_200_and_the_loop_age() -> None:
+    server = serve_health(0, last_turn=time.monotonic, ready=lambda: True, host="127.0.0.1")
+    url = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        for path in ("/healthz", "/readyz"):
+            response = httpx.get(url + path)
+            assert response.status_code == 200
+            assert response.json()["ok"] is True
+            assert 0 <= response.json()["loop_age_s"] < 60
+    finally:
+        server.shutdown()

@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 import numpy as np
 
 from catalens.kafka.memory import MemoryBroker, MemoryPublisher, MemorySource
+from catalens.kafka.records import Partition
 from catalens.retry import Backoff, TransientError
 from catalens.schemas import EmbeddingRecord, Op
 from catalens.schemas.embedding import INPUT_OFFSET_HEADER, INPUT_TIMESTAMP_HEADER, MODEL_HEADER
@@ -87,20 +88,21 @@ def serve(
     """A sink over ``broker`` and ``store``, running; its source tells it of revocations,
     as the sink's wiring does."""
     stop = threading.Event()
-    services: list[SinkService] = []
-    source = MemorySource(
-        broker, group_id=GROUP, topics=[TOPIC], on_revoke=lambda p: services[0].revoked(p)
-    )
+    sources: list[MemorySource] = []
+
+    def make_source(on_revoke: Callable[[list[Partition]], None]) -> MemorySource:
+        sources.append(MemorySource(broker, group_id=GROUP, topics=[TOPIC], on_revoke=on_revoke))
+        return sources[0]
+
     service = SinkService(
         SinkConfig(model="m", dlq_topic="dlq", batch_wait_s=0.05, backoff=Backoff(0.05, 0.1)),
-        source=source,
+        make_source=make_source,
         publisher=MemoryPublisher(broker),
         store=store,
         stop=stop,
     )
-    services.append(service)
     threading.Thread(target=service.run, daemon=True).start()
-    return service, stop, source
+    return service, stop, sources[0]
 
 
 def wait_until(check: Callable[[], bool]) -> None:
@@ -224,7 +226,7 @@ def test_records_handed_over_while_waiting_for_milvus_are_kept_and_written_next(
     stop = threading.Event()
     service = SinkService(
         SinkConfig(model="m", dlq_topic="dlq", backoff=Backoff(0.05, 0.1)),
-        source=source,
+        make_source=lambda _on_revoke: source,
         publisher=MemoryPublisher(broker),
         store=store,
         stop=stop,

@@ -49,7 +49,13 @@ from catalens.images import (
     preprocess,
     preprocess_with_thumbnail,
 )
-from catalens.kafka import DeliveryError, Partition, Record, RecordPublisher, RecordSource
+from catalens.kafka import (
+    DeliveryError,
+    Partition,
+    Record,
+    RecordPublisher,
+    SourceFactory,
+)
 from catalens.schemas import ProductImageEvent
 from catalens.schemas.embedding import Vector
 from catalens.settings import EmbedderSettings, default
@@ -108,7 +114,7 @@ class EmbedderService:
         self,
         config: EmbedderConfig,
         *,
-        make_source: Callable[[Callable[[list[Partition]], None]], RecordSource],
+        make_source: SourceFactory,
         publisher: RecordPublisher,
         images: ImageSource,
         encode: Callable[[list[Pixels]], list[Vector]],

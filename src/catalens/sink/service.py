@@ -23,7 +23,7 @@ from typing import TypeVar
 from pydantic import ValidationError
 
 from catalens.errors import OperatorError, Stopped, TransientError
-from catalens.kafka import DeliveryError, Record, RecordPublisher, RecordSource
+from catalens.kafka import DeliveryError, Record, RecordPublisher, SourceFactory
 from catalens.kafka.records import Partition
 from catalens.retry import Backoff, retry_transient
 from catalens.schemas import DeadLetter, EmbeddingRecord, Op, Reason
@@ -54,7 +54,7 @@ class SinkService:
         self,
         config: SinkConfig,
         *,
-        source: RecordSource,
+        make_source: SourceFactory,
         publisher: RecordPublisher,
         store: IndexWriter,
         stop: threading.Event,
@@ -62,7 +62,8 @@ class SinkService:
     ) -> None:
         self.config = config
         self.metrics = metrics if metrics is not None else SinkMetrics()
-        self._source = source
+        # The source calls revoked() from inside a poll when the group takes partitions.
+        self._source = make_source(self.revoked)
         self._publisher = publisher
         self._store = store
         self._stop = stop

@@ -108,8 +108,11 @@ def drop(settings: CatalensSettings, model: str) -> str:
 
 
 class PromotionRefused(OperatorError):
+    """The promotion check found differences between the served generation and the
+    candidate; ``problems`` says which, and the message holds them all on one line."""
+
     def __init__(self, problems: list[str]) -> None:
-        super().__init__("; ".join(problems))
+        super().__init__("not promoted: " + "; ".join(problems))
         self.problems = problems
 
 

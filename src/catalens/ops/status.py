@@ -215,7 +215,11 @@ class Status:
 
     @property
     def complete(self) -> bool:
-        return not self.errors and all(w.error is None for w in self.workers)
+        return not self.unread()
+
+    def unread(self) -> list[str]:
+        """The parts that could not be read, the unreachable workers among them."""
+        return [*self.errors, *(f"worker {w.url}" for w in self.workers if w.error is not None)]
 
     def to_json(self) -> dict[str, Any]:
         return {

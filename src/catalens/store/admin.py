@@ -67,6 +67,10 @@ class Generation:
         return self.identity.name if self.identity is not None else "?"
 
 
+class GenerationNotFound(OperatorError):
+    """An operator named a generation the alias does not have."""
+
+
 class IndexAdmin:
     """Creates, opens, lists and drops the collections of one alias. Idempotent: replicas
     may race through any of these calls."""
@@ -199,7 +203,7 @@ class IndexAdmin:
             if model in (generation.model, generation.collection):
                 return generation
         known = ", ".join(f"{g.model} ({g.collection})" for g in generations) or "none"
-        raise LookupError(
+        raise GenerationNotFound(
             f"no generation of {model!r} under alias {self.alias}; there are: {known}"
         )
 

@@ -20,8 +20,9 @@ from catalens.dev.localstack import Child
 from catalens.dev.modelkit import build_random_clip
 from catalens.store.client import Milvus
 from catalens.store.writer import MilvusWriter
-from tests.integration.stack import Stack, event, wait_for
+from tests.integration.stack import Stack, event
 from tests.integration.test_guarantees import SMALL, expected_state, produce_stream
+from tests.waits import wait_for
 
 pytestmark = pytest.mark.integration
 

@@ -15,6 +15,7 @@ from catalens.worker.health import serve_health, serve_worker
 from catalens.worker.lag import watch_lag
 from catalens.worker.metrics import EmbedderMetrics, SinkMetrics, WorkerMetrics
 from tests.metrics_scrape import exported_names, scrape, value
+from tests.waits import wait_for
 
 # The names docs/metrics.md promises (the dashboards and alert rules rely on them).
 COMMON = {
@@ -74,10 +75,10 @@ def test_each_worker_serves_its_agreed_metric_names_beside_the_health_checks(
     metrics = role()
     metrics.dead_lettered("image_not_found")  # a labelled series exists once used
     with serving(metrics, threading.Event(), lag={0: 3}) as url:
-        deadline = time.monotonic() + 5
-        while "catalens_consumer_lag" not in exported_names(f"{url}/metrics"):
-            assert time.monotonic() < deadline, "the lag was never read"
-            time.sleep(0.02)
+        wait_for(
+            lambda: "catalens_consumer_lag" in exported_names(f"{url}/metrics"),
+            what="the lag to be read",
+        )
         names = exported_names(f"{url}/metrics")
         assert COMMON | own <= names
         assert not names & other
@@ -95,7 +96,11 @@ def test_counts_readiness_and_lag_read_back_as_they_were_set() -> None:
     metrics.follow(ready=ready.is_set, paused=lambda: True)
     ready.set()
     with serving(metrics, ready, lag={0: 7, 1: 0}) as url:
-        time.sleep(0.1)  # the first lag look runs beside the server's start
+        # The first lag look runs beside the server's start.
+        wait_for(
+            lambda: "catalens_consumer_lag" in exported_names(f"{url}/metrics"),
+            what="the lag to be read",
+        )
         families = scrape(f"{url}/metrics")
     sink = {"role": "sink"}
     assert value(families, "catalens_records_total", sink | {"outcome": "written"}) == 5
@@ -129,10 +134,7 @@ def test_a_failed_lag_look_keeps_the_last_figures_and_tries_again() -> None:
     stop = threading.Event()
     watcher = watch_lag(metrics, read, group="g", topic="t", stop=stop, every_s=0.01)
     try:
-        deadline = time.monotonic() + 5
-        while len(looks) < 3:
-            assert time.monotonic() < deadline, "the watcher gave up after a failed look"
-            time.sleep(0.01)
+        wait_for(lambda: len(looks) >= 3, what="looks after a failed one")
         assert watcher.is_alive()
     finally:
         stop.set()
@@ -154,9 +156,7 @@ def test_the_lag_watcher_outlives_an_unexpected_error() -> None:
 
     stop = threading.Event()
     thread = watch_lag(metrics, read, group="g", topic="t", stop=stop, every_s=0.02)
-    deadline = time.monotonic() + 10
-    while len(looks) < 3 and time.monotonic() < deadline:
-        time.sleep(0.02)
+    wait_for(lambda: len(looks) >= 3, what="looks after an unexpected error")
     stop.set()
     thread.join(5)
     assert len(looks) >= 3

@@ -12,18 +12,19 @@ from pathlib import Path
 
 import httpx
 
-from catalens.dev.localstack import Child, free_port, start_broker, start_milvus
-from catalens.errors import OperatorError, Stopped, TransientError
+from catalens.dev.localstack import (
+    Child,
+    ServiceExited,
+    free_port,
+    start_broker,
+    start_milvus,
+)
+from catalens.errors import Stopped, TransientError
 from catalens.ops.bounded import bounded, try_timeout
 from catalens.retry import Backoff, retry_transient
 from catalens.settings import DEFAULT_MODEL, ApiSettings, CatalensSettings, to_env
 
 log = logging.getLogger(__name__)
-
-
-class ServiceExited(OperatorError):
-    """A service ``up`` started exited while the sample catalog was being indexed: its log
-    says why (a wrong setting, a model it cannot load, a port taken)."""
 
 
 def _model_for_demo(settings: ApiSettings, data_dir: Path) -> str:

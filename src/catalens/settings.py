@@ -102,6 +102,10 @@ class CatalensSettings(BaseSettings):
     # Transient faults (broker or Milvus away) are retried with capped exponential backoff.
     retry_initial_s: float = Field(default=0.2, gt=0)
     retry_max_s: float = Field(default=10.0, gt=0)
+    # How long a command that talks to Kafka or Milvus once (publish, dlq, index, status,
+    # up's sample) keeps trying to reach them before it gives up with exit status 1.
+    # Services (embedder, sink, api) wait as long as it takes.
+    connect_timeout_s: float = Field(default=30.0, gt=0)
     log_level: str = "INFO"
     # json: one JSON object per line, for log shippers (catalens.logs).
     log_format: Literal["text", "json"] = "text"

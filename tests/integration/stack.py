@@ -9,10 +9,10 @@ import signal
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import httpx
 from confluent_kafka import Consumer, Producer
@@ -22,21 +22,9 @@ from catalens.schemas import DeadLetter
 from catalens.store.client import Milvus
 from catalens.store.reader import MilvusReader
 from catalens.store.values import Product
+from tests.waits import wait_for
 
-T = TypeVar("T")
 Value = bytes | dict[str, Any] | None
-
-
-def wait_for(check: Callable[[], T | None], timeout_s: float, what: str, every_s: float = 0.3) -> T:
-    """Poll ``check`` until it returns something truthy; fail with ``what`` otherwise."""
-    deadline = time.monotonic() + timeout_s
-    last: T | None = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(every_s)
-    raise AssertionError(f"timed out after {timeout_s}s waiting for {what} (last: {last!r})")
 
 
 def event(

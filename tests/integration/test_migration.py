@@ -20,8 +20,9 @@ from catalens.dev.localstack import Child
 from catalens.dev.modelkit import build_random_clip
 from catalens.store.client import Milvus
 from catalens.store.writer import MilvusWriter
-from tests.integration.stack import Stack, event, wait_for
+from tests.integration.stack import Stack, event
 from tests.integration.test_guarantees import SMALL, expected_state, produce_stream
+from tests.waits import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -120,6 +121,7 @@ def test_a_new_model_is_built_beside_the_live_one_and_promoted_without_downtime(
 
     early = catalens(stack, "index", "promote", str(model_b))
     assert early.returncode == 1, early.stdout  # nothing (or not all) of B is built yet
+    assert early.stderr.splitlines()[-1].startswith("catalens index promote: "), early.stderr
 
     for round_ in range(4):  # the live stream flows while B is built
         more = traffic(products, seed=round_, count=40)

@@ -13,7 +13,8 @@ import pytest
 
 from tests.conftest import jpeg_bytes
 from tests.integration.conftest import ImageServer
-from tests.integration.stack import Stack, event, wait_for
+from tests.integration.stack import Stack, event
+from tests.waits import wait_for
 
 pytestmark = pytest.mark.integration
 

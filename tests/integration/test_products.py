@@ -11,7 +11,8 @@ import httpx
 import pytest
 
 from tests.conftest import jpeg_bytes
-from tests.integration.stack import Stack, event, product_event, wait_for
+from tests.integration.stack import Stack, event, product_event
+from tests.waits import wait_for
 
 pytestmark = pytest.mark.integration
 

@@ -191,6 +191,7 @@ def chromium() -> Iterator[Browser]:
             browser.close()
 
 
+@pytest.mark.browser
 def test_the_web_page_searches_shows_a_grid_and_finds_similar_products(catalog: Stack) -> None:
     """In a real headless Chromium: search, result grid with images, "more like this",
     the empty state. Leaves artifacts/web-grid.png."""
@@ -309,6 +310,7 @@ def test_every_product_route_serves_ids_with_url_characters(odd_catalog: Stack) 
     assert missing.status_code == 404 and missing.json()["error"] == "not_found"
 
 
+@pytest.mark.browser
 def test_the_web_page_shows_products_with_url_characters_in_their_ids(
     odd_catalog: Stack,
 ) -> None:

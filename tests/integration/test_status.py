@@ -15,8 +15,9 @@ import pytest
 from prometheus_client import CollectorRegistry, Histogram, generate_latest
 
 from catalens.dev.localstack import free_port
-from tests.integration.stack import Stack, event, wait_for
+from tests.integration.stack import Stack, event
 from tests.integration.test_guarantees import SMALL
+from tests.waits import wait_for
 
 pytestmark = pytest.mark.integration
 

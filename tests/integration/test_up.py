@@ -15,7 +15,7 @@ import pytest
 from confluent_kafka.admin import AdminClient
 
 from catalens.dev.localstack import descendants, free_port
-from tests.integration.stack import wait_for
+from tests.waits import wait_for
 
 pytestmark = pytest.mark.integration
 

@@ -18,7 +18,7 @@ from catalens.embedder.main import build_service
 from catalens.kafka.memory import MemoryBroker, MemoryPublisher, MemorySource
 from catalens.schemas import DeadLetter, EmbeddingRecord
 from catalens.settings import EmbedderSettings
-from catalens.worker.metrics import EMBEDDER, WorkerMetrics
+from catalens.worker.metrics import EmbedderMetrics
 from tests.conftest import jpeg_bytes
 
 pytestmark = pytest.mark.slow
@@ -55,7 +55,7 @@ class Embedder:
     def __init__(self, tiny_model: Path) -> None:
         settings = EmbedderSettings(model=str(tiny_model), precision="fp32", runtime="torch")
         self.broker = MemoryBroker(partitions=1)
-        self.metrics = WorkerMetrics(EMBEDDER)
+        self.metrics = EmbedderMetrics()
         self.stop = threading.Event()
         source = MemorySource(self.broker, group_id=GROUP, topics=[TOPIC])
         self.service, _encoder = build_service(

@@ -13,12 +13,14 @@ from datetime import UTC, datetime
 import numpy as np
 
 from catalens.kafka.memory import MemoryBroker, MemoryPublisher, MemorySource
+from catalens.kafka.records import Partition
 from catalens.retry import Backoff, TransientError
 from catalens.schemas import EmbeddingRecord, Op
 from catalens.schemas.embedding import INPUT_OFFSET_HEADER, INPUT_TIMESTAMP_HEADER, MODEL_HEADER
 from catalens.sink.service import SinkConfig, SinkService
 from catalens.store.memory import MemoryIndex
 from catalens.store.values import ModelIdentity, Plan
+from tests.waits import wait_for
 
 TOPIC = "catalens.product-embeddings"
 GROUP = "catalens-sink"
@@ -78,7 +80,7 @@ def test_offsets_are_committed_only_after_the_write_and_a_failing_write_is_retri
             assert broker.committed(GROUP) == {}  # nothing is committed while the write fails
             assert source.paused or store.failures == 3
             time.sleep(0.01)
-        wait_until(lambda: bool(broker.committed(GROUP)))
+        wait_for(lambda: bool(broker.committed(GROUP)))
         assert broker.committed(GROUP) == {(TOPIC, 0): 3}
         assert products(store) == {"a": 2, "b": 1}
         assert not source.paused and service.ready.is_set()
@@ -92,27 +94,21 @@ def serve(
     """A sink over ``broker`` and ``store``, running; its source tells it of revocations,
     as the sink's wiring does."""
     stop = threading.Event()
-    services: list[SinkService] = []
-    source = MemorySource(
-        broker, group_id=GROUP, topics=[TOPIC], on_revoke=lambda p: services[0].revoked(p)
-    )
+    sources: list[MemorySource] = []
+
+    def make_source(on_revoke: Callable[[list[Partition]], None]) -> MemorySource:
+        sources.append(MemorySource(broker, group_id=GROUP, topics=[TOPIC], on_revoke=on_revoke))
+        return sources[0]
+
     service = SinkService(
         SinkConfig(model="m", dlq_topic="dlq", batch_wait_s=0.05, backoff=Backoff(0.05, 0.1)),
-        source=source,
+        make_source=make_source,
         publisher=MemoryPublisher(broker),
         store=store,
         stop=stop,
     )
-    services.append(service)
     threading.Thread(target=service.run, daemon=True).start()
-    return service, stop, source
-
-
-def wait_until(check: Callable[[], bool]) -> None:
-    deadline = time.monotonic() + 10
-    while not check():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.01)
+    return service, stop, sources[0]
 
 
 def test_other_models_records_are_skipped_not_dead_lettered() -> None:
@@ -125,7 +121,7 @@ def test_other_models_records_are_skipped_not_dead_lettered() -> None:
     store = MemoryIndex()
     service, stop, _source = serve(broker, store)
     try:
-        wait_until(lambda: broker.committed(GROUP) == {(TOPIC, 0): 4})
+        wait_for(lambda: broker.committed(GROUP) == {(TOPIC, 0): 4})
         assert set(products(store)) == {"d"} and service.other_model == 3
         assert broker.records("dlq") == []
     finally:
@@ -140,7 +136,7 @@ def test_vectors_of_another_checkpoint_under_the_same_name_halt_the_sink() -> No
     store.create(ModelIdentity("m", 4, "f"))
     service, stop, _source = serve(broker, store)
     try:
-        wait_until(lambda: service.halted is not None)
+        wait_for(lambda: service.halted is not None)
         assert "weights fingerprint 'retrained'" in (service.halted or "")
         assert not service.ready.is_set()
         time.sleep(0.2)
@@ -157,7 +153,7 @@ def test_a_tombstone_with_a_garbled_position_is_dead_lettered() -> None:
     store = MemoryIndex()
     _service, stop, _source = serve(broker, store)
     try:
-        wait_until(lambda: broker.committed(GROUP) == {(TOPIC, 0): 2})
+        wait_for(lambda: broker.committed(GROUP) == {(TOPIC, 0): 2})
         (letter,) = broker.records("dlq")
         assert letter.key == b"a" and set(products(store)) == {"b"}
     finally:
@@ -176,7 +172,7 @@ def test_records_without_an_input_position_are_skipped_not_applied() -> None:
     store = MemoryIndex()
     service, stop, _source = serve(broker, store)
     try:
-        wait_until(lambda: broker.committed(GROUP) == {(TOPIC, 0): 3})
+        wait_for(lambda: broker.committed(GROUP) == {(TOPIC, 0): 3})
         assert set(products(store)) == {"new"} and service.unpositioned == 2
     finally:
         stop.set()
@@ -199,8 +195,8 @@ def test_a_partition_lost_while_a_write_waits_for_milvus_is_left_to_its_new_owne
     store = JoinWhileAway(failures=1)
     service, stop, source = serve(broker, store)
     try:
-        wait_until(lambda: bool(second) and store.failures == 0 and not source.paused)
-        wait_until(lambda: len(products(store)) == 1)
+        wait_for(lambda: bool(second) and store.failures == 0 and not source.paused)
+        wait_for(lambda: len(products(store)) == 1)
         time.sleep(0.2)
         (written,) = products(store)  # only the product of the partition it kept
         (lost,) = service._lost
@@ -229,16 +225,16 @@ def test_records_handed_over_while_waiting_for_milvus_are_kept_and_written_next(
     stop = threading.Event()
     service = SinkService(
         SinkConfig(model="m", dlq_topic="dlq", backoff=Backoff(0.05, 0.1)),
-        source=source,
+        make_source=lambda _on_revoke: source,
         publisher=MemoryPublisher(broker),
         store=store,
         stop=stop,
     )
     threading.Thread(target=service.run, daemon=True).start()
     try:
-        wait_until(lambda: store.failures < 3)
+        wait_for(lambda: store.failures < 3)
         broker.append(TOPIC, *embedding("b", 1))  # arrives while the write waits
-        wait_until(lambda: broker.committed(GROUP) == {(TOPIC, 0): 2})
+        wait_for(lambda: broker.committed(GROUP) == {(TOPIC, 0): 2})
         assert set(products(store)) == {"a", "b"}
     finally:
         stop.set()
@@ -255,10 +251,10 @@ def test_every_record_is_counted_once_by_outcome_and_only_applied_ones_have_an_a
     store = MemoryIndex()
     service, stop, _source = serve(broker, store)
     try:
-        wait_until(lambda: broker.committed(GROUP) == {(TOPIC, 0): 5})
+        wait_for(lambda: broker.committed(GROUP) == {(TOPIC, 0): 5})
         broker.append(TOPIC, b"a", None, [(INPUT_OFFSET_HEADER, b"999999"), *stamped])
         broker.append(TOPIC, *embedding("b", 0))  # older than the stored row: stale
-        wait_until(lambda: broker.committed(GROUP) == {(TOPIC, 0): 7})
+        wait_for(lambda: broker.committed(GROUP) == {(TOPIC, 0): 7})
     finally:
         stop.set()
     assert set(products(store)) == {"b"}
@@ -300,7 +296,7 @@ def test_a_row_written_by_an_attempt_whose_answer_was_lost_counts_as_written() -
     store = WriteThenTimeout()
     service, stop, _ = serve(broker, store)
     try:
-        wait_until(lambda: broker.committed(GROUP) == {(TOPIC, 0): 1})
+        wait_for(lambda: broker.committed(GROUP) == {(TOPIC, 0): 1})
     finally:
         stop.set()
     text = service.metrics.render().decode()

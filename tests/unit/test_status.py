@@ -20,7 +20,7 @@ from catalens.ops.status import (
     DeadLetterCounts,
     GroupLag,
     Status,
-    WorkerMetrics,
+    WorkerScrape,
     count_dead_letters,
     fetch_worker,
     histogram_buckets,
@@ -28,10 +28,12 @@ from catalens.ops.status import (
     merge_buckets,
     read_worker,
     render,
+    render_generations,
 )
 from catalens.schemas import DeadLetter
 from catalens.schemas.dead_letter import Reason
 from catalens.store.admin import Generation, Layout
+from catalens.store.values import ModelIdentity
 
 INF = math.inf
 
@@ -222,7 +224,7 @@ def _status() -> Status:
         ),
         workers=[
             read_worker("http://sink:8082", _metrics_text()),
-            WorkerMetrics("http://embedder:8081", error="ConnectError: refused"),
+            WorkerScrape("http://embedder:8081", error="ConnectError: refused"),
         ],
     )
 
@@ -237,6 +239,25 @@ def test_the_report_for_people_shows_every_part() -> None:
     assert ["http://sink:8082", "ready", "sink", "2"] in lines
     assert "unreachable: ConnectError: refused" in text
     assert "p50 1 s  p99 9.82 s  (2 writes, 1 workers reporting)" in text
+
+
+def test_the_index_status_table_aligns_one_generation_per_line_and_marks_the_unknown() -> None:
+    rows = [
+        GenerationStatus(Generation("products_m", Layout(None), 42, True), 3, None),
+        GenerationStatus(
+            Generation(
+                "products_b32", Layout(ModelIdentity("clip-ViT-B-32", 512, "f")), 1234567, False
+            ),
+            None,
+            12,
+        ),
+    ]
+    assert render_generations(rows).splitlines() == [
+        "model          dim  rows     serving  embedder behind  sink behind  collection",
+        "?              ?    42       yes      3                -            products_m",
+        "clip-ViT-B-32  512  1234567  no       -                12           products_b32",
+    ]
+    assert render_generations(rows, indent="  ").splitlines()[1].startswith("  ?    ")
 
 
 def test_the_report_for_machines_is_json_with_every_part() -> None:

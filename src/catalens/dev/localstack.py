@@ -18,7 +18,7 @@ import threading
 from pathlib import Path
 from typing import IO
 
-from catalens.errors import TransientError
+from catalens.errors import OperatorError, TransientError
 from catalens.retry import Backoff, retry_transient
 
 log = logging.getLogger(__name__)
@@ -33,7 +33,7 @@ def free_port() -> int:
 def wait_for_port(
     port: int, timeout_s: float, host: str = "127.0.0.1", stop: threading.Event | None = None
 ) -> None:
-    """Return once ``host:port`` accepts connections; :class:`TimeoutError` after
+    """Return once ``host:port`` accepts connections; :class:`TransientError` after
     ``timeout_s``, :class:`~catalens.retry.Stopped` once ``stop`` is set."""
 
     def connect() -> None:
@@ -53,7 +53,12 @@ def wait_for_port(
             log_level=logging.DEBUG,
         )
     except TransientError:
-        raise TimeoutError(f"nothing listens on {host}:{port} after {timeout_s}s") from None
+        raise TransientError(f"nothing listens on {host}:{port} after {timeout_s}s") from None
+
+
+class ServiceExited(OperatorError):
+    """A process started here exited while it was expected to serve: its log says why (a
+    wrong setting, a model it cannot load, a port taken)."""
 
 
 class Child:
@@ -201,8 +206,9 @@ def start_milvus(
     stop: threading.Event | None = None,
 ) -> Child:
     """Start Milvus standalone on ``port`` and wait until it serves requests. Restarting on
-    the same ``data_dir`` after a crash keeps the data. :class:`TimeoutError` after
-    ``timeout_s``, :class:`~catalens.retry.Stopped` once ``stop`` is set (Milvus stopped)."""
+    the same ``data_dir`` after a crash keeps the data. :class:`ServiceExited` when it
+    exits, :class:`TransientError` when it does not serve within ``timeout_s``,
+    :class:`~catalens.retry.Stopped` once ``stop`` is set (Milvus stopped)."""
     import sys
 
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -252,7 +258,7 @@ def _serving(child: Child, port: int, timeout_s: float, stop: threading.Event | 
 
     def serving() -> None:
         if not child.running:
-            raise RuntimeError(f"{child.name} exited at start; see {child.log_file}")
+            raise ServiceExited(f"{child.name} exited at start; see {child.log_file}")
         milvus = Milvus(f"http://127.0.0.1:{port}", timeout_s=2)
         try:
             milvus.list_collections()
@@ -270,7 +276,7 @@ def _serving(child: Child, port: int, timeout_s: float, stop: threading.Event | 
         )
     except TransientError:
         child.stop()
-        raise TimeoutError(
+        raise TransientError(
             f"{child.name} not ready after {timeout_s}s; see {child.log_file}"
         ) from None
     except BaseException:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Callable
+from contextlib import nullcontext
 
 from catalens.embedder.allocator import keep_freed_memory
 from catalens.embedder.service import EmbedderConfig, EmbedderService
@@ -15,12 +16,11 @@ from catalens.encoder import ClipEncoder, set_torch_threads
 from catalens.encoder.files import resolve_model_dir, weights_digest
 from catalens.images import ImageLimits
 from catalens.kafka import Partition, RecordPublisher, RecordSource
-from catalens.kafka.client import Publisher, Source, ensure_topics, partition_lag
-from catalens.retry import Backoff, retry_transient
+from catalens.kafka.client import Publisher, Source
 from catalens.settings import EmbedderSettings
 from catalens.store.values import ModelIdentity
-from catalens.worker.health import serve_worker
-from catalens.worker.metrics import EMBEDDER, WorkerMetrics
+from catalens.worker.metrics import EmbedderMetrics
+from catalens.worker.run import run_worker
 
 
 def build_service(
@@ -29,7 +29,7 @@ def build_service(
     *,
     source: RecordSource | None = None,
     publisher: RecordPublisher | None = None,
-    metrics: WorkerMetrics | None = None,
+    metrics: EmbedderMetrics | None = None,
 ) -> tuple[EmbedderService, ClipEncoder]:
     """The embedder service with its encoder and image source. ``source``/``publisher``
     default to Kafka; benchmarks pass in-memory ones to measure the pipeline alone.
@@ -103,28 +103,16 @@ def build_service(
 
 
 def run(settings: EmbedderSettings, stop: threading.Event) -> None:
+    # What only an operator can fix is found before the wait for the broker.
+    resolve_model_dir(settings.model)
     keep_freed_memory()  # ~1 MB buffers per event reuse memory instead of faulting it in
-    backoff = Backoff(settings.retry_initial_s, settings.retry_max_s)
-    topics = [settings.input_topic, settings.embeddings_topic, settings.dlq_topic]
-    retry_transient(
-        lambda: ensure_topics(settings, topics), what="create topics", backoff=backoff, stop=stop
+    metrics = EmbedderMetrics()
+    run_worker(
+        settings,
+        lambda: nullcontext(build_service(settings, stop, metrics=metrics)[0]),
+        metrics=metrics,
+        topics=[settings.input_topic, settings.embeddings_topic, settings.dlq_topic],
+        group=settings.embedder_group,
+        consumes=settings.input_topic,
+        stop=stop,
     )
-    metrics = WorkerMetrics(EMBEDDER)
-    service, _encoder = build_service(settings, stop, metrics=metrics)
-    health = None
-    if settings.health_port:
-        health = serve_worker(
-            settings.health_port,
-            last_turn=lambda: service.healthy_at,
-            ready=service.ready.is_set,
-            metrics=metrics,
-            lag=lambda: partition_lag(settings, settings.embedder_group, settings.input_topic),
-            group=settings.embedder_group,
-            topic=settings.input_topic,
-            stop=stop,
-        )
-    try:
-        service.run()
-    finally:
-        if health is not None:
-            health.shutdown()

@@ -53,12 +53,18 @@ from catalens.images import (
     preprocess,
     preprocess_with_thumbnail,
 )
-from catalens.kafka import DeliveryError, Partition, Record, RecordPublisher, RecordSource
+from catalens.kafka import (
+    DeliveryError,
+    Partition,
+    Record,
+    RecordPublisher,
+    SourceFactory,
+)
 from catalens.schemas.embedding import Vector
 from catalens.schemas.event import ProductImage
 from catalens.settings import EmbedderSettings, default
 from catalens.store.values import ModelIdentity
-from catalens.worker.metrics import EMBEDDER, WorkerMetrics
+from catalens.worker.metrics import EmbedderMetrics
 
 log = logging.getLogger(__name__)
 
@@ -106,15 +112,15 @@ class EmbedderService:
         self,
         config: EmbedderConfig,
         *,
-        make_source: Callable[[Callable[[list[Partition]], None]], RecordSource],
+        make_source: SourceFactory,
         publisher: RecordPublisher,
         images: ImageSource,
         encode: Callable[[list[Pixels]], list[Vector]],
         stop: threading.Event,
-        metrics: WorkerMetrics | None = None,
+        metrics: EmbedderMetrics | None = None,
     ) -> None:
         self.config = config
-        self.metrics = metrics if metrics is not None else WorkerMetrics(EMBEDDER)
+        self.metrics = metrics if metrics is not None else EmbedderMetrics()
         self._storm = StormGuard(config.storm)
         self._publisher = publisher
         self._images = images

@@ -56,7 +56,7 @@ def status(settings: CatalensSettings) -> list[GenerationStatus]:
 
 def generations(settings: CatalensSettings) -> list[Generation]:
     """Every generation of the alias ``settings.collection``, with its row count."""
-    milvus = Milvus(settings.milvus_uri, _token(settings))
+    milvus = Milvus.from_settings(settings)
     try:
         return IndexAdmin(milvus, settings.collection).generations()
     finally:
@@ -70,33 +70,10 @@ def generation_groups(generation: Generation) -> tuple[str, str]:
     return f"catalens-embedder.{key}", f"catalens-sink.{key}"
 
 
-def table(rows: list[GenerationStatus]) -> str:
-    """The status for people: one line per generation."""
-    header = ("model", "dim", "rows", "serving", "embedder behind", "sink behind", "collection")
-    lines = [header]
-    for row in rows:
-        data = row.to_json()
-        lines.append(
-            (
-                str(data["model"]),
-                str(data["dim"] if data["dim"] is not None else "?"),
-                str(data["rows"]),
-                "yes" if data["serving"] else "no",
-                _count(data["embedder_behind"]),
-                _count(data["sink_behind"]),
-                str(data["collection"]),
-            )
-        )
-    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
-    return "\n".join(
-        "  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip() for line in lines
-    )
-
-
 def promote(settings: CatalensSettings, model: str, *, tolerance: float, force: bool) -> str:
     """Point the alias at ``model``'s generation after the promotion check; raises
     :class:`PromotionRefused` (unless ``force``) with what the check found."""
-    milvus = Milvus(settings.milvus_uri, _token(settings), timeout_s=120)
+    milvus = Milvus.from_settings(settings, timeout_s=120)
     try:
         admin = IndexAdmin(milvus, settings.collection)
         candidate = admin.find(model)
@@ -120,7 +97,7 @@ def promote(settings: CatalensSettings, model: str, *, tolerance: float, force: 
 
 
 def drop(settings: CatalensSettings, model: str) -> str:
-    milvus = Milvus(settings.milvus_uri, _token(settings), timeout_s=120)
+    milvus = Milvus.from_settings(settings, timeout_s=120)
     try:
         admin = IndexAdmin(milvus, settings.collection)
         generation = admin.find(model)
@@ -131,18 +108,13 @@ def drop(settings: CatalensSettings, model: str) -> str:
 
 
 class PromotionRefused(OperatorError):
+    """The promotion check found differences between the served generation and the
+    candidate; ``problems`` says which, and the message holds them all on one line."""
+
     def __init__(self, problems: list[str]) -> None:
-        super().__init__("; ".join(problems))
+        super().__init__("not promoted: " + "; ".join(problems))
         self.problems = problems
 
 
 def as_json(rows: list[GenerationStatus]) -> str:
     return json.dumps([row.to_json() for row in rows], indent=2)
-
-
-def _count(value: Any) -> str:
-    return "-" if value is None else str(value)
-
-
-def _token(settings: CatalensSettings) -> str | None:
-    return settings.milvus_token.get_secret_value() if settings.milvus_token else None

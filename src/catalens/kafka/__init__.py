@@ -23,6 +23,7 @@ __all__ = [
     "Record",
     "RecordPublisher",
     "RecordSource",
+    "SourceFactory",
 ]
 
 
@@ -51,6 +52,11 @@ class RecordSource(Protocol):
     def resume(self) -> None: ...
 
     def close(self) -> None: ...
+
+
+# How a service gets its source: it passes its revocation handler (called from inside a
+# poll with the partitions the group takes away) and receives the source that calls it.
+SourceFactory = Callable[[Callable[[list[Partition]], None]], RecordSource]
 
 
 class RecordPublisher(Protocol):

@@ -42,8 +42,24 @@ def client_config(settings: CatalensSettings) -> dict[str, Any]:
     return config
 
 
-def ensure_topics(settings: CatalensSettings, topics: Iterable[str]) -> None:
-    """Create the topics that do not exist yet (idempotent; racing replicas are fine).
+def broker_topics(settings: CatalensSettings, *, timeout_s: float = 10) -> set[str]:
+    """The topics the broker has; :class:`TransientError` when it does not answer within
+    ``timeout_s``."""
+    return set(_list_topics(AdminClient(client_config(settings)), settings, timeout_s))
+
+
+def _list_topics(admin: AdminClient, settings: CatalensSettings, timeout_s: float) -> Any:
+    try:
+        return admin.list_topics(timeout=timeout_s).topics
+    except KafkaException as exc:
+        raise TransientError(f"cannot reach Kafka at {settings.kafka_bootstrap}: {exc}") from exc
+
+
+def ensure_topics(
+    settings: CatalensSettings, topics: Iterable[str], *, timeout_s: float = 10
+) -> None:
+    """Create the topics that do not exist yet (idempotent; racing replicas are fine);
+    :class:`TransientError` when the broker does not answer within ``timeout_s``.
 
     The input topic is created compacted: it keeps the latest event of every product, so
     replaying it from the start rebuilds the catalog (a new model's generation is built
@@ -51,10 +67,7 @@ def ensure_topics(settings: CatalensSettings, topics: Iterable[str]) -> None:
     README "Operating Catalens"); the other topics keep the broker's time retention.
     """
     admin = AdminClient(client_config(settings))
-    try:
-        existing = admin.list_topics(timeout=10).topics
-    except KafkaException as exc:
-        raise TransientError(f"cannot reach Kafka at {settings.kafka_bootstrap}: {exc}") from exc
+    existing = _list_topics(admin, settings, timeout_s)
     missing = [t for t in topics if t not in existing]
     if not missing:
         return

@@ -2,6 +2,12 @@
 
 Options override the ``CATALENS_*`` environment variables of the same name
 (``--kafka-bootstrap`` ↔ ``CATALENS_KAFKA_BOOTSTRAP``).
+
+Exit status: 0 done (a service asked to stop by SIGTERM or Ctrl-C has done); 1 a
+Catalens error (something missing or refused, a dependency away after the command's
+wait, CATALENS_CONNECT_TIMEOUT_S); 2 a command line or configuration that cannot be read;
+130 a command interrupted by Ctrl-C. Every failure ends with one line on stderr,
+``catalens <command>: <message>``; a bug crashes with its traceback.
 """
 
 from __future__ import annotations
@@ -11,13 +17,13 @@ import logging
 import signal
 import sys
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
 
-from catalens.errors import OperatorError, Stopped
+from catalens.errors import CatalensError, OperatorError, Stopped, TransientError, UsageError
 from catalens.logs import configure_logging
 from catalens.settings import (
     ApiSettings,
@@ -56,7 +62,25 @@ def _settings(cls: type[CatalensSettings], args: argparse.Namespace) -> Any:
     try:
         return cls(**overrides)
     except ValidationError as exc:
-        sys.exit(f"catalens: invalid configuration:\n{exc}")
+        raise UsageError(f"invalid configuration: {_problems(exc, overrides)}") from None
+
+
+def _problems(exc: ValidationError, options: Iterable[str]) -> str:
+    """Each problem of ``exc`` naming the setting as it was given: the option, or the
+    ``CATALENS_*`` variable."""
+    problems = []
+    for error in exc.errors():
+        field = ".".join(str(part) for part in error["loc"])
+        if not field:
+            where = "settings"
+        elif field in options:
+            where = f"--{field.replace('_', '-')}"
+        else:
+            where = f"CATALENS_{field.upper()}"
+        given = error.get("input")
+        shown = f" (got {given!r})" if isinstance(given, str | int | float) else ""
+        problems.append(f"{where}: {error['msg']}{shown}")
+    return "; ".join(problems)
 
 
 def _configure_logging(settings: CatalensSettings) -> None:
@@ -97,35 +121,52 @@ def cmd_sink(args: argparse.Namespace) -> int:
 def cmd_api(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from catalens.query_api.app import create_app
+    from catalens.query_api.app import build_services, create_app
+    from catalens.query_api.deps import Services
+    from catalens.query_api.metrics import Metrics
 
     settings = _settings(ApiSettings, args)
     _configure_logging(settings)
-    uvicorn.run(
-        create_app(settings),
-        host=settings.api_host,
-        port=settings.api_port,
-        loop=settings.api_loop,
-        http=settings.api_http,
-        log_level=settings.log_level.lower(),
-        access_log=False,
-    )
+    failed: list[CatalensError] = []
+
+    def build(settings: ApiSettings, metrics: Metrics) -> Services:
+        try:
+            return build_services(settings, metrics)
+        except OperatorError as error:  # the server logs it and exits; we say it last
+            failed.append(error)
+            raise
+
+    try:
+        uvicorn.run(
+            create_app(settings, build),
+            host=settings.api_host,
+            port=settings.api_port,
+            loop=settings.api_loop,
+            http=settings.api_http,
+            log_level=settings.log_level.lower(),
+            access_log=False,
+        )
+    except SystemExit:  # uvicorn's exit when the application could not start
+        if failed:
+            raise failed[-1] from None
+        raise
     return 0
 
 
 def cmd_publish(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
+    from catalens.kafka import DeliveryError
     from catalens.kafka.client import Publisher, ensure_topics
+    from catalens.ops.bounded import bounded, try_timeout
     from catalens.producer.catalog import CatalogError, read_csv, read_jsonl
     from catalens.producer.publisher import EventPublisher
-    from catalens.retry import Backoff, retry_transient
 
     settings = _settings(CatalensSettings, args)
     _configure_logging(settings)
     path = Path(args.path)
     if not path.is_file():
-        sys.exit(f"catalens publish: no such file: {path}")
+        raise OperatorError(f"no such file: {path}")
     if path.suffix.lower() == ".csv":
         images = Path(args.images) if args.images else path.parent / "images"
         rows = read_csv(path, images, version=args.version, image_base_url=args.image_base_url)
@@ -140,11 +181,10 @@ def cmd_publish(args: argparse.Namespace) -> int:
             else:
                 yield row
 
-    retry_transient(
-        lambda: ensure_topics(settings, [settings.input_topic]),
+    bounded(
+        settings,
+        lambda: ensure_topics(settings, [settings.input_topic], timeout_s=try_timeout(settings)),
         what="create topics",
-        backoff=Backoff(),
-        stop=threading.Event(),
     )
     publisher = EventPublisher(Publisher(settings), settings.input_topic)
     with tqdm(desc=f"publishing {path.name}", unit="event", disable=args.quiet) as bar:
@@ -159,7 +199,13 @@ def cmd_publish(args: argparse.Namespace) -> int:
         f"published {sent} events to {settings.input_topic}"
         f" ({len(problems)} rows skipped, {len(failures)} not delivered)"
     )
-    return 1 if failures else 0
+    if failures:
+        event_id, error = failures[0]
+        raise DeliveryError(
+            f"{len(failures)} events not delivered (first: {event_id}: {error})",
+            fatal=any(error.fatal for _, error in failures),
+        )
+    return 0
 
 
 def cmd_model(args: argparse.Namespace) -> int:
@@ -182,29 +228,30 @@ def cmd_up(args: argparse.Namespace) -> int:
 
 def cmd_index(args: argparse.Namespace) -> int:
     from catalens.index import commands
+    from catalens.ops.bounded import bounded
+    from catalens.ops.status import render_generations
 
     settings = _settings(CatalensSettings, args)
     _configure_logging(settings)
+    if args.action != "status" and not args.model:
+        raise UsageError(f"name the MODEL to {args.action}")
     if args.action == "status":
-        rows = commands.status(settings)
-        print(commands.as_json(rows) if args.json else commands.table(rows))
-        return 0
-    if not args.model:
-        sys.exit(f"catalens index {args.action}: name the MODEL")
-    try:
-        if args.action == "promote":
-            print(
-                commands.promote(settings, args.model, tolerance=args.tolerance, force=args.force)
+        rows = bounded(settings, lambda: commands.status(settings), what="index status")
+        print(commands.as_json(rows) if args.json else render_generations(rows))
+    elif args.action == "promote":
+        try:
+            done = bounded(
+                settings,
+                lambda: commands.promote(
+                    settings, args.model, tolerance=args.tolerance, force=args.force
+                ),
+                what="promote",
             )
-        else:
-            print(commands.drop(settings, args.model))
-    except commands.PromotionRefused as refused:
-        problems = "\n".join(f"  - {p}" for p in refused.problems)
-        print(f"not promoted:\n{problems}\n(--force promotes anyway)", file=sys.stderr)
-        return 1
-    except (LookupError, OperatorError) as error:
-        print(f"catalens index {args.action}: {error}", file=sys.stderr)
-        return 1
+        except commands.PromotionRefused as refused:
+            raise OperatorError(f"{refused.message} (--force promotes anyway)") from None
+        print(done)
+    else:
+        print(bounded(settings, lambda: commands.drop(settings, args.model), what="drop"))
     return 0
 
 
@@ -221,9 +268,11 @@ def cmd_status(args: argparse.Namespace) -> int:
         dead_letters_per_partition=args.dead_letters,
         dead_letters_since=timedelta(seconds=args.since),
     )
-    print(status.as_json(report) if args.json else status.render(report))
+    print(status.as_json(report) if args.json else status.render(report), flush=True)
     # Scripts learn from the exit status that some part could not be read.
-    return 0 if report.complete else 1
+    if not report.complete:
+        raise TransientError(f"could not read {', '.join(report.unread())}")
+    return 0
 
 
 def cmd_dlq(args: argparse.Namespace) -> int:
@@ -342,8 +391,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; its exit status (the module's docstring lists them). A usage error
+    of argparse's own exits with 2 from inside ``parse_args``."""
     args = build_parser().parse_args(argv)
     func: Callable[[argparse.Namespace], int] = args.func
+    action = getattr(args, "action", None)  # dlq show|replay, index status|promote|drop
+    command = f"catalens {args.command}" + (f" {action}" if action else "")
     try:
         return func(args)
     except Stopped as stopped:
@@ -351,6 +404,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         # only follow durable effects), so this is a clean exit.
         log.info("stopped while waiting for: %s", stopped)
         return 0
+    except KeyboardInterrupt:
+        return _fail(command, "interrupted", EXIT_INTERRUPTED)
+    except UsageError as error:
+        return _fail(command, error.message, EXIT_USAGE)
+    except CatalensError as error:
+        return _fail(command, error.message, EXIT_ERROR)
+
+
+EXIT_ERROR = 1
+EXIT_USAGE = 2  # argparse's own status for a command line it cannot read
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, what a shell reports for a Ctrl-C'd program
+
+
+def _fail(command: str, message: str, status: int) -> int:
+    """Say what went wrong on one line of stderr; return the exit status."""
+    line = " ".join(message.split()) or "failed"  # one line, whatever the message held
+    print(f"{command}: {line}", file=sys.stderr, flush=True)
+    return status
 
 
 if __name__ == "__main__":

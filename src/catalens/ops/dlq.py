@@ -15,9 +15,14 @@ import uuid
 
 from pydantic import ValidationError
 
-from catalens.kafka.client import Publisher, Source
+from catalens.errors import TransientError
+from catalens.kafka.client import Publisher, Source, broker_topics
+from catalens.ops.bounded import bounded, try_timeout
 from catalens.schemas import DeadLetter
 from catalens.settings import CatalensSettings
+
+# How long a replayed event may wait for the broker's acknowledgement.
+REPLAY_ACK_S = 30
 
 
 def read_letters(source: Source, idle_timeout_s: float, limit: int):  # type: ignore[no-untyped-def]
@@ -38,6 +43,14 @@ def read_letters(source: Source, idle_timeout_s: float, limit: int):  # type: ig
 
 
 def run_dlq(settings: CatalensSettings, args: argparse.Namespace) -> int:
+    """Show or replay the selected dead letters; :class:`TransientError` when the broker
+    cannot be reached within ``settings.connect_timeout_s`` (reading an unreachable broker
+    would look like an empty topic) or a replayed event is not acknowledged."""
+    bounded(
+        settings,
+        lambda: broker_topics(settings, timeout_s=try_timeout(settings)),
+        what="reach Kafka",
+    )
     replay = args.action == "replay"
     group = "catalens-dlq-replay" if replay else f"catalens-dlq-show-{uuid.uuid4()}"
     source = Source(settings, group_id=group, topics=[settings.dlq_topic])
@@ -70,8 +83,11 @@ def run_dlq(settings: CatalensSettings, args: argparse.Namespace) -> int:
                 )
                 continue
             publisher.produce(letter.source_topic, letter.original_key(), letter.original_value())
-            if publisher.flush(30):
-                raise RuntimeError("replayed event not acknowledged; nothing more committed")
+            if publisher.flush(REPLAY_ACK_S):
+                raise TransientError(
+                    f"a replayed event was not acknowledged within {REPLAY_ACK_S} s; the"
+                    f" {replayed} replayed before it are committed, nothing after"
+                )
             source.mark_done({record.tp: record.offset + 1})
             replayed += 1
     finally:

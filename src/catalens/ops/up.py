@@ -12,8 +12,15 @@ from pathlib import Path
 
 import httpx
 
-from catalens.dev.localstack import Child, free_port, start_broker, start_milvus
+from catalens.dev.localstack import (
+    Child,
+    ServiceExited,
+    free_port,
+    start_broker,
+    start_milvus,
+)
 from catalens.errors import Stopped, TransientError
+from catalens.ops.bounded import bounded, try_timeout
 from catalens.retry import Backoff, retry_transient
 from catalens.settings import DEFAULT_MODEL, ApiSettings, CatalensSettings, to_env
 
@@ -78,7 +85,7 @@ def run_up(
                     role, [sys.executable, "-m", "catalens", role], logs / f"{role}.log", env=env
                 ).start()
             )
-        published = _publish(csv_path, settings)
+        published = _publish(csv_path, settings, stop)
         base = f"http://{settings.api_host}:{settings.api_port}"
         _wait_searchable(base, published, services, stop)
         print(
@@ -123,13 +130,19 @@ def _port_free(port: int) -> bool:
         return sock.connect_ex(("127.0.0.1", port)) != 0
 
 
-def _publish(csv_path: Path, settings: CatalensSettings) -> int:
+def _publish(csv_path: Path, settings: CatalensSettings, stop: threading.Event) -> int:
+    from catalens.kafka import DeliveryError
     from catalens.kafka.client import Publisher, ensure_topics
     from catalens.producer.catalog import read_csv
     from catalens.producer.publisher import EventPublisher
     from catalens.schemas import ProductImageEvent
 
-    ensure_topics(settings, [settings.input_topic])
+    bounded(
+        settings,
+        lambda: ensure_topics(settings, [settings.input_topic], timeout_s=try_timeout(settings)),
+        what="create topics",
+        stop=stop,
+    )
     events = [
         e
         for e in read_csv(csv_path, csv_path.parent / "images")
@@ -137,7 +150,11 @@ def _publish(csv_path: Path, settings: CatalensSettings) -> int:
     ]
     sent, failures = EventPublisher(Publisher(settings), settings.input_topic).publish_many(events)
     if failures:
-        raise RuntimeError(f"{len(failures)} sample events not delivered: {failures[0]}")
+        event_id, error = failures[0]
+        raise DeliveryError(
+            f"{len(failures)} sample events not delivered (first: {event_id}: {error})",
+            fatal=any(error.fatal for _, error in failures),
+        )
     log.info("published %d sample products", sent)
     return sent
 
@@ -153,7 +170,7 @@ def _wait_searchable(
         nonlocal found
         for child in services:
             if not child.running:
-                raise RuntimeError(f"{child.name} exited; see {child.log_file}")
+                raise ServiceExited(f"{child.name} exited; see {child.log_file}")
         try:
             response = httpx.get(f"{base}/search", params={"q": "product", "k": 1000}, timeout=10)
         except httpx.HTTPError as exc:

@@ -36,8 +36,7 @@ STATIC = Path(__file__).parent / "static"
 
 def build_services(settings: ApiSettings, metrics: Metrics) -> Services:
     """The services of the generation the alias serves, following it as it moves."""
-    token = settings.milvus_token.get_secret_value() if settings.milvus_token else None
-    milvus = Milvus(settings.milvus_uri, token)
+    milvus = Milvus.from_settings(settings)
 
     def load(model: str, collection: str) -> Services:
         return model_services(settings, metrics, model, MilvusReader(milvus, collection))

@@ -23,7 +23,7 @@ from typing import TypeVar
 from pydantic import ValidationError
 
 from catalens.errors import OperatorError, Stopped, TransientError
-from catalens.kafka import DeliveryError, Record, RecordPublisher, RecordSource
+from catalens.kafka import DeliveryError, Record, RecordPublisher, SourceFactory
 from catalens.kafka.records import Partition
 from catalens.retry import Backoff, retry_transient
 from catalens.schemas import DeadLetter, EmbeddingRecord, Op, Reason
@@ -33,7 +33,7 @@ from catalens.sink.freshness import applied_ages
 from catalens.sink.plan import Item, Plan, attempted, collapse, plan_writes
 from catalens.store import IndexWriter
 from catalens.store.values import ModelIdentity
-from catalens.worker.metrics import SINK, WorkerMetrics
+from catalens.worker.metrics import SinkMetrics
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -54,15 +54,16 @@ class SinkService:
         self,
         config: SinkConfig,
         *,
-        source: RecordSource,
+        make_source: SourceFactory,
         publisher: RecordPublisher,
         store: IndexWriter,
         stop: threading.Event,
-        metrics: WorkerMetrics | None = None,
+        metrics: SinkMetrics | None = None,
     ) -> None:
         self.config = config
-        self.metrics = metrics if metrics is not None else WorkerMetrics(SINK)
-        self._source = source
+        self.metrics = metrics if metrics is not None else SinkMetrics()
+        # The source calls revoked() from inside a poll when the group takes partitions.
+        self._source = make_source(self.revoked)
         self._publisher = publisher
         self._store = store
         self._stop = stop

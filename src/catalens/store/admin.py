@@ -143,6 +143,10 @@ class Generation:
         return self.identity.name if self.identity is not None else "?"
 
 
+class GenerationNotFound(OperatorError):
+    """An operator named a generation the alias does not have."""
+
+
 class IndexAdmin:
     """Creates, opens, lists and drops the collections of one alias. Idempotent: replicas
     may race through any of these calls."""
@@ -315,7 +319,7 @@ class IndexAdmin:
             if model in (generation.model, generation.collection):
                 return generation
         known = ", ".join(f"{g.model} ({g.collection})" for g in generations) or "none"
-        raise OperatorError(
+        raise GenerationNotFound(
             f"no generation of {model!r} under alias {self.alias}; there are: {known}"
         )
 

@@ -43,6 +43,7 @@ except ImportError:  # pragma: no cover - older pymilvus: searches without highl
     LexicalHighlighter = None
 
 from catalens.errors import TransientError
+from catalens.settings import CatalensSettings
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -67,10 +68,21 @@ def is_transient(exc: BaseException) -> bool:
 class Milvus:
     """A resilient :class:`MilvusClient`: typed calls, one transient rule, reconnects."""
 
-    def __init__(self, uri: str, token: str | None = None, *, timeout_s: float = 10) -> None:
+    def __init__(
+        self,
+        uri: str,
+        token: str | None = None,
+        *,
+        timeout_s: float = 10,
+        connect_timeout_s: float | None = None,
+    ) -> None:
+        """``timeout_s`` bounds every call; ``connect_timeout_s`` (default: the same)
+        bounds reaching the server, so a long call need not mean a long wait for an
+        unreachable server."""
         self.uri = uri
         self._token = token or ""
         self._timeout = timeout_s
+        self._connect_timeout = timeout_s if connect_timeout_s is None else connect_timeout_s
         self._client: MilvusClient | None = None
         # The column-based writes' own connection and the collections it writes to.
         # Unique for the process's life: an id() could be reused by a later instance.
@@ -81,6 +93,18 @@ class Milvus:
         self._reload = False
         self._connecting = threading.Lock()
         self._version: str | None = None
+
+    @classmethod
+    def from_settings(cls, settings: CatalensSettings, *, timeout_s: float = 10) -> Milvus:
+        """The Milvus that ``settings`` name, with their token when they hold one; reaching
+        it takes at most ``settings.connect_timeout_s`` of a call's ``timeout_s``."""
+        token = settings.milvus_token
+        return cls(
+            settings.milvus_uri,
+            token.get_secret_value() if token is not None else None,
+            timeout_s=timeout_s,
+            connect_timeout_s=min(timeout_s, settings.connect_timeout_s),
+        )
 
     # -- the one place where calls are made -----------------------------------------------
 
@@ -100,7 +124,9 @@ class Milvus:
 
     def _connect(self) -> MilvusClient:
         if self._client is None:
-            self._client = MilvusClient(uri=self.uri, token=self._token, timeout=self._timeout)
+            self._client = MilvusClient(
+                uri=self.uri, token=self._token, timeout=self._connect_timeout
+            )
         if self._reload:
             for name in sorted(self._loaded):
                 log.info("loading %s again", name)
@@ -113,7 +139,7 @@ class Milvus:
         with self._connecting:
             if not self._orm_connected:
                 connections.connect(
-                    self._orm, uri=self.uri, token=self._token, timeout=self._timeout
+                    self._orm, uri=self.uri, token=self._token, timeout=self._connect_timeout
                 )
                 self._orm_connected = True
             if name not in self._columns:

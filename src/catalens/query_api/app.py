@@ -20,6 +20,7 @@ from catalens.encoder.files import has_random_weights
 from catalens.query_api import errors
 from catalens.query_api.deps import Services
 from catalens.query_api.encoding import TextBatcher, TextVectors
+from catalens.query_api.methods import HttpMethods
 from catalens.query_api.metrics import Metrics
 from catalens.query_api.paths import EncodedPaths
 from catalens.query_api.routes import health, info, products, search
@@ -117,6 +118,8 @@ def create_app(
         description="Text-to-image product search over a continuously fresh index.",
     )
     errors.install(app)
+    # Inside the metrics (added before them), which then count its answers by route.
+    app.add_middleware(HttpMethods, routes=app.router.routes)
     metrics.install(app)
     app.include_router(health.router)
     app.include_router(info.router)

@@ -28,8 +28,13 @@ def test_attribute_names_are_checked(name: str) -> None:
         Filters(ranges={name: (1.0, None)}).expression()
 
 
-def test_inverted_or_infinite_ranges_are_refused() -> None:
-    with pytest.raises(FilterError):
-        Filters(ranges={"price": (5.0, 1.0)}).expression()
+def test_infinite_bounds_are_refused() -> None:
     with pytest.raises(FilterError):
         Filters(ranges={"price": (float("inf"), None)}).expression()
+
+
+def test_an_inverted_range_is_an_empty_filter_not_an_error() -> None:
+    """The OpenAPI document cannot say that price_min must not exceed price_max, and a
+    request it calls valid is served: the range holds no price, so nothing matches."""
+    expr = Filters(ranges={"price": (5.0, 1.0)}).expression()
+    assert expr == 'attributes["price"] >= 5.0 and attributes["price"] <= 1.0'

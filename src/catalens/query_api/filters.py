@@ -43,8 +43,9 @@ class Filters:
                 if not math.isfinite(bound):
                     raise FilterError(f"{name} bound must be a finite number")
                 clauses.append(f"{path} {op} {bound!r}")
-            if low is not None and high is not None and low > high:
-                raise FilterError(f"{name}: minimum {low} is above maximum {high}")
+            # A minimum above the maximum is an empty range: it matches nothing, as an
+            # unknown category does. No 400: the OpenAPI document cannot say that two
+            # parameters must be ordered, and a request it calls valid must be served.
         for name, value in sorted(self.equals.items()):
             clauses.append(f"{_attribute(name)} == {literal(value)}")
         return " and ".join(clauses)

@@ -12,6 +12,7 @@ from fastapi.responses import FileResponse, RedirectResponse, Response
 from catalens.query_api.deps import Services, ServicesDep
 from catalens.query_api.errors import NotFound
 from catalens.query_api.paths import DecodedParams
+from catalens.query_api.responses import PRODUCT, PRODUCT_IMAGE
 from catalens.query_api.routes.search import Options, Result, SearchResponse, run_search
 from catalens.store.expressions import literal
 from catalens.store.values import Row
@@ -25,6 +26,7 @@ ProductId = Annotated[
         min_length=1,
         max_length=256,
         description="any product id, percent-encoded as one path segment (ABC/1 → ABC%2F1)",
+        examples=["0108775015"],
     ),
 ]
 
@@ -36,7 +38,7 @@ def _row(services: Services, product_id: str, *, with_vector: bool = False) -> R
     return rows[0]
 
 
-@router.get("/{product_id}", response_model=Result)
+@router.get("/{product_id}", response_model=Result, responses=PRODUCT)
 def product(services: ServicesDep, product_id: ProductId) -> Result:
     """One indexed product (score 1.0: it is itself)."""
     row = _row(services, product_id)
@@ -49,7 +51,7 @@ def product(services: ServicesDep, product_id: ProductId) -> Result:
     )
 
 
-@router.get("/{product_id}/similar", response_model=SearchResponse)
+@router.get("/{product_id}/similar", response_model=SearchResponse, responses=PRODUCT)
 def similar(services: ServicesDep, product_id: ProductId, options: Options) -> SearchResponse:
     """Products closest to this one's stored vector (nothing is re-encoded)."""
     started = time.perf_counter()
@@ -62,7 +64,20 @@ def similar(services: ServicesDep, product_id: ProductId, options: Options) -> S
 @router.get(
     "/{product_id}/image",
     response_model=None,
-    responses={200: {"content": {"image/*": {}}}, 307: {}, 404: {}},
+    response_class=Response,  # no JSON on success: the image, or a redirect to it
+    responses={
+        200: {
+            "description": "The image (a file or a stored thumbnail).",
+            "content": {"image/*": {"schema": {"type": "string", "format": "binary"}}},
+        },
+        307: {
+            "description": "The image is at a URL.",
+            "headers": {
+                "Location": {"description": "the image's URL", "schema": {"type": "string"}}
+            },
+        },
+        **PRODUCT_IMAGE,
+    },
 )
 def image(services: ServicesDep, product_id: ProductId) -> Response:
     """The product's image: URLs redirect, files under the image roots are served,

@@ -12,8 +12,9 @@ Routes declare only what they do (``GET /search``). Where the router refuses a m
 
 ``Allow`` lists every method of the path, over all its routes, with ``HEAD`` (where
 there is ``GET``) and ``OPTIONS``. New routes get all of this without a line of their
-own; requests the router does not refuse pass untouched, at no cost. A mounted app other
-than the static files (``GET``, ``HEAD``) keeps its own 405: its methods are unknown.
+own; requests the router does not refuse pass untouched (a copy of the scope is all
+they pay). A mounted app other than the static files (``GET``, ``HEAD``) keeps its own
+405: its methods are unknown.
 """
 
 from __future__ import annotations

@@ -45,9 +45,17 @@ def test_attribute_names_are_checked(name: str) -> None:
         Filters(equals={name: ("x",)})
 
 
-def test_inverted_or_infinite_ranges_and_too_many_values_are_refused() -> None:
-    with pytest.raises(FilterError):
-        Filters(ranges={"price": (5.0, 1.0)})
+def test_an_inverted_range_is_an_empty_filter_not_an_error() -> None:
+    """The OpenAPI document cannot say that price_min must not exceed price_max, and a
+    request it calls valid is served: the range holds no price, so nothing matches."""
+    filters = Filters(ranges={"price": (5.0, 1.0)})
+    assert filter_expression(filters) == 'attributes["price"] >= 5.0 and attributes["price"] <= 1.0'
+    assert not any(
+        filters.matches("p", "", {"price": price}) for price in (0.5, 1.0, 3.0, 5.0, 9.0)
+    )
+
+
+def test_infinite_ranges_and_too_many_values_are_refused() -> None:
     with pytest.raises(FilterError):
         Filters(ranges={"price": (float("inf"), None)})
     with pytest.raises(FilterError):

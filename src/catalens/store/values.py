@@ -227,8 +227,9 @@ class Filters:
             for bound in (low, high):
                 if bound is not None and not math.isfinite(bound):
                     raise FilterError(f"{name} bound must be a finite number")
-            if low is not None and high is not None and low > high:
-                raise FilterError(f"{name}: minimum {low} is above maximum {high}")
+            # A minimum above the maximum is an empty range: it matches nothing, as an
+            # unknown category does. No 400: the OpenAPI document cannot say that two
+            # parameters must be ordered, and a request it calls valid must be served.
         for name, options in self.equals.items():
             if not options:
                 raise FilterError(f"attribute {name!r} needs a value")

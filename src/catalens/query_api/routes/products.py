@@ -14,6 +14,7 @@ from pydantic import BaseModel, Field
 from catalens.query_api.deps import Services, ServicesDep
 from catalens.query_api.errors import NotFound
 from catalens.query_api.paths import DecodedParams
+from catalens.query_api.responses import PRODUCT, PRODUCT_IMAGE
 from catalens.query_api.routes.search import Options, SearchResponse, run_search
 from catalens.schemas.event import MAX_IMAGE_ID, AttributeValue
 from catalens.store.values import Product
@@ -27,6 +28,7 @@ ProductId = Annotated[
         min_length=1,
         max_length=256,
         description="any product id, percent-encoded as one path segment (ABC/1 → ABC%2F1)",
+        examples=["0108775015"],
     ),
 ]
 
@@ -59,7 +61,7 @@ def _product(services: Services, product_id: str, *, with_vectors: bool = False)
     return found[0]
 
 
-@router.get("/{product_id}", response_model=ProductOut)
+@router.get("/{product_id}", response_model=ProductOut, responses=PRODUCT)
 def product(services: ServicesDep, product_id: ProductId) -> ProductOut:
     """One indexed product, with its images."""
     found = _product(services, product_id)
@@ -74,7 +76,7 @@ def product(services: ServicesDep, product_id: ProductId) -> ProductOut:
     )
 
 
-@router.get("/{product_id}/similar", response_model=SearchResponse)
+@router.get("/{product_id}/similar", response_model=SearchResponse, responses=PRODUCT)
 def similar(services: ServicesDep, product_id: ProductId, options: Options) -> SearchResponse:
     """Other products closest to any of this one's images (its stored vectors: nothing is
     re-encoded), each once."""
@@ -90,7 +92,20 @@ def similar(services: ServicesDep, product_id: ProductId, options: Options) -> S
 @router.get(
     "/{product_id}/image",
     response_model=None,
-    responses={200: {"content": {"image/*": {}}}, 307: {}, 404: {}},
+    response_class=Response,  # no JSON on success: the image, or a redirect to it
+    responses={
+        200: {
+            "description": "The image (a file or a stored thumbnail).",
+            "content": {"image/*": {"schema": {"type": "string", "format": "binary"}}},
+        },
+        307: {
+            "description": "The image is at a URL.",
+            "headers": {
+                "Location": {"description": "the image's URL", "schema": {"type": "string"}}
+            },
+        },
+        **PRODUCT_IMAGE,
+    },
 )
 def image(
     services: ServicesDep,

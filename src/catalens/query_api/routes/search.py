@@ -14,6 +14,7 @@ from catalens.query_api.deps import Services, ServicesDep
 from catalens.query_api.encoding import MAX_QUERY_CHARS
 from catalens.query_api.errors import BadRequest
 from catalens.query_api.filters import request_filters
+from catalens.query_api.responses import IMAGE_SEARCH, TEXT_SEARCH, Responses, product_links
 from catalens.schemas.embedding import Vector
 from catalens.schemas.event import AttributeValue
 from catalens.store.values import Filters, Fusion, Hit, Mode, ModeUnavailable, Search
@@ -22,6 +23,9 @@ router = APIRouter(tags=["search"])
 
 MAX_K = 1000
 MAX_OFFSET = 10_000
+# A character that is not white space as str.strip() sees it, in regex syntax that
+# JSON Schema (ECMA-262), Python and Rust read alike (each one's \s differs from strip()).
+NON_BLANK = r"[^\t-\r\x1c-\x20\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]"
 
 
 class Result(BaseModel):
@@ -62,8 +66,18 @@ K = Annotated[int, Query(ge=1, le=MAX_K, description="how many products (1-1000)
 Offset = Annotated[
     int, Query(ge=0, le=MAX_OFFSET, description="products to skip (paging; never repeats one)")
 ]
-Category = Annotated[list[str] | None, Query(max_length=100, description="only these categories")]
-Price = Annotated[float | None, Query(allow_inf_nan=False)]
+# Absent means any category: a plain array in the document (a query string has no null).
+Category = Annotated[
+    list[str], Query(default_factory=list, max_length=100, description="only these categories")
+]
+Price = Annotated[
+    float | None,
+    Query(
+        allow_inf_nan=False,
+        description="only products whose price attribute is at least (price_min) or at most "
+        "(price_max) this; a minimum above the maximum matches nothing",
+    ),
+]
 
 
 @dataclass(frozen=True)
@@ -97,9 +111,9 @@ class SearchOptions:
 
 async def search_options(
     request: Request,
+    category: Category,
     k: K = 10,
     offset: Offset = 0,
-    category: Category = None,
     price_min: Price = None,
     price_max: Price = None,
 ) -> SearchOptions:
@@ -144,11 +158,23 @@ def run_search(services: Services, search: Search, *, started: float) -> SearchR
     )
 
 
-@router.get("/search", response_model=SearchResponse)
+# The first result's product, for clients that follow links.
+FOUND: Responses = {200: {"links": product_links("/results/0/product_id")}}
+
+
+@router.get("/search", response_model=SearchResponse, responses={**FOUND, **TEXT_SEARCH})
 def search(
     services: ServicesDep,
     q: Annotated[
-        str, Query(min_length=1, max_length=MAX_QUERY_CHARS, description="the text to search for")
+        str,
+        Query(
+            min_length=1,
+            max_length=MAX_QUERY_CHARS,
+            description="the text to search for, with at least one character that is not "
+            "white space (400 otherwise)",
+            json_schema_extra={"pattern": NON_BLANK},
+            examples=["floral top"],
+        ),
     ],
     options: Options,
     mode: Annotated[
@@ -190,7 +216,7 @@ def search_mode(services: Services, asked: Mode | None) -> Mode:
     return mode
 
 
-@router.post("/search/image", response_model=SearchResponse)
+@router.post("/search/image", response_model=SearchResponse, responses={**FOUND, **IMAGE_SEARCH})
 def search_by_image(
     services: ServicesDep,
     image: Annotated[UploadFile, File(description="a JPEG, PNG, WebP, ... image")],

@@ -70,7 +70,7 @@ class Bench:
         self.admin = IndexAdmin(self.milvus, ALIAS)
         self.admin.drop_all()
         identity = ModelIdentity("bench-write", DIM, "0" * 64)
-        self.name = self.admin.ensure_generation(identity, hnsw_m=16, ef_construction=200)
+        self.name = self.admin.ensure_generation(identity)
         self.milvus.load(self.name)
         self.client = MilvusClient(uri=uri, timeout=120)
         connections.connect("bench-write", uri=uri, timeout=120)

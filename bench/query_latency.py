@@ -190,7 +190,7 @@ def main() -> None:
         queries = queries[: args.queries]
 
         store = MilvusReader(Milvus(uri, timeout_s=60), ALIAS)
-        found = [[h.product_id for h in store.search(Search([v], k=10, ef=64))] for v in queries]
+        found = [[h.product_id for h in store.search(Search([v], k=10))] for v in queries]
         exact = np.argsort(-(queries @ vectors.T), axis=1)[:, :10]
         recall = statistics.mean(
             len({f"p{i:07d}" for i in exact[q]} & set(found[q])) / 10 for q in range(len(queries))
@@ -198,7 +198,7 @@ def main() -> None:
 
         def raw_search(i: int) -> float:
             started = time.perf_counter()
-            store.search(Search([queries[i % len(queries)]], k=10, ef=64))
+            store.search(Search([queries[i % len(queries)]], k=10))
             return (time.perf_counter() - started) * 1000
 
         print(

@@ -33,9 +33,18 @@ def default_embedder_group(model: str) -> str:
     return f"catalens-embedder.{model_key(model)}"
 
 
-def default_sink_group(model: str) -> str:
-    """The sink's consumer group for ``model`` when none is configured."""
-    return f"catalens-sink.{model_key(model)}"
+def generation_name(model: str, name: str = "", index: str = "HNSW") -> str:
+    """A generation's name: as configured, or the model's key followed by the index type
+    where that is not the default HNSW (``clip_ViT_B_32_1a2b3c4d__ivf_sq8``)."""
+    suffix = "" if index.upper() == "HNSW" else f"__{index.lower()}"
+    return name or model_key(model) + suffix
+
+
+def default_sink_group(model: str, generation: str = "") -> str:
+    """The sink's consumer group for a generation of ``model`` when none is configured:
+    one group per generation, so that a generation built beside another reads the
+    embedding topic from its start."""
+    return f"catalens-sink.{generation or model_key(model)}"
 
 
 CommaList = Annotated[list[str], NoDecode]
@@ -189,14 +198,30 @@ class SinkSettings(CatalensSettings):
     # Strong reads of stored versions in flight at once: each waits about one Milvus time
     # tick, so a batch's reads together cost one tick instead of one per query (1: serial).
     sink_read_concurrency: int = Field(default=8, ge=1, le=64)
+    # The generation this sink writes: its name (empty: the model's key, then the index
+    # type where that is not HNSW) and its vector index (catalens.store.indexes): the type,
+    # its build parameters over the type's defaults (JSON), and the search parameters the
+    # generation records for its searches (JSON; the API's CATALENS_SEARCH_PARAMS win).
+    generation: str = Field(default="", pattern=r"^[A-Za-z0-9_]*$")
+    index: Literal["HNSW", "HNSW_SQ", "IVF_FLAT", "IVF_SQ8", "IVF_PQ", "DISKANN"] = "HNSW"
+    index_params: dict[str, Any] = Field(default_factory=dict)
+    search_params: dict[str, Any] = Field(default_factory=dict)
+    # HNSW's M and efConstruction where CATALENS_INDEX_PARAMS does not set them.
     hnsw_m: int = Field(default=16, ge=4, le=64)
     hnsw_ef_construction: int = Field(default=200, ge=8)
 
     @model_validator(mode="after")
     def _group_follows_model(self) -> SinkSettings:
+        named = generation_name(self.model, self.generation, self.index)
+        object.__setattr__(self, "generation", named)  # frozen: the last step of building
         if not self.sink_group:
-            object.__setattr__(self, "sink_group", default_sink_group(self.model))
+            object.__setattr__(self, "sink_group", default_sink_group(self.model, named))
         return self
+
+    def index_build_params(self) -> dict[str, Any]:
+        """CATALENS_INDEX_PARAMS, over HNSW_M and HNSW_EF_CONSTRUCTION for HNSW."""
+        hnsw = {"M": self.hnsw_m, "efConstruction": self.hnsw_ef_construction}
+        return (hnsw if self.index.startswith("HNSW") else {}) | self.index_params
 
 
 class ApiSettings(CatalensSettings):
@@ -208,7 +233,9 @@ class ApiSettings(CatalensSettings):
     # dependencies), which answer a request in less CPU than asyncio's loop and h11.
     api_loop: Literal["auto", "asyncio", "uvloop"] = "auto"
     api_http: Literal["auto", "h11", "httptools"] = "auto"
-    search_ef: int = Field(default=64, ge=1)
+    # Search parameters over those the served generation records (JSON, e.g. {"ef": 128}
+    # for HNSW, {"nprobe": 32} for IVF): a lever on recall against latency.
+    search_params: dict[str, Any] = Field(default_factory=dict)
     # The mode of a /search that names none: auto is hybrid where the served index can
     # (Milvus >= 2.5 and a generation with the text fields), vector elsewhere.
     search_mode: Literal["auto", "vector", "keyword", "hybrid"] = "auto"

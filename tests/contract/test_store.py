@@ -26,6 +26,7 @@ from catalens.sink.plan import Item
 from catalens.store import IndexReader, IndexWriter
 from catalens.store.admin import MAX_IMAGE_LENGTH, IndexAdmin
 from catalens.store.client import Milvus
+from catalens.store.indexes import IndexSpec
 from catalens.store.memory import MemoryIndex
 from catalens.store.reader import MilvusReader
 from catalens.store.values import (
@@ -91,7 +92,8 @@ def backend(request: pytest.FixtureRequest) -> Iterator[Backend]:
     uri: str = request.getfixturevalue("milvus" if request.param == "milvus" else "milvus_lite")
     alias = f"c{uuid.uuid4().hex[:10]}"
     milvus = Milvus(uri)
-    writer = MilvusWriter(milvus, alias=alias, model="m", hnsw_m=8, ef_construction=32)
+    spec = IndexSpec.of("HNSW", {"M": 8, "efConstruction": 32})
+    writer = MilvusWriter(milvus, alias=alias, model="m", index=spec)
     # Milvus Lite is pure Python: a fraction of Milvus' examples in the same time.
     examples = 12 if request.param == "milvus" else 6
     try:

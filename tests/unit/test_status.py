@@ -33,6 +33,7 @@ from catalens.ops.status import (
 from catalens.schemas import DeadLetter
 from catalens.schemas.dead_letter import Reason
 from catalens.store.admin import Generation, Layout
+from catalens.store.indexes import IndexSpec
 from catalens.store.values import ModelIdentity
 
 INF = math.inf
@@ -217,7 +218,9 @@ def _status() -> Status:
             GroupLag("catalens-sink.m", "emb", None),
         ],
         generations=[
-            GenerationStatus(Generation("products_m", Layout(None), 42, True), 3, None),
+            GenerationStatus(
+                Generation("products__m", Layout(None), 42, True), "products", 3, None
+            ),
         ],
         dead_letters=DeadLetterCounts(
             datetime(2026, 12, 1, 11, tzinfo=UTC), {"image_not_found": 2}, 0
@@ -234,7 +237,7 @@ def test_the_report_for_people_shows_every_part() -> None:
     lines = [line.split() for line in text.splitlines()]
     assert ["catalens-embedder.m", "in", "3", "0:3", "1:0"] in lines
     assert ["catalens-sink.m", "emb", "no", "commits"] in lines
-    assert ["?", "?", "42", "yes", "3", "-", "products_m"] in lines
+    assert ["m", "?", "HNSW", "?", "42", "?", "no", "yes", "3", "-"] in lines
     assert ["image_not_found:", "2"] in lines
     assert ["http://sink:8082", "ready", "sink", "2"] in lines
     assert "unreachable: ConnectError: refused" in text
@@ -242,22 +245,35 @@ def test_the_report_for_people_shows_every_part() -> None:
 
 
 def test_the_index_status_table_aligns_one_generation_per_line_and_marks_the_unknown() -> None:
+    clip = ModelIdentity("clip-ViT-B-32", 512, "f")
     rows = [
-        GenerationStatus(Generation("products_m", Layout(None), 42, True), 3, None),
+        GenerationStatus(Generation("products__m", Layout(None), 42, True), "products", 3, None),
         GenerationStatus(
-            Generation(
-                "products_b32", Layout(ModelIdentity("clip-ViT-B-32", 512, "f")), 1234567, False
-            ),
+            Generation("products__b32", Layout(clip, text=True), 1234567, False),
+            "products",
             None,
             12,
         ),
+        GenerationStatus(
+            Generation(
+                "products__b32__ivf_sq8", Layout(clip, index=IndexSpec.of("IVF_SQ8")), 100, False
+            ),
+            "products",
+            None,
+            None,
+        ),
     ]
     assert render_generations(rows).splitlines() == [
-        "model          dim  rows     serving  embedder behind  sink behind  collection",
-        "?              ?    42       yes      3                -            products_m",
-        "clip-ViT-B-32  512  1234567  no       -                12           products_b32",
+        "name          model          index    dim  rows     memory    words  serving  "
+        "embedder behind  sink behind",
+        "m             ?              HNSW     ?    42       ?         no     yes      3"
+        "                -",
+        "b32           clip-ViT-B-32  HNSW     512  1234567  2.5 GiB   yes    no       -"
+        "                12",
+        "b32__ivf_sq8  clip-ViT-B-32  IVF_SQ8  512  100      50.0 KiB  no     no       -"
+        "                -",
     ]
-    assert render_generations(rows, indent="  ").splitlines()[1].startswith("  ?    ")
+    assert render_generations(rows, indent="  ").splitlines()[1].startswith("  m    ")
 
 
 def test_the_report_for_machines_is_json_with_every_part() -> None:

@@ -44,7 +44,7 @@ class GenerationSearch:
             text=query,
             mode=mode,
             k=k,
-            ef=settings.search_ef,
+            params=settings.search_params,
             fusion=Fusion(settings.hybrid_fusion, settings.hybrid_rrf_k, settings.hybrid_weight),
         )
         return [hit.product_id for hit in self._reader.search(search)]

@@ -61,10 +61,12 @@ def ensure_topics(
     """Create the topics that do not exist yet (idempotent; racing replicas are fine);
     :class:`TransientError` when the broker does not answer within ``timeout_s``.
 
-    The input topic is created compacted: it keeps the latest event of every product, so
-    replaying it from the start rebuilds the catalog (a new model's generation is built
-    that way). Its tombstones must outlive the slowest reader (``delete.retention.ms``,
-    README "Operating Catalens"); the other topics keep the broker's time retention.
+    The input and embedding topics are created compacted: they keep the latest record of
+    every product (their key), so replaying the input topic from the start rebuilds the
+    catalog with a model (a new model's generation is built that way), and replaying the
+    embedding topic rebuilds it without one (another index of the served model is built
+    that way). Their tombstones must outlive the slowest reader (``delete.retention.ms``,
+    README "Retention"); the dead-letter topic keeps the broker's time retention.
     """
     admin = AdminClient(client_config(settings))
     existing = _list_topics(admin, settings, timeout_s)
@@ -77,7 +79,11 @@ def ensure_topics(
                 t,
                 num_partitions=settings.topic_partitions,
                 replication_factor=settings.topic_replication,
-                config={"cleanup.policy": "compact"} if t == settings.input_topic else {},
+                config=(
+                    {"cleanup.policy": "compact"}
+                    if t in (settings.input_topic, settings.embeddings_topic)
+                    else {}
+                ),
             )
             for t in missing
         ]

@@ -222,7 +222,11 @@ def cmd_up(args: argparse.Namespace) -> int:
     settings = _settings(ApiSettings, args)
     _configure_logging(settings)
     return run_up(
-        settings, data_dir=Path(args.data_dir), sample_size=args.sample_size, stop=stop_on_signals()
+        settings,
+        data_dir=Path(args.data_dir),
+        sample_size=args.sample_size,
+        stop=stop_on_signals(),
+        milvus_server=args.milvus_server,
     )
 
 
@@ -239,11 +243,22 @@ def cmd_index(args: argparse.Namespace) -> int:
         rows = bounded(settings, lambda: commands.status(settings), what="index status")
         print(commands.as_json(rows) if args.json else render_generations(rows))
     elif args.action == "promote":
+        quality = None
+        if args.eval:
+            from catalens.index.relevance import read_judgments
+
+            quality = commands.QualityCheck(
+                read_judgments(Path(args.eval)), args.eval_tolerance, mode=args.eval_mode
+            )
         try:
             done = bounded(
                 settings,
                 lambda: commands.promote(
-                    settings, args.model, tolerance=args.tolerance, force=args.force
+                    settings,
+                    args.model,
+                    tolerance=args.tolerance,
+                    force=args.force,
+                    quality=quality,
                 ),
                 what="promote",
             )
@@ -252,6 +267,28 @@ def cmd_index(args: argparse.Namespace) -> int:
         print(done)
     else:
         print(bounded(settings, lambda: commands.drop(settings, args.model), what="drop"))
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from catalens.ops import eval as evaluation
+    from catalens.ops.bounded import bounded
+
+    settings = _settings(ApiSettings, args)
+    _configure_logging(settings)
+    path = Path(args.judgments)
+    done = bounded(
+        settings,
+        lambda: evaluation.evaluate(
+            settings,
+            path,
+            modes=tuple(args.mode or ()),
+            k=args.k,
+            generation=args.generation,
+        ),
+        what="eval",
+    )
+    print(evaluation.as_json(done) if args.json else done.render(), flush=True)
     return 0
 
 
@@ -295,6 +332,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--data-dir", default=".catalens", help="state, logs, sample (default %(default)s)"
     )
     up.add_argument("--sample-size", type=int, default=40, help="products in the sample catalog")
+    up.add_argument(
+        "--milvus-server",
+        choices=["lite", "standalone"],
+        default="lite",
+        help="the local Milvus when no URI is given: Milvus Lite (keyword and hybrid search, "
+        "starts in a second) or Milvus 2.3.5 standalone (default %(default)s)",
+    )
     up.set_defaults(func=cmd_up)
 
     publish = commands.add_parser("publish", help="publish a catalog (CSV + images, or JSONL)")
@@ -335,11 +379,14 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(dlq, ("dlq_topic",))
     dlq.set_defaults(func=cmd_dlq)
 
-    index = commands.add_parser(
-        "index", help="index generations: status, promote MODEL, drop MODEL"
-    )
+    index = commands.add_parser("index", help="index generations: status, promote NAME, drop NAME")
     index.add_argument("action", choices=["status", "promote", "drop"])
-    index.add_argument("model", nargs="?", help="the generation's model (or its collection)")
+    index.add_argument(
+        "model",
+        nargs="?",
+        metavar="NAME",
+        help="the generation: its name (index status), its collection, or its model",
+    )
     index.add_argument("--json", action="store_true", help="status as JSON, for machines")
     index.add_argument(
         "--tolerance",
@@ -350,8 +397,40 @@ def build_parser() -> argparse.ArgumentParser:
     index.add_argument(
         "--force", action="store_true", help="promote even when the check finds differences"
     )
+    index.add_argument(
+        "--eval",
+        metavar="JUDGMENTS",
+        help="promote: refuse a generation whose nDCG@10 on these judgments is worse than "
+        "the served one's by more than --eval-tolerance",
+    )
+    index.add_argument("--eval-tolerance", type=float, default=0.02, metavar="NDCG")
+    index.add_argument(
+        "--eval-mode",
+        choices=["vector", "keyword", "hybrid"],
+        help="the mode --eval compares in (default: the candidate's default mode)",
+    )
     _add_common(index, ("embeddings_topic",))
     index.set_defaults(func=cmd_index)
+
+    evaluate = commands.add_parser(
+        "eval", help="recall@k, nDCG@k and MRR per search mode on a judgments file"
+    )
+    evaluate.add_argument(
+        "judgments", help='JSON Lines: {"query": "...", "relevant": ["product id", ...]}'
+    )
+    evaluate.add_argument(
+        "--mode",
+        action="append",
+        choices=["vector", "keyword", "hybrid"],
+        help="repeatable (default: every mode the generation answers)",
+    )
+    evaluate.add_argument("--k", type=int, default=10, help="the rank cut-off (default 10)")
+    evaluate.add_argument("--json", action="store_true", help="as JSON, for machines")
+    evaluate.add_argument(
+        "--generation", metavar="NAME", help="another generation than the served one"
+    )
+    _add_common(evaluate)
+    evaluate.set_defaults(func=cmd_eval)
 
     status = commands.add_parser(
         "status",

@@ -304,23 +304,48 @@ def render(status: Status) -> str:
 
 def render_generations(rows: Sequence[commands.GenerationStatus], *, indent: str = "") -> str:
     """Index generations for people, one line each: ``catalens index status`` and the
-    generations part of ``catalens status``."""
+    generations part of ``catalens status``. ``memory`` estimates what the vectors' index
+    takes in the query nodes' RAM; ``words``: whether the generation answers keyword and
+    hybrid search."""
     return render_table(
-        ("model", "dim", "rows", "serving", "embedder behind", "sink behind", "collection"),
+        (
+            "name",
+            "model",
+            "index",
+            "dim",
+            "rows",
+            "memory",
+            "words",
+            "serving",
+            "embedder behind",
+            "sink behind",
+        ),
         [
             (
+                row.generation.name(row.alias),
                 row.generation.model,
+                row.generation.layout.index.type,
                 "?" if row.generation.identity is None else str(row.generation.identity.dim),
                 str(row.generation.rows),
+                _size(row.generation.memory_bytes()),
+                "yes" if row.generation.layout.text else "no",
                 "yes" if row.generation.serving else "no",
                 _count(row.embedder_behind),
                 _count(row.sink_behind),
-                row.generation.collection,
             )
             for row in rows
         ],
         indent=indent,
     )
+
+
+def _size(value: int | None) -> str:
+    if value is None:
+        return "?"
+    for unit, size in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if value >= size:
+            return f"{value / size:.1f} {unit}"
+    return f"{value} B"
 
 
 def _count(value: int | None) -> str:
@@ -353,9 +378,11 @@ def collect(
         status.errors["consumer groups"] = lag_error
     lags = {g.group: g.total for g in status.groups}
     for generation in generations:
-        embedder, sink = commands.generation_groups(generation)
+        embedder, sink = commands.generation_groups(generation, settings.collection)
         status.generations.append(
-            commands.GenerationStatus(generation, lags.get(embedder), lags.get(sink))
+            commands.GenerationStatus(
+                generation, settings.collection, lags.get(embedder), lags.get(sink)
+            )
         )
     since = datetime.now(UTC) - dead_letters_since
     try:
@@ -374,7 +401,7 @@ def _groups(settings: StatusSettings, generations: Sequence[Generation]) -> list
     default embedder and sink groups, and the ones set explicitly."""
     pairs: list[tuple[str, str]] = []
     for generation in generations:
-        embedder, sink = commands.generation_groups(generation)
+        embedder, sink = commands.generation_groups(generation, settings.collection)
         pairs += [(embedder, settings.input_topic), (sink, settings.embeddings_topic)]
     if settings.embedder_group:
         pairs.append((settings.embedder_group, settings.input_topic))

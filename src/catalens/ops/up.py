@@ -1,7 +1,14 @@
 """``catalens up``: broker, Milvus, embedder, sink and API on one machine, plus a sample
 catalog, until Ctrl-C. A Kafka bootstrap or Milvus URI given (``CATALENS_*`` or option) is
 used as is instead of starting the local one; every other setting ``up`` was given reaches
-the services it starts."""
+the services it starts.
+
+The local Milvus is Milvus Lite by default: it starts in about a second, needs no fixed
+ports, and has what Milvus 2.5 and later have (full-text, hybrid and grouped search), so
+the sample shows keyword and hybrid search; it is pure Python, which a sample catalog
+does not notice. ``--milvus-server standalone`` runs Milvus 2.3.5 instead (vector search
+only; its etcd binds the fixed ports 2379/2380). The integration tests of the guarantees
+run on Milvus 2.3.5 either way (README, "Supported Milvus versions")."""
 
 from __future__ import annotations
 
@@ -18,6 +25,7 @@ from catalens.dev.localstack import (
     free_port,
     start_broker,
     start_milvus,
+    start_milvus_lite,
 )
 from catalens.errors import Stopped, TransientError
 from catalens.ops.bounded import bounded, try_timeout
@@ -55,7 +63,12 @@ def _model_for_demo(settings: ApiSettings, data_dir: Path) -> str:
 
 
 def run_up(
-    settings: ApiSettings, *, data_dir: Path, sample_size: int, stop: threading.Event
+    settings: ApiSettings,
+    *,
+    data_dir: Path,
+    sample_size: int,
+    stop: threading.Event,
+    milvus_server: str = "lite",
 ) -> int:
     data_dir = data_dir.resolve()
     logs = data_dir / "logs"
@@ -69,8 +82,15 @@ def run_up(
             log.info("local broker at %s", settings.kafka_bootstrap)
         if "milvus_uri" not in settings.model_fields_set:
             port = 19530 if _port_free(19530) else free_port()
-            log.info("starting Milvus standalone (data in %s)", data_dir / "milvus")
-            infra.append(start_milvus(data_dir / "milvus", port, logs / "milvus.log", stop=stop))
+            if milvus_server == "lite":
+                log.info("starting Milvus Lite (data in %s)", data_dir / "milvus-lite")
+                milvus = start_milvus_lite(
+                    data_dir / "milvus-lite", port, logs / "milvus-lite.log", stop=stop
+                )
+            else:
+                log.info("starting Milvus standalone (data in %s)", data_dir / "milvus")
+                milvus = start_milvus(data_dir / "milvus", port, logs / "milvus.log", stop=stop)
+            infra.append(milvus)
             settings = settings.model_copy(update={"milvus_uri": f"http://127.0.0.1:{port}"})
         settings = settings.model_copy(update={"model": _model_for_demo(settings, data_dir)})
 
@@ -91,6 +111,8 @@ def run_up(
         print(
             f"\nCatalens is up: {base}/\n"
             f"  search API: {base}/search?q=black+dress&k=5  (docs: {base}/docs)\n"
+            f"  relevance:  catalens eval {sample / 'judgments.jsonl'} "
+            f"--milvus-uri {settings.milvus_uri}\n"
             f"logs in {logs}; Ctrl-C stops everything.",
             flush=True,
         )

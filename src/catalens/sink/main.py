@@ -12,6 +12,7 @@ from catalens.retry import Backoff
 from catalens.settings import SinkSettings
 from catalens.sink.service import SinkConfig, SinkService
 from catalens.store.client import Milvus
+from catalens.store.indexes import IndexSpec
 from catalens.store.writer import MilvusWriter
 from catalens.worker.metrics import SinkMetrics
 from catalens.worker.run import run_worker
@@ -27,8 +28,8 @@ def build_service(
         Milvus.from_settings(settings),
         alias=settings.collection,
         model=settings.model,
-        hnsw_m=settings.hnsw_m,
-        ef_construction=settings.hnsw_ef_construction,
+        generation=settings.generation,
+        index=IndexSpec.of(settings.index, settings.index_build_params(), settings.search_params),
         read_concurrency=settings.sink_read_concurrency,
     )
 

@@ -21,6 +21,7 @@ BM25 counts each product once, whatever its number of images.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import time
@@ -30,8 +31,9 @@ from typing import Any
 from pymilvus import DataType, Function, FunctionType, MilvusClient
 
 from catalens.errors import OperatorError, TransientError
-from catalens.settings import model_key
+from catalens.settings import generation_name
 from catalens.store.client import Milvus
+from catalens.store.indexes import IndexSpec
 from catalens.store.values import ModelIdentity, ServerFeatures
 
 log = logging.getLogger(__name__)
@@ -41,9 +43,7 @@ log = logging.getLogger(__name__)
 # values, 512-character names, 8,192-character descriptions.
 MAX_ID_LENGTH = 4 * 256
 MAX_IMAGE_ID_LENGTH = 4 * 64
-# A row key is the JSON array [product id, image id]; a character takes up to 6 bytes
-# there (a control character's \u escape).
-MAX_ROW_KEY_LENGTH = 6 * (256 + 64) + 8
+MAX_ROW_KEY_LENGTH = 32  # 128 bits in hex (row_key)
 MAX_TEXT_LENGTH = 4 * 2048
 MAX_NAME_LENGTH = 4 * 512
 MAX_DESCRIPTION_LENGTH = 4 * 8192
@@ -78,20 +78,15 @@ class IncompatibleIndex(OperatorError):
     retrying cannot help."""
 
 
-def generation_name(model: str, name: str = "") -> str:
-    """A generation's name: as configured, or the model's key."""
-    return name or model_key(model)
-
-
-def collection_name(alias: str, model: str, name: str = "") -> str:
-    return f"{alias}__{generation_name(model, name)}"
+def collection_name(alias: str, model: str, name: str = "", index: IndexSpec | None = None) -> str:
+    return f"{alias}__{generation_name(model, name, index.type if index else 'HNSW')}"
 
 
 FLOORS_SUFFIX = "__floors"
 
 
-def floors_name(alias: str, model: str, name: str = "") -> str:
-    return collection_name(alias, model, name) + FLOORS_SUFFIX
+def floors_name(alias: str, model: str, name: str = "", index: IndexSpec | None = None) -> str:
+    return collection_name(alias, model, name, index) + FLOORS_SUFFIX
 
 
 @dataclass(frozen=True)
@@ -101,13 +96,14 @@ class Layout:
     identity: ModelIdentity | None  # None: made by a release that did not record it
     rows: int = IMAGE_ROWS  # PRODUCT_ROWS or IMAGE_ROWS
     text: bool = False  # the text fields of full-text search
+    index: IndexSpec = field(default_factory=IndexSpec.of)
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> str:
         assert self.identity is not None
         return json.dumps(
             json.loads(self.identity.to_json())
-            | {"layout": self.rows, "text": self.text}
+            | {"layout": self.rows, "text": self.text, "index": self.index.to_json()}
             | self.extra
         )
 
@@ -118,11 +114,12 @@ class Layout:
             identity=ModelIdentity.from_json(text),
             rows=int(raw.get("layout", PRODUCT_ROWS)),
             text=bool(raw.get("text", False)),
+            index=IndexSpec.from_json(raw.get("index")),
             extra={k: v for k, v in raw.items() if k not in _RECORDED},
         )
 
 
-_RECORDED = {"model", "dim", "fingerprint", "layout", "text"}
+_RECORDED = {"model", "dim", "fingerprint", "layout", "text", "index"}
 
 
 @dataclass(frozen=True)
@@ -142,6 +139,18 @@ class Generation:
     def model(self) -> str:
         return self.identity.name if self.identity is not None else "?"
 
+    def name(self, alias: str) -> str:
+        """The generation's name: its collection without the alias."""
+        return self.collection.removeprefix(f"{alias}__")
+
+    def memory_bytes(self) -> int | None:
+        """An estimate of the query nodes' memory its vectors' index takes (None: the
+        dimension is not recorded): rows × the index's bytes per vector, from the index
+        type's layout (docs/scale.md measures them with the rows' scalar fields)."""
+        if self.identity is None:
+            return None
+        return round(self.rows * self.layout.index.vector_bytes(self.identity.dim))
+
 
 class GenerationNotFound(OperatorError):
     """An operator named a generation the alias does not have."""
@@ -158,8 +167,8 @@ class IndexAdmin:
     def features(self) -> ServerFeatures:
         return ServerFeatures.from_version(self.milvus.server_version())
 
-    def ensure_floors(self, model: str, name: str = "") -> str:
-        floors = floors_name(self.alias, model, name)
+    def ensure_floors(self, model: str, name: str = "", index: IndexSpec | None = None) -> str:
+        floors = floors_name(self.alias, model, name, index)
         if not self.milvus.has_collection(floors):
             schema = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False)
             schema.add_field(
@@ -168,16 +177,18 @@ class IndexAdmin:
             schema.add_field("version", DataType.INT64)  # -1: no version deleted
             schema.add_field(ORDER_FIELD, DataType.INT64)  # -1: no tombstone
             schema.add_field("marker", DataType.FLOAT_VECTOR, dim=TOMBSTONE_DIM)
-            index = MilvusClient.prepare_index_params()
-            index.add_index("marker", index_type="FLAT", metric_type="L2")
-            self.milvus.create_collection(floors, schema, index, consistency="Strong")
+            marker = MilvusClient.prepare_index_params()
+            marker.add_index("marker", index_type="FLAT", metric_type="L2")
+            self.milvus.create_collection(floors, schema, marker, consistency="Strong")
         self.milvus.load(floors)
         return floors
 
-    def open_generation(self, model: str, name: str = "") -> tuple[str, Layout] | None:
+    def open_generation(
+        self, model: str, name: str = "", index: IndexSpec | None = None
+    ) -> tuple[str, Layout] | None:
         """Load the existing collection of the generation, checked to be one a sink can
         write: its name and layout; None when there is none yet."""
-        collection = collection_name(self.alias, model, name)
+        collection = collection_name(self.alias, model, name, index)
         if not self.milvus.has_collection(collection):
             return None
         layout = self._writable(collection)
@@ -189,47 +200,58 @@ class IndexAdmin:
         identity: ModelIdentity,
         *,
         name: str = "",
-        hnsw_m: int = 16,
-        ef_construction: int = 200,
+        index: IndexSpec | None = None,
     ) -> str:
-        """Create (if missing) and load the generation's collection for ``identity``; point
-        the alias at it when the alias does not exist yet. Returns the collection's name.
-        Raises :class:`IncompatibleIndex` when the collection holds another identity or
-        another layout. The text fields of full-text search are made where the server
-        has full-text search (Milvus ≥ 2.5)."""
-        collection = collection_name(self.alias, identity.name, name)
+        """Create (if missing) and load the generation's collection for ``identity`` with
+        the vector ``index`` (HNSW by default); point the alias at it when the alias does
+        not exist yet. Returns the collection's name. Raises :class:`IncompatibleIndex`
+        when the collection holds another identity, layout or index, and an OperatorError
+        when the server does not offer the index. The text fields of full-text search are
+        made where the server has full-text search (Milvus ≥ 2.5)."""
+        spec = index or IndexSpec.of()
+        collection = collection_name(self.alias, identity.name, name, spec)
         if self.milvus.has_collection(collection):
-            stored = self._writable(collection).identity
-            why = None if stored is None else stored.differs(identity)
+            stored = self._writable(collection)
+            why = None if stored.identity is None else stored.identity.differs(identity)
+            if why is None and (stored.index.type, dict(stored.index.params)) != (
+                spec.type,
+                dict(spec.params),
+            ):
+                why = (
+                    f"its index is {stored.index.type} {dict(stored.index.params)}, this sink's "
+                    f"{spec.type} {dict(spec.params)}: name another generation "
+                    "(CATALENS_GENERATION) for another index"
+                )
             if why is not None:
                 raise IncompatibleIndex(f"generation {collection}: {why}")
         else:
-            text = self.features().full_text
-            layout = Layout(identity, IMAGE_ROWS, text)
+            features = self.features()
+            spec.check(features)
+            layout = Layout(identity, IMAGE_ROWS, features.full_text, spec)
+            text = layout.text
             schema = _schema(layout)
-            index = MilvusClient.prepare_index_params()
+            index_params = MilvusClient.prepare_index_params()
             # Vectors are L2-normalised, so inner product is cosine similarity.
-            index.add_index(
-                "vector",
-                index_type="HNSW",
-                metric_type="IP",
-                params={"M": hnsw_m, "efConstruction": ef_construction},
+            index_params.add_index(
+                "vector", index_type=spec.type, metric_type="IP", params=dict(spec.params)
             )
             if text:
-                index.add_index(
+                index_params.add_index(
                     SPARSE_FIELD, index_type="SPARSE_INVERTED_INDEX", metric_type="BM25"
                 )
             self.milvus.create_collection(
                 collection,
                 schema,
-                index,
+                index_params,
                 consistency="Bounded",
                 properties={GENERATION_PROPERTY: layout.to_json()},
             )
             log.info(
-                "created collection %s (dim %d, %s)",
+                "created collection %s (dim %d, %s %s, %s)",
                 collection,
                 identity.dim,
+                spec.type,
+                dict(spec.params),
                 "with full-text search" if text else "vector search only",
             )
         self.milvus.load(collection)
@@ -313,15 +335,31 @@ class IndexAdmin:
         return out
 
     def find(self, model: str) -> Generation:
-        """The generation of ``model``: its name as configured, or its collection."""
+        """The generation named ``model``: by its name, its collection, or its model's
+        name when only one generation has that model."""
         generations = self.generations()
         for generation in generations:
-            if model in (generation.model, generation.collection):
+            if model in (generation.name(self.alias), generation.collection):
                 return generation
+        of_model = [g for g in generations if g.model == model]
+        if len(of_model) > 1:
+            names = ", ".join(g.name(self.alias) for g in of_model)
+            raise GenerationNotFound(
+                f"{model!r} has several generations under alias {self.alias} ({names}): name one"
+            )
+        for generation in of_model:
+            return generation
         known = ", ".join(f"{g.model} ({g.collection})" for g in generations) or "none"
         raise GenerationNotFound(
             f"no generation of {model!r} under alias {self.alias}; there are: {known}"
         )
+
+    def served(self) -> Generation:
+        """The generation the alias serves (GenerationNotFound while there is none)."""
+        for generation in self.generations():
+            if generation.serving:
+                return generation
+        raise GenerationNotFound(f"alias {self.alias} serves no generation yet")
 
     def product_ids(self, collection: str) -> set[str]:
         return self.milvus.all_values(collection, "product_id")
@@ -408,5 +446,9 @@ def _schema(layout: Layout) -> Any:
 
 
 def row_key(product_id: str, image_id: str) -> str:
-    """The primary key of an image's row: unambiguous for any two strings."""
-    return json.dumps([product_id, image_id], ensure_ascii=False, separators=(",", ":"))
+    """The primary key of an image's row: a digest of the product id and the image id,
+    unambiguous for any two strings (the ids stay readable in their own fields). Hex, so
+    that no key needs quoting: pymilvus' query iterator pages by writing the last key it
+    read into an expression as it is, and a key with a quote breaks it."""
+    pair = json.dumps([product_id, image_id], ensure_ascii=False).encode()
+    return hashlib.blake2b(pair, digest_size=16).hexdigest()

@@ -182,9 +182,10 @@ class MilvusReader:
         offset: int = 0,
         group_by: str | None = None,
     ) -> list[list[dict[str, Any]]]:
+        assert self._layout is not None
         params: dict[str, Any] = {
             "metric_type": "IP",
-            "params": {"ef": max(search.ef, limit + offset)},
+            "params": self._layout.index.search_params(limit + offset, search.params),
         }
         if offset:
             params["offset"] = offset

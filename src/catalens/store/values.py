@@ -15,7 +15,7 @@ import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 from catalens.errors import CatalensError
 from catalens.schemas.embedding import Vector
@@ -301,7 +301,8 @@ class Search:
     k: int = 10
     offset: int = 0
     filters: Filters = field(default_factory=Filters)
-    ef: int = 64
+    # Search parameters over those the generation records for its index (ef, nprobe...).
+    params: Mapping[str, Any] = field(default_factory=dict)
     fusion: Fusion = field(default_factory=Fusion)
 
 
@@ -380,11 +381,23 @@ class ServerFeatures:
             major = _numbers(text.removeprefix("milvus_lite-"))[:1] or [0]
             modern = major[0] >= 3
             return cls(version, modern, modern, modern)
-        numbers = _numbers(text.removeprefix("v"))
-        release = tuple(([*numbers, 0, 0])[:2])
+        release = _release(version)
         return cls(
             version, release >= (2, 4), release >= (2, 4), release >= (2, 5), release >= (2, 6)
         )
+
+    @property
+    def release(self) -> tuple[int, int]:
+        """The Milvus release (major, minor) whose API the server speaks: Milvus Lite 3
+        speaks 2.5's."""
+        if self.version.strip().lower().startswith("milvus_lite-"):
+            return (2, 5) if self.full_text else (2, 0)
+        return _release(self.version)
+
+
+def _release(version: str) -> tuple[int, int]:
+    numbers = [*_numbers(version.strip().lower().removeprefix("v")), 0, 0]
+    return (numbers[0], numbers[1])
 
 
 def _numbers(text: str) -> list[int]:

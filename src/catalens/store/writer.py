@@ -22,6 +22,7 @@ from catalens.store.admin import (
 )
 from catalens.store.client import Milvus
 from catalens.store.expressions import one_of
+from catalens.store.indexes import IndexSpec
 from catalens.store.values import (
     UNKNOWN_OFFSET,
     ModelIdentity,
@@ -55,8 +56,7 @@ class MilvusWriter:
         alias: str,
         model: str,
         generation: str = "",
-        hnsw_m: int = 16,
-        ef_construction: int = 200,
+        index: IndexSpec | None = None,
         read_concurrency: int = 8,
     ) -> None:
         self._milvus = milvus
@@ -67,10 +67,10 @@ class MilvusWriter:
         self._admin = IndexAdmin(milvus, alias)
         self._model = model
         self._generation = generation
-        self._hnsw = {"hnsw_m": hnsw_m, "ef_construction": ef_construction}
+        self._index = index or IndexSpec.of()
         self._collection: str | None = None
         self._layout: Layout | None = None
-        self._floors = floors_name(alias, model, generation)
+        self._floors = floors_name(alias, model, generation, self._index)
         self._opened = False
 
     @property
@@ -79,19 +79,19 @@ class MilvusWriter:
 
     def open(self) -> ModelIdentity | None:
         if not self._opened:
-            self._admin.ensure_floors(self._model, self._generation)
+            self._admin.ensure_floors(self._model, self._generation, self._index)
             self._opened = True
         if self._collection is None:
             # Another replica may have created the generation since: a partition it wrote
             # can move here, and its rows must be seen before this one writes over them.
-            found = self._admin.open_generation(self._model, self._generation)
+            found = self._admin.open_generation(self._model, self._generation, self._index)
             if found is not None:
                 self._collection, self._layout = found
         return None if self._layout is None else self._layout.identity
 
     def create(self, identity: ModelIdentity) -> None:
         self._collection = self._admin.ensure_generation(
-            identity, name=self._generation, **self._hnsw
+            identity, name=self._generation, index=self._index
         )
         self._layout = self._admin.layout(self._collection)
 

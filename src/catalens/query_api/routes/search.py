@@ -104,7 +104,7 @@ class SearchOptions:
             k=self.k,
             offset=self.offset,
             filters=self.filters,
-            ef=settings.search_ef,
+            params=settings.search_params,
             fusion=Fusion(settings.hybrid_fusion, settings.hybrid_rrf_k, settings.hybrid_weight),
         )
 

@@ -13,6 +13,7 @@ wait, CATALENS_CONNECT_TIMEOUT_S); 2 a command line or configuration that cannot
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import signal
 import sys
@@ -277,17 +278,20 @@ def cmd_eval(args: argparse.Namespace) -> int:
     settings = _settings(ApiSettings, args)
     _configure_logging(settings)
     path = Path(args.judgments)
-    done = bounded(
-        settings,
-        lambda: evaluation.evaluate(
+    # The text tower's libraries print as they load (NNCF's report of its quantising):
+    # to stderr with the logs, so that standard output holds the figures alone.
+    with contextlib.redirect_stdout(sys.stderr):
+        done = bounded(
             settings,
-            path,
-            modes=tuple(args.mode or ()),
-            k=args.k,
-            generation=args.generation,
-        ),
-        what="eval",
-    )
+            lambda: evaluation.evaluate(
+                settings,
+                path,
+                modes=tuple(args.mode or ()),
+                k=args.k,
+                generation=args.generation,
+            ),
+            what="eval",
+        )
     print(evaluation.as_json(done) if args.json else done.render(), flush=True)
     return 0
 

@@ -443,6 +443,9 @@ def test_several_query_vectors_rank_a_product_by_its_best_match_to_any(backend: 
         (Filters(equals={"x": ("y", "z")}), ["p1"]),
         (Filters(excluded=("p2", "p3")), ["p1", "p4"]),
         (Filters(categories=("Dress",), equals={"in_stock": (True,)}), ["p4"]),
+        # Numbers at the edges of what an expression holds are compared, not refused.
+        (Filters(equals={"price": ("1e30", 1e30, 5e-324, -(2**63) + 1)}), []),
+        (Filters(ranges={"price": (-1.7976931348623157e308, 1e-300)}), []),
     ],
 )
 def test_filters_keep_the_same_products_on_every_store(

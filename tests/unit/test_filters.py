@@ -60,6 +60,11 @@ def test_infinite_ranges_and_too_many_values_are_refused() -> None:
         Filters(ranges={"price": (float("inf"), None)})
     with pytest.raises(FilterError):
         Filters(categories=tuple(str(i) for i in range(101)))
+    # A hundred categories and a hundred attribute values, each read two ways, pass.
+    many = tuple(str(i) for i in range(100))
+    Filters(categories=many, equals={f"a{i}": (str(i), i) for i in range(100)})
+    with pytest.raises(FilterError):
+        request_filters([], None, None, [(f"attr.a{i}", "1") for i in range(101)])
 
 
 def test_a_query_value_matches_its_text_and_the_json_value_it_reads_as() -> None:
@@ -68,6 +73,8 @@ def test_a_query_value_matches_its_text_and_the_json_value_it_reads_as() -> None
     assert read_value("12.5") == ["12.5", 12.5]
     assert read_value("42.0") == ["42.0", 42.0]
     assert read_value("nan") == ["nan"]
+    # Beyond int64 (Milvus' JSON integers) a number is a float: an expression can hold it.
+    assert read_value("999999999999999999999999999999") == ["999999999999999999999999999999", 1e30]
     assert read_value("Black") == ["Black"]
 
 

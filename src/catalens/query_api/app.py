@@ -19,6 +19,7 @@ from catalens.encoder import ClipEncoder, choose_device, cpu_supports_bf16
 from catalens.encoder.files import has_random_weights
 from catalens.query_api import errors
 from catalens.query_api.deps import Services
+from catalens.query_api.document import serving_document
 from catalens.query_api.encoding import TextBatcher, TextVectors
 from catalens.query_api.methods import HttpMethods
 from catalens.query_api.metrics import Metrics
@@ -31,6 +32,7 @@ from catalens.settings import ApiSettings
 from catalens.store import IndexReader
 from catalens.store.client import Milvus
 from catalens.store.reader import MilvusReader
+from catalens.store.values import Mode
 
 log = logging.getLogger(__name__)
 STATIC = Path(__file__).parent / "static"
@@ -143,4 +145,13 @@ def create_app(
     def page() -> FileResponse:
         return FileResponse(STATIC / "index.html")
 
+    built = app.openapi  # FastAPI's, built once and kept
+
+    def served_modes() -> tuple[Mode, ...]:
+        serving: Serving | None = getattr(app.state, "serving", None)
+        if serving is None:
+            return ("vector", "keyword", "hybrid")
+        return serving.current.store.capabilities().modes
+
+    app.openapi = lambda: serving_document(built, served_modes)  # type: ignore[method-assign]
     return app

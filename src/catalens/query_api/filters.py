@@ -13,7 +13,7 @@ import math
 from collections.abc import Iterable, Sequence
 
 from catalens.schemas.event import AttributeValue
-from catalens.store.values import FilterError, Filters
+from catalens.store.values import MAX_FILTER_VALUES, FilterError, Filters
 
 ATTRIBUTE_PREFIX = "attr."
 MAX_VALUE_CHARS = 2048  # an attribute value's own limit (the input event contract)
@@ -29,9 +29,13 @@ def request_filters(
     """Filters from a request's parameters; ``query`` is every (name, value) of its query
     string, of which the ``attr.`` ones are read. Raises :class:`FilterError` (400)."""
     equals: dict[str, list[AttributeValue]] = {}
+    given = 0
     for key, raw in query:
         if not key.startswith(ATTRIBUTE_PREFIX):
             continue
+        given += 1
+        if given > MAX_FILTER_VALUES:
+            raise FilterError(f"at most {MAX_FILTER_VALUES} attribute values")
         name = key[len(ATTRIBUTE_PREFIX) :]
         if len(raw) > MAX_VALUE_CHARS:
             raise FilterError(f"{key}: a value has at most {MAX_VALUE_CHARS} characters")
@@ -58,7 +62,9 @@ def read_value(raw: str) -> list[AttributeValue]:
     except ValueError:
         return values
     if math.isfinite(number):
-        values.append(int(number) if number.is_integer() and "." not in raw else number)
+        # An integer where Milvus' JSON integers (int64) can hold it, else the float.
+        whole = number.is_integer() and "." not in raw and abs(number) < 2**63
+        values.append(int(number) if whole else number)
     return values
 
 

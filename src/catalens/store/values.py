@@ -217,9 +217,13 @@ class Filters:
     excluded: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
-        values = len(self.categories) + sum(len(v) for v in self.equals.values())
-        if values > MAX_FILTER_VALUES:
-            raise FilterError(f"at most {MAX_FILTER_VALUES} filter values")
+        # Each attribute value a request gives may read as two (its text and its number
+        # or boolean: catalens.query_api.filters), so the options may be twice as many.
+        options = sum(len(v) for v in self.equals.values())
+        if len(self.categories) > MAX_FILTER_VALUES or options > 2 * MAX_FILTER_VALUES:
+            raise FilterError(
+                f"at most {MAX_FILTER_VALUES} categories and {MAX_FILTER_VALUES} attribute values"
+            )
         for name in (*self.ranges, *self.equals):
             if not ATTRIBUTE_NAME.match(name):
                 raise FilterError(f"invalid attribute name {name!r}")

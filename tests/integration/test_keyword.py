@@ -120,3 +120,54 @@ def test_keyword_and_hybrid_on_milvus_2_3_are_a_400_naming_the_version_needed(
     assert vector.status_code == 200 and vector.json()["mode"] == "vector"
     info = httpx.get(f"{stack.api}/info", timeout=30).json()
     assert (info["modes"], info["default_mode"]) == (["vector"], "vector")
+
+
+@pytest.mark.browser
+def test_the_page_offers_the_modes_and_shows_a_card_per_product_with_its_images(
+    lite_stack: Stack,
+) -> None:
+    """In a real headless Chromium, on Milvus Lite: the mode switch offers the three
+    modes with hybrid chosen; a search by a description's word in words mode finds that
+    one product; every card shows the product's name, and how many images it has when
+    it has several. Leaves artifacts/web-modes.png."""
+    from playwright.sync_api import expect
+
+    from tests.integration.test_query_api import ARTIFACTS, chromium
+
+    stack = lite_stack
+    stack.start("embedder", "sink", "api")
+    stack.publish(*CATALOG)
+    stack.wait_indexed({"levis-501": 1, "slim": 1, "top": 1, "dress": 1})
+    ARTIFACTS.mkdir(exist_ok=True)
+    with chromium() as browser:
+        page = browser.new_page(viewport={"width": 1280, "height": 800})
+        page.goto(f"{stack.api}/")
+        modes = page.locator("#modes")
+        expect(modes).to_be_visible()
+        expect(page.locator('input[name="mode"][value="hybrid"]')).to_be_checked()
+        for mode in ("vector", "keyword", "hybrid"):
+            expect(page.locator(f'input[name="mode"][value="{mode}"]')).to_be_visible()
+
+        page.fill("#q", "jeans top dress")
+        page.click("#search button[type=submit]")
+        cards = page.locator("#grid .card")
+        expect(cards).to_have_count(4)
+        names = sorted(cards.locator(".name").all_inner_texts())
+        assert names == ["501 Original Fit Jeans", "Slim jeans", "Strap top", "Wrap dress"]
+        top = page.locator('#grid .card[data-product-id="top"]')
+        expect(top.locator(".images")).to_have_text("3 images")
+        expect(page.locator('#grid .card[data-product-id="dress"] .images')).to_be_hidden()
+        page.wait_for_function(
+            "[...document.querySelectorAll('#grid img')]"
+            ".every(img => img.complete && img.naturalWidth > 0)"
+        )
+        page.screenshot(path=str(ARTIFACTS / "web-modes.png"), full_page=True)
+
+        page.fill("#q", "quillwork")
+        page.check('input[name="mode"][value="keyword"]')  # searches again at once
+        page.click("#search button[type=submit]")
+        expect(cards).to_have_count(1)
+        expect(cards.first.locator(".name")).to_have_text("Slim jeans")
+        assert "mode=keyword" in page.url
+        page.check('input[name="mode"][value="vector"]')  # looks: every product is near
+        expect(cards).to_have_count(4)

@@ -5,7 +5,9 @@ and real Milvus."""
 from __future__ import annotations
 
 import json
+import os
 import signal
+import subprocess
 import sys
 import time
 import uuid
@@ -111,9 +113,17 @@ class Stack:
         } | self.extra_env
 
     def full_env(self) -> dict[str, str]:
-        import os
-
         return {**os.environ, **self.env}
+
+    def cli(self, *args: str, timeout_s: float = 180) -> subprocess.CompletedProcess[str]:
+        """``catalens ARGS`` against this deployment, as an operator runs it."""
+        return subprocess.run(
+            [sys.executable, "-m", "catalens", *args],
+            env=self.full_env(),
+            capture_output=True,
+            text=True,
+            timeout=timeout_s,
+        )
 
     # -- processes ----------------------------------------------------------------------
 

@@ -4,8 +4,6 @@
 from __future__ import annotations
 
 import base64
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -15,13 +13,6 @@ from tests.conftest import jpeg_bytes
 from tests.integration.stack import Stack, product_event
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def lite_stack(broker: str, milvus_lite: str, tiny_model: Path, tmp_path: Path) -> Iterator[Stack]:
-    deployment = Stack(broker, milvus_lite, tiny_model, tmp_path)
-    yield deployment
-    deployment.stop()
 
 
 def picture(seed: int) -> dict[str, str]:

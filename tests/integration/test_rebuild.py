@@ -19,7 +19,7 @@ from catalens.store.indexes import IndexSpec
 from catalens.store.writer import MilvusWriter
 from tests.integration.stack import Stack, event
 from tests.integration.test_guarantees import SMALL, expected_state, produce_stream
-from tests.integration.test_migration import SearchWatcher, Stream, catalens, traffic
+from tests.integration.test_migration import SearchWatcher, Stream, traffic
 from tests.waits import wait_for
 
 pytestmark = pytest.mark.integration
@@ -78,7 +78,7 @@ def test_a_sink_alone_builds_another_index_of_the_served_model_and_promote_switc
         "the IVF_SQ8 generation to hold every product's latest version",
     )
 
-    status = json.loads(catalens(stack, "index", "status", "--json").stdout)
+    status = json.loads(stack.cli("index", "status", "--json").stdout)
     by_name = {g["name"]: g for g in status}
     assert set(by_name) == {served, rebuilt}
     assert (by_name[served]["index"]["type"], by_name[rebuilt]["index"]["type"]) == (
@@ -91,7 +91,7 @@ def test_a_sink_alone_builds_another_index_of_the_served_model_and_promote_switc
     # An index of 1-byte dimensions takes a quarter of one of 4-byte floats and links.
     assert by_name[rebuilt]["memory_bytes"] < by_name[served]["memory_bytes"] / 4
 
-    promoted = catalens(stack, "index", "promote", rebuilt)
+    promoted = stack.cli("index", "promote", rebuilt)
     assert promoted.returncode == 0, promoted.stderr
     wait_for(
         lambda: (

@@ -10,9 +10,6 @@ from __future__ import annotations
 
 import json
 import random
-import subprocess
-import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -31,25 +28,8 @@ from tests.waits import wait_for
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture
-def lite_stack(broker: str, milvus_lite: str, tiny_model: Path, tmp_path: Path) -> Iterator[Stack]:
-    deployment = Stack(broker, milvus_lite, tiny_model, tmp_path)
-    yield deployment
-    deployment.stop()
-
-
-def catalens(stack: Stack, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "catalens", *args],
-        env=stack.full_env(),
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-
-
 def figures(stack: Stack, judgments: Path, *extra: str) -> dict[str, Any]:
-    done = catalens(stack, "eval", str(judgments), "--json", *extra)
+    done = stack.cli("eval", str(judgments), "--json", *extra, timeout_s=600)
     assert done.returncode == 0, done.stderr[-3000:]
     result: dict[str, Any] = json.loads(done.stdout)
     return result
@@ -64,7 +44,7 @@ def test_eval_measures_each_mode_and_promote_refuses_a_generation_that_searches_
     judgments = sample / "judgments.jsonl"
     stack.extra_env["CATALENS_IMAGE_ROOTS"] = str(sample / "images")
     stack.start("embedder", "sink")
-    published = catalens(stack, "publish", str(csv), "--quiet")
+    published = stack.cli("publish", str(csv), "--quiet")
     assert published.returncode == 0, published.stderr[-3000:]
     ids = [json.loads(line) for line in judgments.read_text().splitlines()]
     every = sorted({p for judgment in ids for p in judgment["relevant"]})
@@ -131,12 +111,12 @@ def test_eval_measures_each_mode_and_promote_refuses_a_generation_that_searches_
     mixed = figures(stack, judgments, "--generation", worse, "--mode", "hybrid")
     assert mixed["modes"]["hybrid"]["ndcg@10"] < hybrid - 0.2
 
-    refused = catalens(stack, "index", "promote", worse, "--eval", str(judgments))
+    refused = stack.cli("index", "promote", worse, "--eval", str(judgments))
     assert refused.returncode == 1, refused.stdout
     line = refused.stderr.strip().splitlines()[-1]
     assert line.startswith("catalens index promote: not promoted: nDCG@10 (hybrid)"), line
-    status = json.loads(catalens(stack, "index", "status", "--json").stdout)
+    status = json.loads(stack.cli("index", "status", "--json").stdout)
     assert [g["name"] for g in status if g["serving"]] == [served]
     # Without the quality check the same products pass the promotion check.
-    forced = catalens(stack, "index", "promote", worse)
+    forced = stack.cli("index", "promote", worse)
     assert forced.returncode == 0, forced.stderr[-2000:]

@@ -15,6 +15,7 @@ import signal
 import socket
 import subprocess
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import IO
 
@@ -22,6 +23,25 @@ from catalens.errors import OperatorError, TransientError
 from catalens.retry import Backoff, retry_transient
 
 log = logging.getLogger(__name__)
+
+
+def _wait(
+    probe: Callable[[], None],
+    what: str,
+    backoff: Backoff,
+    timeout_s: float,
+    stop: threading.Event | None,
+) -> None:
+    """Call ``probe`` until it stops raising :class:`TransientError` (quietly: a service
+    starting up is expected to refuse for a while)."""
+    retry_transient(
+        probe,
+        what=what,
+        backoff=backoff,
+        stop=stop or threading.Event(),
+        timeout_s=timeout_s,
+        log_level=logging.DEBUG,
+    )
 
 
 def free_port() -> int:
@@ -44,14 +64,7 @@ def wait_for_port(
             raise TransientError(f"nothing listens on {host}:{port}: {exc}") from None
 
     try:
-        retry_transient(
-            connect,
-            what=f"connecting to {host}:{port}",
-            backoff=Backoff(initial_s=0.05, max_s=0.2),
-            stop=stop or threading.Event(),
-            timeout_s=timeout_s,
-            log_level=logging.DEBUG,
-        )
+        _wait(connect, f"connecting to {host}:{port}", Backoff(0.05, 0.2), timeout_s, stop)
     except TransientError:
         raise TransientError(f"nothing listens on {host}:{port} after {timeout_s}s") from None
 
@@ -266,14 +279,7 @@ def _serving(child: Child, port: int, timeout_s: float, stop: threading.Event | 
             milvus.close()
 
     try:
-        retry_transient(
-            serving,
-            what=f"waiting for {child.name}",
-            backoff=Backoff(initial_s=0.25, max_s=1.0),
-            stop=stop or threading.Event(),
-            timeout_s=timeout_s,
-            log_level=logging.DEBUG,
-        )
+        _wait(serving, f"waiting for {child.name}", Backoff(0.25, 1.0), timeout_s, stop)
     except TransientError:
         child.stop()
         raise TransientError(

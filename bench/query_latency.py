@@ -32,6 +32,12 @@ variant.
 
     python bench/query_latency.py [--products 100000] [--queries 200] [--settle 90]
         [--rounds 3] [--baseline-src ../before/src] [--compare 'API_LOOP=asyncio API_HTTP=h11' ...]
+
+Keyword and hybrid search need Milvus ≥ 2.5, which Milvus 2.3.5 is not: ``--modes`` runs
+the three modes side by side on one Milvus Lite collection instead (``search_modes.py``,
+its options after ``--modes``):
+
+    python bench/query_latency.py --modes [--products 3000] [--requests 200]
 """
 
 from __future__ import annotations
@@ -388,4 +394,10 @@ def measure_round(
 
 
 if __name__ == "__main__":
-    main()
+    if "--modes" in sys.argv:
+        import search_modes
+
+        sys.argv.remove("--modes")
+        search_modes.main()
+    else:
+        main()

@@ -1,6 +1,7 @@
 """Search modes side by side: ``GET /search`` in vector, keyword and hybrid mode on the same
-generation, over HTTP, and the server's own calls for each mode beside them, so that what
-Catalens adds around the server is the difference, per mode, measured in the same moments.
+generation, over HTTP, each request split by its ``Server-Timing`` header into the time it
+waited on Milvus (its calls, those at once counted once) and the time Catalens added
+around them (HTTP, validation, grouping, fusion, serialisation), in the same moments.
 
 The generation is filled directly (the sink's store adapter) with ``--products`` products
 of one to four images each (clustered 512-d vectors) and a name, a description and
@@ -11,9 +12,8 @@ what Catalens adds around the calls, not the totals.
 
 The API runs as ``catalens api`` with the real ViT-B/32 architecture (random weights).
 Query texts are warmed into its text cache first, so no mode pays the text tower: what is
-compared is the handler, the grouping and the fusion. Each turn of the rotation sends one
-request per mode and makes the server calls that mode makes (vector: one grouped search;
-keyword: one BM25 search; hybrid: both at once, as the reader does), in a rotating order.
+compared is the handler, the grouping and the fusion. Each turn sends one request per
+mode, in a rotating order.
 
     python bench/search_modes.py [--products 5000] [--requests 300]
 """
@@ -22,13 +22,10 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import sys
 import tempfile
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
 
 import httpx
 import numpy as np
@@ -117,6 +114,7 @@ def main() -> None:
         started = time.perf_counter()
         fill(uri, str(hf_dir), args.products, 512)
         print(f"filled {args.products} products in {time.perf_counter() - started:.0f} s")
+        milvus = Milvus(uri, timeout_s=60)
         port = free_port()
         env = {
             "CATALENS_MILVUS_URI": uri,
@@ -134,60 +132,38 @@ def main() -> None:
         ]
         for text in texts:  # into the API's text cache: no mode pays the text tower
             client.get(base, params={"q": text, "k": 10, "mode": "vector"}).raise_for_status()
-        vectors = {text: vector_of(client, base, text) for text in texts}
 
-        milvus = Milvus(uri, timeout_s=60)
-        target = milvus.alias_target(ALIAS) or ALIAS
-        pool = ThreadPoolExecutor(2)
-
-        def server_calls(mode: str, text: str) -> float:
-            started = time.perf_counter()
-            if mode == "hybrid":
-                keyword = pool.submit(bm25, milvus, target, text, 100)
-                dense(milvus, target, vectors[text], 100)
-                keyword.result()
-            elif mode == "keyword":
-                bm25(milvus, target, text, 10)
-            else:
-                dense(milvus, target, vectors[text], 10)
-            return (time.perf_counter() - started) * 1000
-
-        def request(mode: str, text: str) -> float:
+        def request(mode: str, text: str) -> tuple[float, float]:
+            """The request's time at the client and the time it waited on Milvus."""
             started = time.perf_counter()
             response = client.get(base, params={"q": text, "k": 10, "mode": mode})
+            elapsed = (time.perf_counter() - started) * 1000
             response.raise_for_status()
             assert response.json()["mode"] == mode
-            return (time.perf_counter() - started) * 1000
+            return elapsed, server_timing(response)["milvus"]
 
-        api_ms: dict[str, list[float]] = {m: [] for m in MODES}
-        raw_ms: dict[str, list[float]] = {m: [] for m in MODES}
+        total_ms: dict[str, list[float]] = {m: [] for m in MODES}
+        milvus_ms: dict[str, list[float]] = {m: [] for m in MODES}
         for i in range(args.requests):
             text = texts[i % len(texts)]
-            order = MODES[i % 3 :] + MODES[: i % 3]
-            for mode in order:
-                api_ms[mode].append(request(mode, text))
-                raw_ms[mode].append(server_calls(mode, text))
+            for mode in MODES[i % 3 :] + MODES[: i % 3]:
+                total, waited = request(mode, text)
+                total_ms[mode].append(total)
+                milvus_ms[mode].append(waited)
         print(
             f"{args.products} products ({args.products * 5 // 2} images), Milvus "
             f"{milvus.server_version()}, {os.cpu_count()} cores, {args.requests} requests "
             "per mode, query texts cached"
         )
-        print("mode     /search p50  p99     server calls p50  p99     added p50  (vs vector)")
-        added = {m: percentile(api_ms[m], 50) - percentile(raw_ms[m], 50) for m in MODES}
-        for mode in MODES:
+        added = {m: [t - w for t, w in zip(total_ms[m], milvus_ms[m], strict=True)] for m in MODES}
+        print("mode     /search p50    p99   Milvus p50    p99   added p50    p99  (p50 vs vector)")
+        for m in MODES:
             print(
-                f"{mode:8} {percentile(api_ms[mode], 50):8.2f} {percentile(api_ms[mode], 99):7.2f}"
-                f"  {percentile(raw_ms[mode], 50):12.2f} {percentile(raw_ms[mode], 99):7.2f}"
-                f"   {added[mode]:8.2f}  ({added[mode] - added['vector']:+.2f} ms)"
+                f"{m:8} {percentile(total_ms[m], 50):11.2f} {percentile(total_ms[m], 99):6.2f}"
+                f" {percentile(milvus_ms[m], 50):12.2f} {percentile(milvus_ms[m], 99):6.2f}"
+                f" {percentile(added[m], 50):11.2f} {percentile(added[m], 99):6.2f}"
+                f"  ({percentile(added[m], 50) - percentile(added['vector'], 50):+.2f} ms)"
             )
-        per_request = {
-            m: statistics.median(a - r for a, r in zip(api_ms[m], raw_ms[m], strict=True))
-            for m in MODES
-        }
-        print(
-            "added, median of each turn's difference: "
-            + ", ".join(f"{m} {per_request[m]:.2f} ms" for m in MODES)
-        )
         milvus.close()
     finally:
         if api is not None:
@@ -196,44 +172,10 @@ def main() -> None:
             server.stop(timeout_s=10)
 
 
-def vector_of(client: httpx.Client, base: str, text: str) -> list[float]:
-    """The query's vector as the API makes it: the text tower of the API's own model,
-    loaded here once (the benchmark's raw calls search with the same vector)."""
-    global _ENCODER
-    if _ENCODER is None:
-        from catalens.encoder import ClipEncoder
-        from embed_throughput import model_dirs
-
-        _ENCODER = ClipEncoder(str(model_dirs()[0]), towers=("text",), text_runtime="torch")
-    vector: list[float] = _ENCODER.encode_texts([text])[0].tolist()
-    return vector
-
-
-_ENCODER: Any = None
-
-
-def dense(milvus: Any, collection: str, vector: list[float], limit: int) -> None:
-    milvus.search(
-        collection,
-        [vector],
-        limit=limit,
-        expr="",
-        params={"metric_type": "IP", "params": {"ef": max(64, limit)}},
-        fields=["product_id", "image_id", "version", "attributes", "image", "images", "name"],
-        group_by="product_id",
-    )
-
-
-def bm25(milvus: Any, collection: str, text: str, limit: int) -> None:
-    milvus.search(
-        collection,
-        [text],
-        limit=limit,
-        expr="",
-        params={"metric_type": "BM25"},
-        fields=["product_id", "image_id", "version", "attributes", "image", "images", "name"],
-        anns_field="sparse",
-    )
+def server_timing(response: httpx.Response) -> dict[str, float]:
+    """The durations of the response's ``Server-Timing`` header, in ms by name."""
+    parts = (part.strip().split(";dur=") for part in response.headers["Server-Timing"].split(","))
+    return {name: float(duration) for name, duration in parts}
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ import pytest
 
 from tests.conftest import jpeg_bytes
 from tests.integration.stack import Stack, product_event
+from tests.integration.test_query_api import server_timing
 
 pytestmark = pytest.mark.integration
 
@@ -94,6 +95,10 @@ def test_words_find_products_in_keyword_and_hybrid_mode_with_filters(lite_stack:
     # The words matched are reported only where the server reports them (Milvus 2.6).
     first = search(stack, "quillwork", mode="keyword").json()["results"][0]
     assert first["matched_words"] == [] and first["matched_image"] == "0"
+    # Each mode says how long it waited on Milvus: hybrid's two calls at once count once.
+    for mode in ("vector", "keyword", "hybrid"):
+        timing = server_timing(search(stack, "denim", mode=mode))
+        assert 0 < timing["milvus"] <= timing["total"], (mode, timing)
 
 
 def test_keyword_and_hybrid_on_milvus_2_3_are_a_400_naming_the_version_needed(

@@ -311,3 +311,23 @@ def test_the_web_page_shows_products_with_url_characters_in_their_ids(
         # leave it (a product is not among its own similar ones), then count.
         expect(page.locator('#grid .card[data-product-id="商品/42"]')).to_have_count(0)
         expect(cards).to_have_count(len(ODD_IDS) + 1)
+
+
+def server_timing(response: httpx.Response) -> dict[str, float]:
+    metrics = (part.strip().split(";dur=") for part in response.headers["Server-Timing"].split(","))
+    return {name: float(duration) for name, duration in metrics}
+
+
+def test_each_search_says_how_long_it_waited_on_milvus(catalog: Stack) -> None:
+    text = httpx.get(f"{catalog.api}/search", params={"q": "dress", "k": 3}, timeout=30)
+    similar = httpx.get(f"{catalog.api}/products/inline/similar", params={"k": 3}, timeout=30)
+    image = httpx.post(
+        f"{catalog.api}/search/image",
+        files={"image": ("q.jpg", jpeg_bytes(seed=22), "image/jpeg")},
+        timeout=30,
+    )
+    for response in (text, similar, image):
+        assert response.status_code == 200, response.text
+        timing = server_timing(response)
+        assert 0 < timing["milvus"] <= timing["total"], timing
+        assert timing["total"] == response.json()["took_ms"]

@@ -44,6 +44,7 @@ except ImportError:  # pragma: no cover - older pymilvus: searches without highl
 
 from catalens.errors import TransientError
 from catalens.settings import CatalensSettings
+from catalens.store.waiting import server_call
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -111,7 +112,8 @@ class Milvus:
     def _run(self, what: str, call: Callable[[MilvusClient], T]) -> T:
         try:
             client = self._connected()
-            return call(client)
+            with server_call():
+                return call(client)
         except Exception as exc:
             if not is_transient(exc):
                 raise

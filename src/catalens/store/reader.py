@@ -18,6 +18,7 @@ server).
 
 from __future__ import annotations
 
+import contextvars
 import re
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -116,7 +117,10 @@ class MilvusReader:
         both = replace(search, k=window, offset=0)
         if self._keyword_side is None:
             self._keyword_side = ThreadPoolExecutor(4, thread_name_prefix="keyword")
-        keyword = self._keyword_side.submit(self._keyword, both, expr, limit=window, offset=0)
+        # In this request's context: its wait on the server counts both sides.
+        keyword = self._keyword_side.submit(
+            contextvars.copy_context().run, self._keyword, both, expr, limit=window, offset=0
+        )
         vector = self._vector(both, expr)
         fused = fuse(vector, keyword.result(), search.fusion)
         return fused[search.offset : search.offset + search.k]

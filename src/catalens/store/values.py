@@ -219,8 +219,8 @@ class Filters:
     def __post_init__(self) -> None:
         # Each attribute value a request gives may read as two (its text and its number
         # or boolean: catalens.query_api.filters), so the options may be twice as many.
-        options = sum(len(v) for v in self.equals.values())
-        if len(self.categories) > MAX_FILTER_VALUES or options > 2 * MAX_FILTER_VALUES:
+        values = sum(len(v) for v in self.equals.values())
+        if len(self.categories) > MAX_FILTER_VALUES or values > 2 * MAX_FILTER_VALUES:
             raise FilterError(
                 f"at most {MAX_FILTER_VALUES} categories and {MAX_FILTER_VALUES} attribute values"
             )

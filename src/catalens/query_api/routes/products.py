@@ -77,16 +77,17 @@ def product(services: ServicesDep, product_id: ProductId) -> ProductOut:
 
 
 @router.get("/{product_id}/similar", response_model=SearchResponse, responses=PRODUCT)
-def similar(services: ServicesDep, product_id: ProductId, options: Options) -> SearchResponse:
+def similar(
+    services: ServicesDep, response: Response, product_id: ProductId, options: Options
+) -> SearchResponse:
     """Other products closest to any of this one's images (its stored vectors: nothing is
     re-encoded), each once."""
     started = time.perf_counter()
     found = _product(services, product_id, with_vectors=True)
     vectors = [i.vector for i in found.images if i.vector is not None]
     filters = replace(options.filters, excluded=(*options.filters.excluded, product_id))
-    return run_search(
-        services, replace(options.search(vectors, services), filters=filters), started=started
-    )
+    search = replace(options.search(vectors, services), filters=filters)
+    return run_search(services, search, started=started, response=response)
 
 
 @router.get(

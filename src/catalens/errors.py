@@ -47,6 +47,7 @@ class Reason(StrEnum):
     DUPLICATE_IMAGE_ID = "duplicate_image_id"
     IMAGE_WITHOUT_SOURCE = "image_without_source"
     TEXT_TOO_LONG = "text_too_long"
+    ATTRIBUTES_TOO_LARGE = "attributes_too_large"
 
 
 class CatalensError(Exception):

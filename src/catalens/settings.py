@@ -245,6 +245,7 @@ class ApiSettings(CatalensSettings):
     hybrid_fusion: Literal["rrf", "weighted"] = "rrf"
     hybrid_rrf_k: int = Field(default=60, ge=1)
     hybrid_weight: float = Field(default=0.5, ge=0, le=1)
+    hybrid_depth: int = Field(default=100, ge=1, le=16_384)
     text_cache_size: int = Field(default=4096, ge=0)
     # How often the API looks where the alias points, to follow a promotion.
     alias_poll_s: float = Field(default=2.0, gt=0)

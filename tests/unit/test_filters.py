@@ -28,13 +28,16 @@ def test_filters_compose_into_one_expression() -> None:
     assert filter_expression(Filters()) == ""
 
 
-@pytest.mark.parametrize("value", ['" or 1==1 or "', 'a\\" or "', "\\", '"]) or (["'])
+@pytest.mark.parametrize(
+    "value", ['" or 1==1 or "', 'a\\" or "', "\\", '"]) or (["', "a\nb\r\t\x00\x01\b\f\x7f\u2028"]
+)
 def test_values_cannot_break_out_of_their_string_literal(value: str) -> None:
     expr = filter_expression(Filters(categories=(value,)))
     inner = expr[len("category in [") : -1]
-    assert json.loads(inner) == value  # one string literal, exactly the input
+    # One string literal, exactly the input (control characters stand as themselves).
+    assert json.loads(inner, strict=False) == value
     expr = filter_expression(Filters(equals={"brand": (value,)}))
-    assert json.loads(expr[len('attributes["brand"] == ') :]) == value
+    assert json.loads(expr[len('attributes["brand"] == ') :], strict=False) == value
 
 
 @pytest.mark.parametrize("name", ['price"]', "a b", "", "x" * 65, "1abc", 'a"] or 1==1 or ["'])
@@ -76,6 +79,15 @@ def test_a_query_value_matches_its_text_and_the_json_value_it_reads_as() -> None
     # Beyond int64 (Milvus' JSON integers) a number is a float: an expression can hold it.
     assert read_value("999999999999999999999999999999") == ["999999999999999999999999999999", 1e30]
     assert read_value("Black") == ["Black"]
+    # An integer is read whole: through a float, 2**53 + 1 would match 2**53.
+    assert read_value(str(2**53 + 1)) == [str(2**53 + 1), 2**53 + 1]
+    assert read_value("-9223372036854775808") == ["-9223372036854775808", -(2**63)]
+
+
+def test_an_integer_filter_keeps_its_exact_value_against_its_neighbour() -> None:
+    filters = request_filters([], None, None, [("attr.sku", str(2**53 + 1))])
+    assert filters.matches("a", None, {"sku": 2**53 + 1})
+    assert not filters.matches("b", None, {"sku": 2**53})
 
 
 def test_attr_parameters_become_equality_filters_a_repeated_name_any_of() -> None:

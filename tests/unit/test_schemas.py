@@ -73,10 +73,32 @@ def test_each_image_source_is_accepted(image: dict[str, str]) -> None:
         (DESIGN_EXAMPLE | {"attributes": {"nested": {"a": 1}}}, Reason.SCHEMA_VIOLATION),
         (DESIGN_EXAMPLE | {"attributes": {"bad key": 1}}, Reason.SCHEMA_VIOLATION),
         (DESIGN_EXAMPLE | {"product_id": ""}, Reason.SCHEMA_VIOLATION),
+        # What the index cannot hold is refused before any image is fetched.
+        (DESIGN_EXAMPLE | {"attributes": {"n": 2**63}}, Reason.SCHEMA_VIOLATION),
+        (DESIGN_EXAMPLE | {"attributes": {"n": -(2**63) - 1}}, Reason.SCHEMA_VIOLATION),
+        (DESIGN_EXAMPLE | {"attributes": {"n": float("nan")}}, Reason.SCHEMA_VIOLATION),
+        (DESIGN_EXAMPLE | {"attributes": {"n": float("inf")}}, Reason.SCHEMA_VIOLATION),
+        (json.dumps(DESIGN_EXAMPLE).replace("12.99", "1e400").encode(), Reason.SCHEMA_VIOLATION),
+        (
+            DESIGN_EXAMPLE | {"attributes": {f"a{i}": "é" * 2048 for i in range(16)}},
+            Reason.ATTRIBUTES_TOO_LARGE,
+        ),
     ],
 )
 def test_contract_violations_have_precise_reasons(body: Any, reason: Reason) -> None:
     assert reason_of(body) is reason
+
+
+def test_the_limits_of_what_the_index_holds_are_inclusive() -> None:
+    extremes = {"low": -(2**63), "high": 2**63 - 1, "small": 5e-324, "large": 1.7e308}
+    assert parse(DESIGN_EXAMPLE | {"attributes": extremes}).attributes == extremes
+    # 65,536 bytes of compact UTF-8 JSON exactly: {"a":"…"} is 8 bytes around the text.
+    largest = {"a": "x" * 2048} | {f"b{i}": "é" * 2048 for i in range(15)}
+    filler = 65_536 - len(json.dumps(largest, ensure_ascii=False, separators=(",", ":")).encode())
+    largest["c"] = "x" * (filler - len(',"c":""'))
+    assert parse(DESIGN_EXAMPLE | {"attributes": largest}).attributes == largest
+    over = largest | {"c": largest["c"] + "x"}
+    assert reason_of(DESIGN_EXAMPLE | {"attributes": over}) is Reason.ATTRIBUTES_TOO_LARGE
 
 
 def test_the_error_names_the_offending_field() -> None:
@@ -223,6 +245,11 @@ def test_a_version_2_delete_needs_no_images_and_sixteen_images_are_accepted() ->
         (DESIGN_EXAMPLE_V2 | {"images": [{"url": "a", "size": 3}]}, Reason.SCHEMA_VIOLATION),
         (DESIGN_EXAMPLE_V2 | {"images": {"url": "a"}}, Reason.SCHEMA_VIOLATION),
         (DESIGN_EXAMPLE_V2 | {"name": 5}, Reason.SCHEMA_VIOLATION),
+        (
+            DESIGN_EXAMPLE_V2
+            | {"images": [{"id": "1", "url": "https://x/1"}, {"id": None, "url": "https://x/2"}]},
+            Reason.DUPLICATE_IMAGE_ID,
+        ),
     ],
 )
 def test_each_rule_of_version_2_has_its_reason(body: Any, reason: Reason) -> None:

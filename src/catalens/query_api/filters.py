@@ -10,13 +10,15 @@ number a number, so ``attr.in_stock=true`` finds ``"in_stock": true`` and
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterable, Sequence
 
-from catalens.schemas.event import AttributeValue
+from catalens.schemas.event import INT64, AttributeValue
 from catalens.store.values import MAX_FILTER_VALUES, FilterError, Filters
 
 ATTRIBUTE_PREFIX = "attr."
 MAX_VALUE_CHARS = 2048  # an attribute value's own limit (the input event contract)
+INTEGER = re.compile(r"[+-]?[0-9]+")
 
 
 def request_filters(
@@ -57,14 +59,15 @@ def read_value(raw: str) -> list[AttributeValue]:
     if raw in ("true", "false"):
         values.append(raw == "true")
         return values
+    if INTEGER.fullmatch(raw) and INT64[0] <= (whole := int(raw)) <= INT64[1]:
+        values.append(whole)  # read whole: through a float, 2**53 + 1 would be 2**53
+        return values
     try:
         number = float(raw)
     except ValueError:
         return values
     if math.isfinite(number):
-        # An integer where Milvus' JSON integers (int64) can hold it, else the float.
-        whole = number.is_integer() and "." not in raw and abs(number) < 2**63
-        values.append(int(number) if whole else number)
+        values.append(number)
     return values
 
 

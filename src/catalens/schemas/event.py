@@ -44,13 +44,21 @@ MAX_NAME = 512
 MAX_DESCRIPTION = 8192
 SOURCES = ("url", "path", "data")
 
+MAX_ATTRIBUTES_BYTES = 65_536  # what Milvus holds in a JSON field
+INT64 = (-(2**63), 2**63 - 1)
+
 ProductId = Annotated[str, StringConstraints(min_length=1, max_length=256)]
 ImageId = Annotated[str, StringConstraints(min_length=1, max_length=MAX_IMAGE_ID)]
 AttributeKey = Annotated[
     str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
 ]
+# What a JSON field of Milvus holds: integers in int64, finite floats (NaN and infinities are
+# not JSON, and 1e400 reads as infinity).
 AttributeValue = (
-    StrictBool | StrictInt | StrictFloat | Annotated[str, StringConstraints(max_length=2048)]
+    StrictBool
+    | Annotated[StrictInt, Field(ge=INT64[0], le=INT64[1])]
+    | Annotated[StrictFloat, Field(allow_inf_nan=False)]
+    | Annotated[str, StringConstraints(max_length=2048)]
 )
 
 
@@ -134,10 +142,23 @@ class ProductImageEvent(BaseModel):
     def _fields_of_version_2(cls, value: Any, info: ValidationInfo) -> Any:
         return value if info.data.get("schema_version") == 2 else None
 
+    @field_validator("attributes", mode="before")
+    @classmethod
+    def _integers_in_int64(cls, value: Any) -> Any:
+        # Before the types: an integer beyond int64 would otherwise be read as a float,
+        # silently another number.
+        if isinstance(value, dict):
+            for name, item in value.items():
+                if type(item) is int and not INT64[0] <= item <= INT64[1]:
+                    raise ValueError(f"attribute {name!r}: integer beyond int64")
+        return value
+
     @model_validator(mode="after")
     def _check(self) -> Self:
         if len(self.attributes) > MAX_ATTRIBUTES:
             raise ValueError(f"at most {MAX_ATTRIBUTES} attributes")
+        if (size := attributes_bytes(self.attributes)) > MAX_ATTRIBUTES_BYTES:
+            raise ValueError(f"attributes take {size} bytes, at most {MAX_ATTRIBUTES_BYTES}")
         if self.op is Op.UPSERT and not self.product_images():
             raise ValueError(
                 "an upsert needs an image" if self.schema_version == 1 else "an upsert needs images"
@@ -163,6 +184,11 @@ class ProductImageEvent(BaseModel):
     @property
     def key(self) -> bytes:
         return self.product_id.encode()
+
+
+def attributes_bytes(attributes: dict[str, Any]) -> int:
+    """The attributes' size as Milvus receives them: compact JSON in UTF-8."""
+    return len(json.dumps(attributes, ensure_ascii=False, separators=(",", ":")).encode())
 
 
 def _describe(error: ValidationError) -> str:
@@ -206,6 +232,15 @@ def _parse_failing(key: bytes | None, value: bytes) -> ProductImageEvent:
             product_id=product_id,
             event_id=event_id,
         )
+    attributes = raw.get("attributes")
+    if isinstance(attributes, dict) and attributes_bytes(attributes) > MAX_ATTRIBUTES_BYTES:
+        raise BadInput(
+            Reason.ATTRIBUTES_TOO_LARGE,
+            f"attributes take {attributes_bytes(attributes)} bytes as JSON, at most "
+            f"{MAX_ATTRIBUTES_BYTES} (what the index stores of them)",
+            product_id=product_id,
+            event_id=event_id,
+        )
     if version == 2 and (broken := _version_2_rule(raw)) is not None:
         reason, message = broken
         raise BadInput(reason, message, product_id=product_id, event_id=event_id)
@@ -240,7 +275,8 @@ def _version_2_rule(raw: dict[str, Any]) -> tuple[Reason, str] | None:
                 Reason.IMAGE_WITHOUT_SOURCE,
                 f"{named} (images.{position}) has none of url, path, data",
             )
-        ids.append(image.get("id", str(position)))
+        given = image.get("id")
+        ids.append(str(position) if given is None else given)
     repeated = sorted({repr(i) for i in ids if ids.count(i) > 1})
     if repeated:
         return (

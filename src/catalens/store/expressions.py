@@ -1,20 +1,23 @@
 """Milvus boolean expressions built from values (pure). User input only ever enters as a
-JSON-quoted string literal or a number Python printed, and attribute names are checked
+double-quoted string literal or a number Python printed, and attribute names are checked
 against a strict pattern (:class:`~catalens.store.values.Filters`), so no input can break
 out of an expression."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 
 from catalens.schemas.event import AttributeValue
 from catalens.store.values import Filters
 
+# The escapes every Milvus parses (Milvus Lite knows no others: not \uXXXX, \b or \f).
+# Any other character, control characters included, stands in a literal as itself.
+_ESCAPES = str.maketrans({"\\": "\\\\", '"': '\\"', "\n": "\\n", "\r": "\\r", "\t": "\\t"})
+
 
 def literal(text: str) -> str:
     """A Milvus expression string literal for ``text``."""
-    return json.dumps(text, ensure_ascii=False)
+    return f'"{text.translate(_ESCAPES)}"'
 
 
 def value(item: AttributeValue) -> str:

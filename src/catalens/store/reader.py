@@ -47,9 +47,6 @@ from catalens.store.values import (
 MAX_ROWS = 16_384
 # Rows asked for per product wanted, first: enough when products have up to 4 images.
 FIRST_ROWS_PER_PRODUCT = 4
-# Hybrid search fuses each side's best products down to at least this many: a product
-# ranked low on both sides can still come first after fusion.
-HYBRID_WINDOW = 100
 # The marks around the words a full-text search matched (Milvus 2.6's highlighter).
 _MARKS = ("\x02", "\x03")
 _MARKED = re.compile("\x02(.*?)\x03", re.S)
@@ -113,7 +110,9 @@ class MilvusReader:
             return self._keyword(search, expr, limit=search.k, offset=search.offset)
         if search.mode == "vector":
             return self._vector(search, expr)
-        window = min(MAX_ROWS, max(search.offset + search.k, HYBRID_WINDOW))
+        # Each side's best ``depth`` products, whatever the page: every page of one query
+        # slices the same fused ranking, so paging never repeats or skips a product.
+        window = min(MAX_ROWS, search.fusion.depth)
         both = replace(search, k=window, offset=0)
         if self._keyword_side is None:
             self._keyword_side = ThreadPoolExecutor(4, thread_name_prefix="keyword")
@@ -151,8 +150,14 @@ class MilvusReader:
             limit = min(MAX_ROWS, want * factor)
             lists = self._search(search, expr, limit=limit)
             hits = _best_per_product(lists, 0, want)
-            every_row = all(len(rows) < limit for rows in lists)
-            if len(hits) >= want or every_row or limit == MAX_ROWS or factor >= MAX_IMAGES:
+            # A list cut at ``limit`` rows is complete only down to its last score: a row
+            # it left out scores lower. Hits at or above the highest such cut are exact
+            # (their best image is in, nothing above them is out); below it, a product of
+            # another query vector may be missing. At 16 rows per product wanted, every
+            # list holds its vector's best ``want`` products whole: exact.
+            cuts = [float(rows[-1]["distance"]) for rows in lists if len(rows) >= limit]
+            exact = [h for h in hits if not cuts or h.score >= max(cuts)]
+            if not cuts or len(exact) >= want or limit == MAX_ROWS or factor >= MAX_IMAGES:
                 return hits[search.offset :]
             factor = MAX_IMAGES
 
@@ -174,8 +179,15 @@ class MilvusReader:
             anns_field=SPARSE_FIELD,
             highlight=_MARKS if self._features.highlight else None,
         )
-        # BM25 scores are positive; Milvus Lite reports them negated, as distances.
-        return [replace(_hit(raw), score=abs(float(raw["distance"]))) for raw in rows]
+        # BM25 scores are positive; Milvus Lite reports them negated, as distances. Only a
+        # product's main row holds its text, but a write cut short between the rows of an
+        # event that changes its main image leaves two main rows until the redelivery
+        # repairs it: the product still answers once.
+        best: dict[str, Hit] = {}
+        for raw in rows:  # best first
+            hit = _hit(raw)
+            best.setdefault(hit.product_id, replace(hit, score=abs(float(raw["distance"]))))
+        return list(best.values())
 
     def _search(
         self,

@@ -291,6 +291,10 @@ class Fusion:
     kind: Literal["rrf", "weighted"] = "rrf"
     k: int = 60
     weight: float = 0.5
+    # Each side's best this many products are fused, whatever the page asked for, so all
+    # pages of a query slice one ranking: results end after the fused list (depth to
+    # twice depth products).
+    depth: int = 100
 
 
 @dataclass(frozen=True)

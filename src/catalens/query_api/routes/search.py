@@ -106,7 +106,12 @@ class SearchOptions:
             offset=self.offset,
             filters=self.filters,
             params=settings.search_params,
-            fusion=Fusion(settings.hybrid_fusion, settings.hybrid_rrf_k, settings.hybrid_weight),
+            fusion=Fusion(
+                settings.hybrid_fusion,
+                settings.hybrid_rrf_k,
+                settings.hybrid_weight,
+                settings.hybrid_depth,
+            ),
         )
 
 

@@ -72,11 +72,11 @@ def test_a_command_gives_up_on_an_unreachable_broker_after_its_bounded_wait_with
 
 class StubAdmin:
     """The index's admin seam over a fixed alias: ``served`` (a, b, c, d) serves, and
-    ``candidate`` holds only a."""
+    ``candidate`` holds only a, at an older version."""
 
-    ids: ClassVar[dict[str, set[str]]] = {
-        "products_served": {"a", "b", "c", "d"},
-        "products_candidate": {"a"},
+    versions: ClassVar[dict[str, dict[str, int]]] = {
+        "products_served": {"a": 2, "b": 1, "c": 1, "d": 1},
+        "products_candidate": {"a": 1},
     }
     switched: ClassVar[list[str]] = []
 
@@ -95,8 +95,8 @@ class StubAdmin:
                 return generation
         raise GenerationNotFound(f"no generation of {model!r}")
 
-    def product_ids(self, collection: str) -> set[str]:
-        return self.ids[collection]
+    def product_versions(self, collection: str) -> dict[str, int]:
+        return self.versions[collection]
 
     def serve(self, collection: str) -> None:
         self.switched.append(collection)
@@ -126,6 +126,7 @@ def test_a_refused_promotion_names_every_problem_on_one_line_and_exits_1(
     line = failure(capsys)
     assert line.startswith("catalens index promote: not promoted: rows differ: 1 in the")
     assert "3 served products missing" in line
+    assert "1 products at an older version than served, e.g. a: 1 < 2" in line
     assert line.endswith("(--force promotes anyway)")
     assert stub_index == []  # the alias did not move
 

@@ -109,8 +109,9 @@ def promote(
     quality: QualityCheck | None = None,
 ) -> str:
     """Point the alias at the generation named ``model`` after the promotion check (the
-    same products as the served one) and, with ``quality``, the quality check (its
-    nDCG@k on the judgments no worse than the served one's by more than the tolerance);
+    same products as the served one, none at an older version) and, with ``quality``, the
+    quality check (its nDCG@k on the judgments no worse than the served one's by more than
+    the tolerance);
     raises :class:`PromotionRefused` (unless ``force``) with what the checks found."""
     milvus = Milvus.from_settings(settings, timeout_s=120)
     try:
@@ -121,8 +122,8 @@ def promote(
             return f"{candidate.model} is already served by {settings.collection}"
         if served is not None:
             readiness = promotion_check(
-                admin.product_ids(served.collection),
-                admin.product_ids(candidate.collection),
+                admin.product_versions(served.collection),
+                admin.product_versions(candidate.collection),
                 tolerance=tolerance,
             )
             problems = list(readiness.problems)

@@ -361,8 +361,13 @@ class IndexAdmin:
                 return generation
         raise GenerationNotFound(f"alias {self.alias} serves no generation yet")
 
-    def product_ids(self, collection: str) -> set[str]:
-        return self.milvus.all_values(collection, "product_id")
+    def product_versions(self, collection: str) -> dict[str, int]:
+        """Every product of a generation with its version (the newest of its rows)."""
+        versions: dict[str, int] = {}
+        for row in self.milvus.all_rows(collection, ("product_id", "version")):
+            product, version = str(row["product_id"]), int(row["version"])
+            versions[product] = max(version, versions.get(product, version))
+        return versions
 
     def serve(self, collection: str) -> None:
         """Point the alias at ``collection``: one atomic switch for every reader."""

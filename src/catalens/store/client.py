@@ -336,22 +336,24 @@ class Milvus:
         rows = self.query(name, "", ["count(*)"], strong=True)
         return int(rows[0]["count(*)"]) if rows else 0
 
-    def all_values(self, name: str, field: str, batch: int = 10_000) -> set[str]:
-        """Every value of a VARCHAR field in a collection, read in batches."""
+    def all_rows(
+        self, name: str, fields: Sequence[str], batch: int = 10_000
+    ) -> list[dict[str, Any]]:
+        """``fields`` of every row of a collection, read in batches."""
 
-        def read(client: MilvusClient) -> set[str]:
-            values: set[str] = set()
+        def read(client: MilvusClient) -> list[dict[str, Any]]:
+            found: list[dict[str, Any]] = []
             iterator = client.query_iterator(
-                name, batch_size=batch, output_fields=[field], timeout=self._timeout
+                name, batch_size=batch, output_fields=list(fields), timeout=self._timeout
             )
             try:
                 while rows := iterator.next():
-                    values.update(str(r[field]) for r in rows)
+                    found += ({f: r[f] for f in fields} for r in rows)
             finally:
                 iterator.close()
-            return values
+            return found
 
-        return self._run(f"read {field}", read)
+        return self._run(f"read {', '.join(fields)}", read)
 
     def flush(self, name: str) -> None:
         self._run("flush", lambda c: c.flush(name, timeout=self._timeout))

@@ -47,6 +47,9 @@ class Reason(StrEnum):
     DUPLICATE_IMAGE_ID = "duplicate_image_id"
     IMAGE_WITHOUT_SOURCE = "image_without_source"
     TEXT_TOO_LONG = "text_too_long"
+    # An event larger than CATALENS_MAX_EVENT_BYTES: dead-lettered unparsed, its value
+    # left out of the letter (DeadLetter.value_omitted).
+    EVENT_TOO_LARGE = "event_too_large"
 
 
 class CatalensError(Exception):

@@ -198,6 +198,12 @@ class SinkSettings(CatalensSettings):
     # at full load (docs/ingest-speed.md). The sink takes what has arrived, so light
     # traffic still goes out at once, in small batches.
     sink_batch_size: int = Field(default=4000, ge=1)
+    # ... and at most this many bytes of records (a single larger record is a batch of
+    # its own). 4,000 records of one image are 13-40 MB (3.2 KB with an image URL, up to
+    # 10 KB with an inline image's thumbnail), so the record bound is the one that binds
+    # for them; records of 16 images are 16 times larger, and 32 MiB makes batches of
+    # ~700 such products (~11,000 rows) instead of 4,000 (64,000 rows, 180-600 MB).
+    sink_batch_bytes: int = Field(default=32 * MiB, ge=1)
     # After a record arrives, how long to wait for more to write with it. 0: write what
     # has arrived; under load records queue up during each write, so batches grow anyway.
     sink_batch_wait_ms: int = Field(default=0, ge=0)

@@ -63,6 +63,32 @@ class GivingBack(MemorySource):
         return super().give_back(record)
 
 
+class Greedy(GivingBack):
+    """A source that hands out whole batches, bytes or not (as a client might that does
+    not know sizes): the embedder must give back what it cannot let in, on every
+    partition, or lose it."""
+
+    def poll(
+        self,
+        max_records: int,
+        timeout_s: float,
+        *,
+        fill_s: float = 0.0,
+        max_bytes: int | None = None,
+    ) -> list[Record]:
+        return super().poll(max_records, timeout_s, fill_s=fill_s)
+
+
+class Refusing(GivingBack):
+    """A source that cannot take records back (a seek the client refused)."""
+
+    def give_back(self, record: Record) -> bool:
+        super().give_back(record)  # counted, and ignored: the position stays
+        with self._broker._lock:
+            self._position[record.tp] = max(self._position[record.tp], record.offset + 1)
+        return False
+
+
 class Recording(MemoryPublisher):
     """The in-memory publisher, keeping the topic and key of each record in the order
     they were produced (across topics, which the broker's logs cannot tell)."""
@@ -79,11 +105,17 @@ class Recording(MemoryPublisher):
 class Embedder:
     """The embedder service over ``broker`` until :meth:`close`."""
 
-    def __init__(self, model: Path, broker: MemoryBroker, **settings: Any) -> None:
+    def __init__(
+        self,
+        model: Path,
+        broker: MemoryBroker,
+        source: type[GivingBack] = GivingBack,
+        **settings: Any,
+    ) -> None:
         self.broker = broker
         self.metrics = EmbedderMetrics()
         self.stop = threading.Event()
-        self.source = GivingBack(broker, group_id=GROUP, topics=[TOPIC])
+        self.source = source(broker, group_id=GROUP, topics=[TOPIC])
         self.publisher = Recording(broker)
         self.service: EmbedderService
         self.service, _encoder = build_service(
@@ -232,3 +264,81 @@ def test_the_kafka_client_fetches_ahead_a_sixteenth_of_the_budget() -> None:
         "fetch.max.bytes": 16 * MiB,
         "max.partition.fetch.bytes": 16 * MiB,
     }
+
+
+@pytest.mark.slow
+def test_a_member_joining_while_the_budget_holds_records_back_loses_nothing(
+    small_model: Path,
+) -> None:
+    """Two embedders of one group share four partitions of large events, the second joining
+    while the first pauses and gives records back for want of room: partitions move with
+    records given back and records let in but unfinished, and still every event is
+    embedded, every offset committed, and neither member holds more than its budget (nor
+    anything once it stopped)."""
+    budget = 3 * MiB
+    broker = spread(40, 4)
+    first = Embedder(small_model, broker, max_in_flight_bytes=budget)
+    second = None
+    try:
+        wait_for(lambda: first.source.given_back > 0, 60, "the first member to give back")
+        second = Embedder(small_model, broker, max_in_flight_bytes=budget)
+        wait_for(
+            lambda: sum(broker.committed(GROUP).values()) == 40,
+            120,
+            "every record to be committed",
+        )
+    finally:
+        first.close()
+        if second is not None:
+            second.close()
+    assert second is not None
+    assert {(TOPIC, p) for p in range(4)} == set(broker.committed(GROUP))
+    embedded = first.embedded()  # one broker: both members' outputs
+    assert set(embedded) == {(f"p{i}", 1) for i in range(40)}
+    for member in (first, second):
+        assert member.service.holdings.peak <= budget
+        assert member.service.holdings.held == 0
+    assert second.service.embedded > 0
+
+
+def spread(count: int, partitions: int) -> MemoryBroker:
+    """``count`` events of 270 KB over ``partitions`` partitions."""
+    broker = MemoryBroker(partitions=partitions)
+    for i in range(count):
+        image = jpeg_bytes(600, 600, seed=i, quality=95)
+        broker.append(TOPIC, f"p{i}".encode(), event(f"p{i}", 1, image))
+    return broker
+
+
+@pytest.mark.slow
+def test_records_polled_after_one_given_back_are_given_back_on_every_partition(
+    small_model: Path,
+) -> None:
+    """A source that hands out whole batches whatever their bytes: what follows the first
+    record without room, on its partition and on the others, comes again rather than
+    being dropped, so every event is embedded within the budget."""
+    budget = 3 * MiB
+    broker = spread(40, 4)
+    embedder = Embedder(small_model, broker, Greedy, max_in_flight_bytes=budget)
+    try:
+        wait_for(lambda: sum(broker.committed(GROUP).values()) == 40, 120, "every commit")
+    finally:
+        embedder.close()
+    assert embedder.source.given_back > 0
+    assert embedder.service.holdings.peak <= budget
+    assert set(embedder.embedded()) == {(f"p{i}", 1) for i in range(40)}
+
+
+@pytest.mark.slow
+def test_records_the_source_cannot_take_back_are_let_in_over_the_budget_not_lost(
+    small_model: Path,
+) -> None:
+    budget = 3 * MiB
+    broker = spread(30, 2)
+    embedder = Embedder(small_model, broker, Refusing, max_in_flight_bytes=budget)
+    try:
+        wait_for(lambda: sum(broker.committed(GROUP).values()) == 30, 120, "every commit")
+    finally:
+        embedder.close()
+    assert embedder.source.given_back > 0
+    assert set(embedder.embedded()) == {(f"p{i}", 1) for i in range(30)}

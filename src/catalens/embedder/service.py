@@ -225,36 +225,36 @@ class EmbedderService:
             self._close()
 
     def _take_in(self, timeout_s: float) -> None:
-        """Poll, and let in what was polled while the bounds allow."""
+        """Poll, and let in what was polled while the bounds allow; give back the rest."""
         polled = self._source.poll(
             self.config.batch_size,
             timeout_s,
-            # The poll ends with the record that takes the bytes polled to the room left,
-            # which _admit gives back when it does not fit.
-            max_bytes=max(1, self.holdings.room()),
+            # A record weighs at most twice its bytes: every record but the last one polled
+            # fits in the room left, and that one is given back when it does not.
+            max_bytes=max(1, self.holdings.room() // 2),
         )
-        for record in polled:
+        for index, record in enumerate(polled):
             if self._storm.tripped:
                 return  # left uncommitted, for the restart
             if not self._admit(record):
-                return  # given back: it was the last one polled
+                self._give_back_after(record, polled[index + 1 :])
+                return
 
-    def _admit(self, record: Record) -> bool:
+    def _admit(self, record: Record, *, over_budget: bool = False) -> bool:
         """Let ``record`` in; or, when the byte budget has no room for it, give it back to
-        the source and pause (False): it comes again once the work in flight made room."""
+        the source and pause (False): it comes again once the work in flight made room.
+        ``over_budget`` lets it in whatever the budget says."""
         decided = None
         if record.nbytes > self.config.max_event_bytes:
             decided = too_large(record, self.config.max_event_bytes, self.config.topics)
             # The letter carries no value: the bytes go now, not when the letter is written.
             record = replace(record, value=None)
         held = weight(record)
-        if decided is None and not self.holdings.fits(held):
+        if not over_budget and decided is None and not self.holdings.fits(held):
             if self._source.give_back(record):
                 self._needed = held
                 self._source.pause()
                 return False
-            # Not given back (the client refused the seek): it must not be lost, so it is
-            # let in, over the budget this once.
             log.warning(
                 "%s@%d could not be given back; let in over the byte budget",
                 record.tp,
@@ -269,6 +269,27 @@ class EmbedderService:
         self._waiting[_gate(record)] = deque()
         self._begin(record, decided)
         return True
+
+    def _give_back_after(self, given: Record, rest: list[Record]) -> None:
+        """The records polled after ``given``: those of its partition come again with it;
+        every other partition is given back from its first one. A partition the client
+        could not rewind keeps its records, over the budget: they must not be lost."""
+        rewound = {given.tp}
+        kept: set[Partition] = set()
+        for record in rest:
+            if record.tp in kept:
+                self._admit(record, over_budget=True)
+            elif record.tp not in rewound:
+                if self._source.give_back(record):
+                    rewound.add(record.tp)
+                else:
+                    log.warning(
+                        "%s@%d could not be given back; let in over the byte budget",
+                        record.tp,
+                        record.offset,
+                    )
+                    kept.add(record.tp)
+                    self._admit(record, over_budget=True)
 
     def _begin(self, record: Record, decided: Output | None = None) -> None:
         if self._closing:

@@ -57,11 +57,12 @@ class RecordSource(Protocol):
         ...
 
     def give_back(self, record: Record) -> bool:
-        """Hand ``record`` back, unprocessed: its partition's next record is ``record``
-        again (records after it on that partition come again too, so give back only the
-        last record taken of a partition). True when it will come again, or when the
-        partition is no longer this member's (its next owner reads it); False when it
-        could not be given back and the caller must process it."""
+        """Hand ``record`` back, unprocessed, with every record taken after it from its
+        partition: the partition's next record is ``record`` again, and the ones after it
+        follow, so the caller must process none of them (and give back the first, not a
+        later one). True when it will come again, or when the partition is no longer this
+        member's (its next owner reads it); False when it could not be given back and
+        the caller must process it and those after it."""
         ...
 
     def mark_done(self, offsets: Mapping[Partition, int]) -> None: ...

@@ -256,9 +256,11 @@ def test_an_event_larger_than_the_budget_is_embedded_alone(small_model: Path) ->
 
 def test_the_kafka_client_fetches_ahead_a_sixteenth_of_the_budget() -> None:
     """The client's own prefetch follows the budget (README, "Memory"): its queue and each
-    fetch at most a sixteenth of it, never under librdkafka's 1 MB message floor."""
+    fetch at most a sixteenth of it, never under librdkafka's 1 MB message floor nor over
+    its default queue of 64 MiB."""
     assert embedder_prefetch_bytes(EmbedderSettings()) == 16 * MiB
     assert embedder_prefetch_bytes(EmbedderSettings(max_in_flight_bytes=2 * MiB)) == MiB
+    assert embedder_prefetch_bytes(EmbedderSettings(max_in_flight_bytes=2**40)) == 64 * MiB
     assert prefetch_config(16 * MiB) == {
         "queued.max.messages.kbytes": 16 * 1024,
         "fetch.max.bytes": 16 * MiB,

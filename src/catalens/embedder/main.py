@@ -25,10 +25,11 @@ from catalens.worker.run import run_worker
 
 def embedder_prefetch_bytes(settings: EmbedderSettings) -> int:
     """What the embedder's Kafka client may fetch ahead (``prefetch_config``: its queue and
-    each fetch in flight): a sixteenth of the byte budget, at least 1 MiB. The client's
-    queue only has to bridge a fetch's round trip, which the records in flight, taken
-    from it, cover many times over; a pause drops it anyway."""
-    return max(MiB, settings.max_in_flight_bytes // 16)
+    each fetch in flight): a sixteenth of the byte budget, from 1 MiB to 64 MiB
+    (librdkafka's own default queue). The client's queue only has to bridge a fetch's
+    round trip, which the records in flight, taken from it, cover many times over; a
+    pause drops it anyway."""
+    return min(64 * MiB, max(MiB, settings.max_in_flight_bytes // 16))
 
 
 def build_service(

@@ -211,9 +211,10 @@ def prefetch_config(queue_bytes: int) -> dict[str, Any]:
     single record is larger (Kafka still returns it whole, so that the consumer moves on).
     Pausing a partition drops what was fetched for it (fetched again on resume).
     librdkafka wants ``fetch.max.bytes`` at least its ``message.max.bytes`` (1,000,000 by
-    default), hence the floor of 1 MiB.
+    default), hence the floor of 1 MiB, and ``max.partition.fetch.bytes`` at most 1e9,
+    hence the ceiling of 512 MiB.
     """
-    queue_bytes = max(queue_bytes, 1024 * 1024)
+    queue_bytes = min(max(queue_bytes, 1024 * 1024), 512 * 1024 * 1024)
     return {
         "queued.max.messages.kbytes": queue_bytes // 1024,
         "fetch.max.bytes": queue_bytes,

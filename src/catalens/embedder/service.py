@@ -555,10 +555,13 @@ class EmbedderService:
         self._source.close()
         self._images.close()
         log.info(
-            "embedder stopped: embedded %d, reused %d, dead-lettered %d",
+            "embedder stopped: embedded %d, reused %d, dead-lettered %d; held at most %.1f MB "
+            "of %.1f MB (CATALENS_MAX_IN_FLIGHT_BYTES)",
             self.embedded,
             self.reused,
             self.dead_lettered,
+            self.holdings.peak / 1e6,
+            self.holdings.budget / 1e6,
         )
 
 

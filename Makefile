@@ -59,13 +59,14 @@ format: $(STAMP) ## apply ruff's fixes and formatting
 	$(VENV)/bin/ruff check --fix src tests bench
 	$(VENV)/bin/ruff format src tests bench
 
-bench: $(STAMP) ## embedding throughput and latency, query latency, freshness and bulk ingest benchmarks (minutes)
+bench: $(STAMP) ## embedding throughput and latency, query latency, freshness, bulk ingest and embedder memory benchmarks (minutes)
 	$(PY) bench/embed_throughput.py
 	$(PY) bench/embed_throughput.py --catalog products
 	$(PY) bench/embed_latency.py
 	$(PY) bench/query_latency.py
 	$(PY) bench/freshness.py
 	$(PY) bench/ingest.py --products 10000
+	$(PY) bench/memory.py --compare MAX_IN_FLIGHT_BYTES=1099511627776
 
 clean: ## remove .venv and local state
 	rm -rf $(VENV) .catalens

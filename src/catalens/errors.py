@@ -48,6 +48,9 @@ class Reason(StrEnum):
     IMAGE_WITHOUT_SOURCE = "image_without_source"
     TEXT_TOO_LONG = "text_too_long"
     ATTRIBUTES_TOO_LARGE = "attributes_too_large"
+    # An event larger than CATALENS_MAX_EVENT_BYTES: dead-lettered unparsed, its value
+    # left out of the letter (DeadLetter.value_omitted).
+    EVENT_TOO_LARGE = "event_too_large"
 
 
 class CatalensError(Exception):

@@ -36,6 +36,11 @@ class PreprocessSpec:
     mean: tuple[float, float, float] = (0.48145466, 0.4578275, 0.40821073)
     std: tuple[float, float, float] = (0.26862954, 0.26130258, 0.27577711)
 
+    @property
+    def pixel_bytes(self) -> int:
+        """The bytes of one preprocessed image (:data:`Pixels`, ``crop``x``crop``x3 uint8)."""
+        return self.crop * self.crop * 3
+
 
 @dataclass(frozen=True, slots=True)
 class ImageLimits:

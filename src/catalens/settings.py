@@ -17,6 +17,7 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEFAULT_MODEL = "clip-ViT-B-32"
+MiB = 1024 * 1024
 
 
 def model_key(model: str) -> str:
@@ -139,6 +140,20 @@ class EmbedderSettings(CatalensSettings):
     # A resumed consumer needs a fetch round trip before records flow again: fewer than
     # this starved the pipeline between pauses (docs/ingest-speed.md).
     max_in_flight: int = Field(default=1024, ge=1)
+    # What the embedder holds for its records in flight, in bytes (catalens.embedder.
+    # holdings says what counts): past it the partitions are paused, like past
+    # MAX_IN_FLIGHT records. A fixed value, not a share of the machine's memory: a
+    # container's limit is not what the kernel reports as the machine's, and a fixed
+    # budget gives a formula an operator can size the container by (README, "Memory").
+    # 256 MiB keeps a default embedder (ViT-B/32, ~0.55 GB) under 1 GiB with the Kafka
+    # client's prefetch, and lets small events fill MAX_IN_FLIGHT (1,024 events of 1 MB
+    # inline images would need 2 GiB: those are the events this bounds).
+    max_in_flight_bytes: int = Field(default=256 * MiB, ge=1)
+    # A larger event is a dead letter (event_too_large) without being parsed: the largest
+    # event a Kafka broker is usually set to take (message.max.bytes of 1-10 MB) with room
+    # to spare, and what the embedder's producer can write (its dead letters are bounded
+    # by it too). An event between the budget and this is embedded alone.
+    max_event_bytes: int = Field(default=16 * MiB, ge=1)
     # The dead-letter storm guard (catalens.embedder.storm, docs/metrics.md): the embedder
     # stops, unready and committing nothing more, once at least RATIO of the last WINDOW
     # records (and at least MIN of them) became dead letters. RATIO 0 turns it off.
@@ -192,6 +207,12 @@ class SinkSettings(CatalensSettings):
     # at full load (docs/ingest-speed.md). The sink takes what has arrived, so light
     # traffic still goes out at once, in small batches.
     sink_batch_size: int = Field(default=4000, ge=1)
+    # ... and at most this many bytes of records (a single larger record is a batch of
+    # its own). 4,000 records of one image are 13-40 MB (3.2 KB with an image URL, up to
+    # 10 KB with an inline image's thumbnail), so the record bound is the one that binds
+    # for them; records of 16 images are 16 times larger, and 32 MiB makes batches of
+    # ~700 such products (~11,000 rows) instead of 4,000 (64,000 rows, 180-600 MB).
+    sink_batch_bytes: int = Field(default=32 * MiB, ge=1)
     # After a record arrives, how long to wait for more to write with it. 0: write what
     # has arrived; under load records queue up during each write, so batches grow anyway.
     sink_batch_wait_ms: int = Field(default=0, ge=0)

@@ -18,6 +18,7 @@ PURE = [
     "catalens.settings",
     "catalens.retry",
     "catalens.embedder.offsets",
+    "catalens.embedder.holdings",
     "catalens.images",
     "catalens.kafka",
     "catalens.kafka.memory",

@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 import numpy as np
 
 from catalens.kafka.memory import MemoryBroker, MemoryPublisher, MemorySource
-from catalens.kafka.records import Partition
+from catalens.kafka.records import Partition, Record
 from catalens.retry import Backoff, TransientError
 from catalens.schemas import EmbeddingRecord, Op
 from catalens.schemas.embedding import INPUT_OFFSET_HEADER, INPUT_TIMESTAMP_HEADER, MODEL_HEADER
@@ -304,3 +304,62 @@ def test_a_row_written_by_an_attempt_whose_answer_was_lost_counts_as_written() -
     assert 'catalens_records_total{outcome="written",role="sink"} 1.0' in text
     assert 'catalens_records_total{outcome="stale",role="sink"} 0.0' in text
     assert "catalens_freshness_seconds_count 1.0" in text
+
+
+def padded(pid: str, pad: int) -> tuple[bytes, bytes]:
+    """The key and value of an embedding record of about ``pad`` bytes more than bare."""
+    value = EmbeddingRecord(
+        op=Op.UPSERT,
+        product_id=pid,
+        version=1,
+        event_id="e",
+        occurred_at=datetime.now(UTC),
+        model="m",
+        model_fingerprint="f",
+        dim=4,
+        vector=EmbeddingRecord.pack(np.ones(4, dtype=np.float32)),
+        attributes={f"pad{i}": "x" * min(1000, pad - 1000 * i) for i in range(-(-pad // 1000))},
+        input_offset=next(_positions),
+    )
+    return pid.encode(), value.to_json()
+
+
+def test_a_batch_holds_at_most_sink_batch_bytes_and_a_larger_record_is_a_batch_alone() -> None:
+    """Records of about 1 KB and one of 5 KB, batches of at most 3,000 bytes (and 4,000
+    records): every batch stays within the bytes, the large record is written in a batch of
+    its own, and every record is written and committed, in order."""
+    broker = MemoryBroker(partitions=1)
+    for i in range(12):
+        broker.append(TOPIC, *(padded("big", 5000) if i == 6 else padded(f"p{i}", 700)))
+    store = MemoryIndex()
+    stop = threading.Event()
+    service = SinkService(
+        SinkConfig(model="m", dlq_topic="dlq", batch_bytes=3000),
+        make_source=lambda on_revoke: MemorySource(
+            broker, group_id=GROUP, topics=[TOPIC], on_revoke=on_revoke
+        ),
+        publisher=MemoryPublisher(broker),
+        store=store,
+        stop=stop,
+    )
+    batches: list[list[Record]] = []
+    process = service.process
+
+    def spied(records: list[Record]) -> None:
+        batches.append(records)
+        process(records)
+
+    service.process = spied  # type: ignore[method-assign]
+    threading.Thread(target=service.run, daemon=True).start()
+    try:
+        wait_for(lambda: broker.committed(GROUP) == {(TOPIC, 0): 12})
+    finally:
+        stop.set()
+    with_big = [batch for batch in batches if any(r.key == b"big" for r in batch)]
+    assert [[r.key for r in batch] for batch in with_big] == [[b"big"]]
+    assert sum(r.nbytes for r in with_big[0]) > 3000
+    others = [batch for batch in batches if batch not in with_big]
+    assert all(sum(r.nbytes for r in batch) <= 3000 for batch in others)
+    assert len(others) >= 4  # eleven records of ~1 KB, at most two a batch
+    assert [r.offset for batch in batches for r in batch] == list(range(12))
+    assert set(products(store)) == {f"p{i}" for i in range(12) if i != 6} | {"big"}

@@ -6,9 +6,18 @@ import json
 
 import numpy as np
 
-from catalens.embedder.steps import ImageEmbedding, NeedsImages, Output, Topics, decide, embedded
+from catalens.embedder.steps import (
+    ImageEmbedding,
+    NeedsImages,
+    Output,
+    Topics,
+    decide,
+    embedded,
+    too_large,
+    within,
+)
 from catalens.kafka.records import Record
-from catalens.schemas import EmbeddingRecord
+from catalens.schemas import DeadLetter, EmbeddingRecord
 from catalens.schemas.embedding import INPUT_OFFSET_HEADER, INPUT_TIMESTAMP_HEADER, MODEL_HEADER
 from catalens.store.values import ModelIdentity
 
@@ -121,3 +130,40 @@ def test_a_version_2_event_makes_one_record_with_every_image_and_the_products_te
         ("1", 1, "/images/1-back.jpg", 1.0),
         ("swatch", 2, "data:thumb", 2.0),
     ]
+
+
+def test_a_too_large_event_becomes_a_letter_that_says_where_it_is_without_carrying_it() -> None:
+    record = Record("in", 2, 7, b"p/1", b"x" * 5000, [], -1)
+    output = too_large(record, 4096, TOPICS)
+    assert (output.topic, output.key, output.outcome, output.reason) == (
+        "dlq",
+        b"p/1",
+        "dead_lettered",
+        "event_too_large",
+    )
+    letter = DeadLetter.model_validate_json(output.value or b"")
+    assert (letter.source_partition, letter.source_offset, letter.original_key()) == (2, 7, b"p/1")
+    assert letter.value is None and letter.value_omitted
+    assert "event has 5003 bytes, at most 4096" in letter.message
+
+
+def test_a_dead_letter_larger_than_the_largest_event_leaves_the_value_out() -> None:
+    """An event just under the limit that is not JSON: its letter, base64 and all, would be
+    a third larger than the limit (and refused by a broker set for it)."""
+    output = decide(Record("in", 2, 7, b"p/1", b"{" + b"x" * 3500, [], -1), TOPICS, MODEL)
+    assert isinstance(output, Output) and output.value is not None
+    assert within(output, len(output.value)) is output
+    fitted = within(output, 4000)
+    letter = DeadLetter.model_validate_json(fitted.value or b"")
+    assert letter.value is None and letter.value_omitted
+    assert letter == DeadLetter.model_validate_json(output.value).without_value()
+    assert (fitted.topic, fitted.reason, fitted.headers) == (
+        output.topic,
+        output.reason,
+        output.headers,
+    )
+
+
+def test_outputs_other_than_dead_letters_are_produced_as_they_are() -> None:
+    output = decide(consumed(41, b"p/1", None), TOPICS, MODEL)
+    assert within(output, 1) is output  # type: ignore[arg-type]

@@ -23,6 +23,7 @@ COMMON = {
     "catalens_dead_letters_total",
     "catalens_consumer_lag",
     "catalens_in_flight_records",
+    "catalens_in_flight_bytes",
     "catalens_paused",
     "catalens_ready",
 }

@@ -16,11 +16,20 @@ from catalens.encoder import ClipEncoder, set_torch_threads
 from catalens.encoder.files import resolve_model_dir, weights_digest
 from catalens.images import ImageLimits
 from catalens.kafka import Partition, RecordPublisher, RecordSource
-from catalens.kafka.client import Publisher, Source
-from catalens.settings import EmbedderSettings
+from catalens.kafka.client import Publisher, Source, prefetch_config
+from catalens.settings import EmbedderSettings, MiB
 from catalens.store.values import ModelIdentity
 from catalens.worker.metrics import EmbedderMetrics
 from catalens.worker.run import run_worker
+
+
+def embedder_prefetch_bytes(settings: EmbedderSettings) -> int:
+    """What the embedder's Kafka client may fetch ahead (``prefetch_config``: its queue and
+    each fetch in flight): a sixteenth of the byte budget, from 1 MiB to 64 MiB
+    (librdkafka's own default queue). The client's queue only has to bridge a fetch's
+    round trip, which the records in flight, taken from it, cover many times over; a
+    pause drops it anyway."""
+    return min(64 * MiB, max(MiB, settings.max_in_flight_bytes // 16))
 
 
 def build_service(
@@ -72,6 +81,8 @@ def build_service(
         fetch_concurrency=settings.fetch_concurrency,
         decode_workers=settings.decode_workers or 2 * (os.cpu_count() or 1),
         max_in_flight=settings.max_in_flight,
+        max_in_flight_bytes=settings.max_in_flight_bytes,
+        max_event_bytes=settings.max_event_bytes,
         storm=StormLimits(
             settings.dead_letter_storm_ratio,
             settings.dead_letter_storm_window,
@@ -88,12 +99,19 @@ def build_service(
             group_id=settings.embedder_group,
             topics=[settings.input_topic],
             on_revoke=on_revoke,
+            extra=prefetch_config(embedder_prefetch_bytes(settings)),
         )
 
     service = EmbedderService(
         config,
         make_source=make_source,
-        publisher=publisher if publisher is not None else Publisher(settings),
+        publisher=publisher
+        if publisher is not None
+        else Publisher(
+            settings,
+            # The largest record it writes: a dead letter is at most the largest event.
+            extra={"message.max.bytes": max(16 * MiB, settings.max_event_bytes + MiB)},
+        ),
         images=images,
         encode=lambda pixels: list(encoder.encode_images(pixels)),
         stop=stop,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from catalens.errors import BadInput
 from catalens.kafka.records import Record
@@ -149,10 +149,35 @@ def embedded(
     return Output(topics.embeddings, event.key, value, headers(model, record), outcome)
 
 
+def too_large(record: Record, limit: int, topics: Topics) -> Output:
+    """The dead letter of a record larger than ``limit`` bytes, unparsed: it names where the
+    event is, but cannot carry it (it would be as large)."""
+    error = BadInput(
+        Reason.EVENT_TOO_LARGE,
+        f"event has {record.nbytes} bytes, at most {limit} (CATALENS_MAX_EVENT_BYTES); its "
+        "value is left out of this letter: publish it again from the catalog, smaller "
+        "(images by URL or path instead of inline)",
+    )
+    return dead_letter(record, error, topics, value_omitted=True)
+
+
+def within(output: Output, limit: int) -> Output:
+    """``output`` as it may be produced: a dead letter larger than ``limit`` bytes (the
+    letter of an event near the largest, whose base64 is 4/3 of it) leaves the event's
+    value out, which no broker set for the largest event would take, and which the
+    embedder would otherwise retry for ever."""
+    if output.reason is None or output.value is None or len(output.value) <= limit:
+        return output
+    letter = DeadLetter.model_validate_json(output.value).without_value()
+    return replace(output, value=letter.model_dump_json().encode())
+
+
 def dead_letter(
     record: Record,
     error: BadInput,
     topics: Topics,
+    *,
+    value_omitted: bool = False,
 ) -> Output:
     letter = DeadLetter.of(
         reason=error.reason,
@@ -164,6 +189,7 @@ def dead_letter(
         value=record.value,
         product_id=error.product_id,
         event_id=error.event_id,
+        value_omitted=value_omitted,
     )
     return Output(
         topics.dlq,

@@ -23,3 +23,13 @@ class Record:
     @property
     def tp(self) -> Partition:
         return (self.topic, self.partition)
+
+    @property
+    def nbytes(self) -> int:
+        """The bytes of its key, value and headers: what holding it costs, give or take
+        Python's few dozen bytes per object."""
+        return (
+            len(self.key or b"")
+            + len(self.value or b"")
+            + sum(len(name) + len(value) for name, value in self.headers)
+        )

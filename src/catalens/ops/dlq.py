@@ -3,13 +3,16 @@
 ``show`` reads the whole dead-letter topic without committing anything. ``replay``
 re-publishes each selected letter's original key and value to its source topic; it
 reads as the consumer group ``catalens-dlq-replay`` and commits what it replayed, so a
-second replay only sends letters that arrived since.
+second replay only sends letters that arrived since. A letter that could not carry its
+event (``value_omitted``: an event too large) is passed over, saying so: replaying it
+would publish a tombstone, deleting the product.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 import uuid
 
@@ -57,7 +60,7 @@ def run_dlq(settings: CatalensSettings, args: argparse.Namespace) -> int:
     publisher = Publisher(settings) if replay else None
     reasons = set(args.reason or ())
     products = set(args.product or ())
-    shown = replayed = 0
+    shown = replayed = omitted = 0
     try:
         for record, letter in read_letters(source, args.timeout, args.limit):
             if (reasons and letter.reason.value not in reasons) or (
@@ -78,9 +81,21 @@ def run_dlq(settings: CatalensSettings, args: argparse.Namespace) -> int:
                             "source": f"{letter.source_topic}/{letter.source_partition}"
                             f"@{letter.source_offset}",
                             "failed_at": letter.failed_at.isoformat(),
+                            "value_omitted": letter.value_omitted,
                         }
                     )
                 )
+                continue
+            if letter.value_omitted:
+                # Replaying the letter would publish a tombstone: the product deleted.
+                omitted += 1
+                print(
+                    f"not replayed: {letter.source_topic}/{letter.source_partition}"
+                    f"@{letter.source_offset} ({letter.reason.value}) was too large to keep in"
+                    " its dead letter; publish it again from the catalog",
+                    file=sys.stderr,
+                )
+                source.mark_done({record.tp: record.offset + 1})
                 continue
             publisher.produce(letter.source_topic, letter.original_key(), letter.original_value())
             if publisher.flush(REPLAY_ACK_S):
@@ -92,5 +107,9 @@ def run_dlq(settings: CatalensSettings, args: argparse.Namespace) -> int:
             replayed += 1
     finally:
         source.close()
-    print(f"replayed {replayed} dead letters" if replay else f"{shown} dead letters")
+    if replay:
+        left = f" ({omitted} without their event, not replayed)" if omitted else ""
+        print(f"replayed {replayed} dead letters{left}")
+    else:
+        print(f"{shown} dead letters")
     return 0

@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from catalens.kafka import Partition, RecordSource
-from catalens.kafka.client import Publisher, Source
+from catalens.kafka.client import Publisher, Source, prefetch_config
 from catalens.retry import Backoff
 from catalens.settings import SinkSettings
 from catalens.sink.service import SinkConfig, SinkService
@@ -39,6 +39,8 @@ def build_service(
             group_id=settings.sink_group,
             topics=[settings.embeddings_topic],
             on_revoke=on_revoke,
+            # A batch's worth fetched ahead: the next batch is there when a write returns.
+            extra=prefetch_config(settings.sink_batch_bytes),
         )
 
     try:
@@ -47,6 +49,7 @@ def build_service(
                 model=settings.model,
                 dlq_topic=settings.dlq_topic,
                 batch_size=settings.sink_batch_size,
+                batch_bytes=settings.sink_batch_bytes,
                 batch_wait_s=settings.sink_batch_wait_ms / 1000,
                 backoff=Backoff(settings.retry_initial_s, settings.retry_max_s),
             ),

@@ -62,6 +62,13 @@ class WorkerMetrics:
             ["role"],
             registry=r,
         ).labels(role)
+        self.in_flight_bytes = Gauge(
+            "catalens_in_flight_bytes",
+            "bytes held for records in flight (embedder: records and decoded images, as "
+            "counted against CATALENS_MAX_IN_FLIGHT_BYTES; sink: the batch in hand)",
+            ["role"],
+            registry=r,
+        ).labels(role)
         self.paused = Gauge(
             "catalens_paused", "1 while the worker has paused its partitions", ["role"], registry=r
         ).labels(role)

@@ -51,8 +51,7 @@ def products(store: MemoryIndex) -> dict[str, int]:
 def embedding(
     pid: str, version: int, *, model: str = "m", fingerprint: str = "f", dim: int = 4
 ) -> tuple[bytes, bytes]:
-    """An embedding record at the next input position."""
-    """The key and value of an embedding record."""
+    """The key and value of an embedding record at the next input position."""
     value = EmbeddingRecord(
         op=Op.UPSERT,
         product_id=pid,
@@ -306,12 +305,12 @@ def test_a_row_written_by_an_attempt_whose_answer_was_lost_counts_as_written() -
     assert "catalens_freshness_seconds_count 1.0" in text
 
 
-def padded(pid: str, pad: int) -> tuple[bytes, bytes]:
+def padded(pid: str, pad: int, version: int = 1) -> tuple[bytes, bytes]:
     """The key and value of an embedding record of about ``pad`` bytes more than bare."""
     value = EmbeddingRecord(
         op=Op.UPSERT,
         product_id=pid,
-        version=1,
+        version=version,
         event_id="e",
         occurred_at=datetime.now(UTC),
         model="m",
@@ -363,3 +362,49 @@ def test_a_batch_holds_at_most_sink_batch_bytes_and_a_larger_record_is_a_batch_a
     assert len(others) >= 4  # eleven records of ~1 KB, at most two a batch
     assert [r.offset for batch in batches for r in batch] == list(range(12))
     assert set(products(store)) == {f"p{i}" for i in range(12) if i != 6} | {"big"}
+
+
+def test_a_record_held_over_for_bytes_is_not_written_once_its_partition_is_revoked() -> None:
+    """A record that would have taken a batch past its bytes waits for the next batch;
+    when the poll that tops that batch up revokes its partition, the new owner reads it
+    again from the committed offset and may write a newer version first: the old owner
+    must not land the older one over it (Milvus has no conditional write)."""
+    broker = MemoryBroker(partitions=2)
+    broker.append(TOPIC, *padded("f", 1600), partition=1)
+    broker.append(TOPIC, *padded("p", 1600), partition=1)  # held over: past 3,000 bytes
+
+    class NewOwnerWritesBetween(MemoryIndex):
+        """The new owner's batch lands between the old owner's read and its write."""
+
+        new_owner: SinkService | None = None
+
+        def apply(self, plan: Plan) -> None:
+            if (new_owner := self.new_owner) is not None:
+                self.new_owner = None
+                new_owner.process(new_owner._next_batch())
+            super().apply(plan)
+
+    def sink(source: MemorySource | None = None) -> SinkService:
+        return SinkService(
+            SinkConfig(model="m", dlq_topic="dlq", batch_bytes=3000, batch_wait_s=0),
+            make_source=lambda on_revoke: source
+            or MemorySource(broker, group_id=GROUP, topics=[TOPIC], on_revoke=on_revoke),
+            publisher=MemoryPublisher(broker),
+            store=store,
+            stop=threading.Event(),
+        )
+
+    store = NewOwnerWritesBetween()
+    old = sink()
+    old.process(old._next_batch())  # f; p is held over
+    broker.append(TOPIC, *padded("p", 0, version=2), partition=1)
+    broker.append(TOPIC, *padded("g", 0), partition=0)  # the old owner keeps partition 0
+    new = sink(MemorySource(broker, group_id=GROUP, topics=[TOPIC]))  # joins: rebalance
+    batch = old._next_batch()  # partition 1 is revoked inside this poll
+    assert (TOPIC, 1) in old._lost
+    assert [r.key for r in batch] == [b"g"]
+    store.new_owner = new
+    old.process(batch)
+    new._source.commit_now()
+    assert broker.committed(GROUP).get((TOPIC, 1)) == 3  # the new owner committed p v2
+    assert products(store)["p"] == 2

@@ -150,7 +150,9 @@ class SinkService:
             max_bytes=max(1, room),
         )
         more, self._held = _within(polled, count - len(batch), room, alone=not batch)
-        return batch + more
+        # The poll may have revoked partitions (revoked() runs inside it): what this batch
+        # took from the held records before it belongs to their next owner now.
+        return [record for record in batch if record.tp not in self._lost] + more
 
     def _halt(self, reason: str) -> None:
         """Stop consuming and stay unready until stopped, staying in the group so the

@@ -54,12 +54,16 @@ def test_held_counts_records_and_decoded_images_and_the_peak_keeps_the_most() ->
     assert holdings.held == 100 and holdings.peak == 550
 
 
-def test_revoked_partitions_release_their_records_and_late_finishes_are_ignored() -> None:
+def test_two_copies_of_one_record_count_twice_and_leave_one_at_a_time() -> None:
+    """A revoked partition assigned back brings the record again while its first copy
+    (started before the revocation) has not ended: both are in memory."""
     holdings = Holdings(budget=1000, pixel_reserve=0)
     holdings.take(TP, 0, 100)
-    holdings.take(TP, 1, 200)
+    holdings.take(TP, 0, 100)
     holdings.take(("in", 1), 0, 50)
-    holdings.forget([TP])
-    assert holdings.records == 50
-    holdings.release(TP, 1)  # finished after its partition was revoked
+    assert holdings.records == 250
+    holdings.release(TP, 0)
+    assert holdings.records == 150
+    holdings.release(TP, 0)
+    holdings.release(TP, 0)  # unknown now: ignored
     assert holdings.records == 50

@@ -387,8 +387,9 @@ def test_a_record_held_over_for_bytes_is_not_written_once_its_partition_is_revok
     def sink(source: MemorySource | None = None) -> SinkService:
         return SinkService(
             SinkConfig(model="m", dlq_topic="dlq", batch_bytes=3000, batch_wait_s=0),
-            make_source=lambda on_revoke: source
-            or MemorySource(broker, group_id=GROUP, topics=[TOPIC], on_revoke=on_revoke),
+            make_source=lambda on_revoke: (
+                source or MemorySource(broker, group_id=GROUP, topics=[TOPIC], on_revoke=on_revoke)
+            ),
             publisher=MemoryPublisher(broker),
             store=store,
             stop=threading.Event(),

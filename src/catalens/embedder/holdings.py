@@ -4,9 +4,10 @@ thread-safe).
 What counts, and from when to when:
 
 * a **record**, from the moment it is taken from the source until its output is
-  acknowledged (or its partition is revoked): its key, value and headers, and its value
-  once more (:func:`weight`), for the event parsed from it, whose inline images are a copy
-  of the value's text;
+  acknowledged, or until its partition is revoked while it still waits for an earlier
+  record of its product (a record already started stays in memory, and counted, until it
+  ends): its key, value and headers, and its value once more (:func:`weight`), for the
+  event parsed from it, whose inline images are a copy of the value's text;
 * a **decoded image** (the model's input pixels), from its decoding until the model has
   returned the batch it was in.
 
@@ -25,7 +26,6 @@ letter's encoded copy of its event until the broker acknowledges it, the model.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable
 
 from catalens.kafka.records import Partition, Record
 
@@ -44,7 +44,9 @@ class Holdings:
         # when the reserve is the whole budget: then each record is embedded alone).
         self.record_share = max(0, budget - pixel_reserve)
         self._lock = threading.Lock()
-        self._records: dict[Partition, dict[int, int]] = {}
+        # Bytes per offset, a list: a revoked partition assigned back may bring a copy of a
+        # record whose first copy has not ended yet.
+        self._records: dict[Partition, dict[int, list[int]]] = {}
         self._record_bytes = 0
         self._pixel_bytes = 0
         self._peak = 0
@@ -64,21 +66,22 @@ class Holdings:
 
     def take(self, tp: Partition, offset: int, nbytes: int) -> None:
         with self._lock:
-            self._records.setdefault(tp, {})[offset] = nbytes
+            self._records.setdefault(tp, {}).setdefault(offset, []).append(nbytes)
             self._record_bytes += nbytes
             self._observe()
 
     def release(self, tp: Partition, offset: int) -> None:
-        """The record is done (unknown ones, of partitions revoked meanwhile, are ignored)."""
+        """The record has ended, or left before it started (unknown ones are ignored)."""
         with self._lock:
-            nbytes = self._records.get(tp, {}).pop(offset, 0)
-            self._record_bytes -= nbytes
-
-    def forget(self, partitions: Iterable[Partition]) -> None:
-        """Revoked partitions: their records are their next owner's now."""
-        with self._lock:
-            for tp in partitions:
-                self._record_bytes -= sum(self._records.pop(tp, {}).values())
+            offsets = self._records.get(tp, {})
+            copies = offsets.get(offset)
+            if not copies:
+                return
+            self._record_bytes -= copies.pop()
+            if not copies:
+                del offsets[offset]
+            if not offsets:
+                self._records.pop(tp, None)
 
     # -- decoded images (the prepare and inference threads) ---------------------------------
 

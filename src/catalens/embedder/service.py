@@ -513,7 +513,10 @@ class EmbedderService:
 
     def _on_revoke(self, partitions: list[Partition]) -> None:
         """Finish (briefly) what is in flight for partitions being taken away, commit it,
-        and forget the rest: the next owner re-reads it from the committed offset."""
+        and forget the rest: the next owner re-reads it from the committed offset. Records
+        still waiting for an earlier record of their product leave now; those started end
+        in their own time (their outputs are the same the next owner makes) and stay
+        counted against the byte budget until then, for they are in memory until then."""
         deadline = time.monotonic() + self.config.revoke_timeout_s
         owned = set(partitions)
         while (
@@ -528,7 +531,12 @@ class EmbedderService:
         self._pump(wait_s=0)
         self._source.commit_now()
         self._tracker.forget(partitions)
-        self.holdings.forget(partitions)
+        gone = set(partitions)
+        for gate, waiting in list(self._waiting.items()):
+            for record, _decided in waiting:
+                if record.tp in gone:
+                    self.holdings.release(record.tp, record.offset)
+            self._waiting[gate] = deque(item for item in waiting if item[0].tp not in gone)
 
     def _drain(self, timeout_s: float) -> None:
         deadline = time.monotonic() + timeout_s

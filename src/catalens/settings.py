@@ -106,6 +106,9 @@ class CatalensSettings(BaseSettings):
 
     milvus_uri: str = "http://localhost:19530"
     milvus_token: SecretStr | None = None
+    # In-memory replicas a generation is loaded with (Milvus distributed: each on query
+    # nodes of its own, multiplying the searches per second; standalone has one).
+    milvus_replicas: int = Field(default=1, ge=1)
     collection: str = Field(default="catalens_products", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
 
     model: str = DEFAULT_MODEL

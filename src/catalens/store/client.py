@@ -76,11 +76,13 @@ class Milvus:
         *,
         timeout_s: float = 10,
         connect_timeout_s: float | None = None,
+        replicas: int = 1,
     ) -> None:
         """``timeout_s`` bounds every call; ``connect_timeout_s`` (default: the same)
         bounds reaching the server, so a long call need not mean a long wait for an
-        unreachable server."""
+        unreachable server. Collections are loaded as ``replicas`` in-memory replicas."""
         self.uri = uri
+        self._replicas = replicas
         self._token = token or ""
         self._timeout = timeout_s
         self._connect_timeout = timeout_s if connect_timeout_s is None else connect_timeout_s
@@ -105,6 +107,7 @@ class Milvus:
             token.get_secret_value() if token is not None else None,
             timeout_s=timeout_s,
             connect_timeout_s=min(timeout_s, settings.connect_timeout_s),
+            replicas=settings.milvus_replicas,
         )
 
     # -- the one place where calls are made -----------------------------------------------
@@ -132,7 +135,7 @@ class Milvus:
         if self._reload:
             for name in sorted(self._loaded):
                 log.info("loading %s again", name)
-                self._client.load_collection(name, timeout=self._timeout)
+                self._client.load_collection(name, **self._load_options())
             self._reload = False
         return self._client
 
@@ -215,8 +218,16 @@ class Milvus:
         )
 
     def load(self, name: str) -> None:
-        self._run("load collection", lambda c: c.load_collection(name, timeout=self._timeout))
+        self._run("load collection", lambda c: c.load_collection(name, **self._load_options()))
         self._loaded.add(name)
+
+    def _load_options(self) -> dict[str, Any]:
+        # The replica count only when it is not the server's default: Milvus standalone
+        # and Milvus Lite know one replica.
+        options: dict[str, Any] = {"timeout": self._timeout}
+        if self._replicas > 1:
+            options["replica_number"] = self._replicas
+        return options
 
     def drop_collection(self, name: str) -> None:
         self._loaded.discard(name)

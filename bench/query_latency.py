@@ -175,6 +175,7 @@ def main() -> None:
 
     from catalens.dev.localstack import free_port, start_milvus
     from catalens.store.client import Milvus
+    from catalens.store.indexes import IndexSpec
     from catalens.store.reader import MilvusReader
     from catalens.store.values import Search
     from embed_throughput import model_dirs
@@ -208,8 +209,9 @@ def main() -> None:
             return (time.perf_counter() - started) * 1000
 
         print(
-            f"products {args.products}, queries {args.queries}, top-10, HNSW M=16 "
-            f"efConstruction=200, ef=64; {os.cpu_count()} cores; {args.rounds} round(s)"
+            f"products {args.products}, queries {args.queries}, top-10, HNSW "
+            f"{dict(IndexSpec.of().params)} {dict(IndexSpec.of().search)}; "
+            f"{os.cpu_count()} cores; {args.rounds} round(s)"
         )
         print(f"recall@10 vs exact:       {recall:.4f}")
         env = {

@@ -35,3 +35,32 @@ def test_revoked_partitions_are_forgotten_and_late_finishes_ignored() -> None:
     tracker.finish(TP, 5)
     assert tracker.in_flight() == 1
     assert tracker.take_committable() == {}
+
+
+def test_two_copies_of_a_record_across_a_revocation_finish_it_once() -> None:
+    """A partition revoked and assigned back while a record of it still runs: the new copy
+    is started, the old copy ends (its output is the same), then the new one ends. The
+    record counts once in flight and once done, and the offset is committed once."""
+    tracker = OffsetTracker()
+    tracker.start(TP, 5)  # the old copy
+    tracker.forget([TP])
+    tracker.start(TP, 5)  # assigned back: the new copy
+    tracker.start(TP, 6)
+    tracker.finish(TP, 5)  # the old copy ends
+    assert tracker.take_committable() == {TP: 6}
+    tracker.finish(TP, 5)  # the new copy ends
+    assert tracker.in_flight() == 1  # offset 6 only
+    tracker.finish(TP, 6)
+    assert tracker.in_flight() == 0
+    assert tracker.take_committable() == {TP: 7}
+
+
+def test_an_offset_not_started_yet_is_not_finished_by_an_older_copy() -> None:
+    tracker = OffsetTracker()
+    tracker.forget([TP])
+    tracker.start(TP, 3)  # assigned back from the committed offset 3
+    tracker.finish(TP, 4)  # the old copy of 4, started before the revocation, ends
+    tracker.start(TP, 4)
+    tracker.finish(TP, 3)
+    assert tracker.take_committable() == {TP: 4}  # not past 4: its new copy runs
+    assert tracker.in_flight() == 1

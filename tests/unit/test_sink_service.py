@@ -198,8 +198,8 @@ def test_a_partition_lost_while_a_write_waits_for_milvus_is_left_to_its_new_owne
         wait_for(lambda: len(products(store)) == 1)
         time.sleep(0.2)
         (written,) = products(store)  # only the product of the partition it kept
-        (lost,) = service._lost
-        assert {"p": (TOPIC, 0), "q": (TOPIC, 1)}[written] != lost
+        (kept,) = source._owned
+        assert {"p": (TOPIC, 0), "q": (TOPIC, 1)}[written] == kept
     finally:
         stop.set()
     # And the lost partition's record is its new owner's to count, not a stale one here.
@@ -409,3 +409,23 @@ def test_a_record_held_over_for_bytes_is_not_written_once_its_partition_is_revok
     new._source.commit_now()
     assert broker.committed(GROUP).get((TOPIC, 1)) == 3  # the new owner committed p v2
     assert products(store)["p"] == 2
+
+
+def test_records_of_a_partition_assigned_back_while_a_write_waits_are_written() -> None:
+    """A partition revoked and assigned back to this sink while a write waited for Milvus
+    (the retry keeps polling to stay in the group): what the poll then fetched of it is
+    this sink's again, held for the next batch, and written, not dropped as lost."""
+    broker = MemoryBroker(partitions=2)
+    source = MemorySource(broker, group_id=GROUP, topics=[TOPIC])
+    service = SinkService(
+        SinkConfig(model="m", dlq_topic="dlq", batch_wait_s=0),
+        make_source=lambda _on_revoke: source,
+        publisher=MemoryPublisher(broker),
+        store=MemoryIndex(),
+        stop=threading.Event(),
+    )
+    service.revoked([(TOPIC, 1)])  # inside a retry's poll; then assigned back
+    broker.append(TOPIC, *embedding("q", 1), partition=1)
+    service._sleep_polling(0.2)  # the retry's polling fetches q
+    assert [r.key for r in service._held] == [b"q"]
+    assert [r.key for r in service._next_batch()] == [b"q"]

@@ -29,10 +29,12 @@ class OffsetTracker:
             self._in_flight += 1
 
     def finish(self, tp: Partition, offset: int) -> None:
-        """Mark a record's effect as durable. Unknown partitions (revoked) are ignored."""
+        """Mark a record's effect as durable. Unknown partitions (revoked) are ignored, and
+        so are offsets not pending: a copy started before its partition was revoked and
+        assigned back may end after the copy started since, or before it started."""
         with self._lock:
             pending = self._pending.get(tp)
-            if pending is None:
+            if not pending or not pending[0] <= offset <= pending[-1]:
                 return
             done = self._done[tp]
             if offset in done:

@@ -143,6 +143,9 @@ class SinkService:
         room = nbytes - sum(record.nbytes for record in batch)
         if len(batch) >= count or (batch and room <= 0):
             return batch
+        # What was lost before is out of the held records already (revoked() filtered
+        # them); a partition assigned back since brings records that are its own again.
+        self._lost = set()
         polled = self._source.poll(
             count - len(batch),
             0 if batch else 0.5,

@@ -21,10 +21,12 @@ Each (size, index) runs on a Milvus standalone of its own (a fresh data folder, 
 collection laid out like a Catalens generation, one row per product image):
 
 1. build: create the collection with its index, insert, flush, and wait until
-   ``pending_index_rows == 0`` (timed); then until Milvus is idle (compaction merges the
-   sealed segments and indexes the merged ones again: timed apart);
-2. memory: restart Milvus on its data, then the RSS of its processes before and after
-   loading the collection; Milvus' own estimate of the loaded segments beside it;
+   ``pending_index_rows == 0`` (timed); then compact (merging the 42,000-row sealed
+   segments as Milvus' own compaction does within minutes), index the merged segments
+   and wait until Milvus is idle (timed apart);
+2. memory: restart Milvus on its data (automatic compaction off) with a small collection
+   of the same layout loaded, then the RSS of its processes before and after loading the
+   collection;
 3. recall@10 against exact search (numpy, float32 brute force over the same vectors)
    while sweeping the search parameter (``ef``, ``nprobe``, ``search_list``), with a
    single-client p50 at each value; the smallest value reaching recall@10 >= 0.95 on the
@@ -102,6 +104,7 @@ MILVUS_ENV = {
     "ROCKSMQ_COMPACTIONINTERVAL": "600",
 }
 DISKANN_ENV = {"QUERYNODE_ENABLEDISK": "true"}
+NO_COMPACTION = {"DATACOORD_COMPACTION_ENABLEAUTOCOMPACTION": "false"}
 # Loading anything at all costs a Milvus process a fixed sum (segcore, thread pools, the
 # allocator's arenas: tens of MiB, a large share of a 100K collection). Each run loads a
 # small collection of the same layout first, so that what is measured is the main one.
@@ -575,6 +578,23 @@ def wait_indexed(
     raise TimeoutError(f"index not built in {timeout_s:.0f} s")
 
 
+def compact(milvus: Any, server: Server, log_from: int) -> None:
+    """Merge the sealed segments now, as Milvus' own compaction would within minutes (it
+    merges segments under half the 512 MB size), and wait until the merged ones are
+    indexed and Milvus is idle: the collection as it will be served."""
+    for _ in range(3):
+        before = sorted(int(s.num_rows) for s in milvus.list_persistent_segments(COLLECTION))
+        job = milvus.compact(COLLECTION)
+        while milvus.get_compaction_state(job) != "Completed":
+            time.sleep(2)
+        wait_indexed(milvus, server, log_from, timeout_s=4 * 3600)
+        server.idle(30, 3600)
+        wait_indexed(milvus, server, log_from, timeout_s=4 * 3600)
+        after = sorted(int(s.num_rows) for s in milvus.list_persistent_segments(COLLECTION))
+        if after == before:
+            return
+
+
 # -- measurements --------------------------------------------------------------------------
 
 
@@ -684,7 +704,7 @@ class Run:
     flush_s: float = 0.0
     index_s: float = 0.0
     build_s: float = 0.0  # first insert -> pending_index_rows == 0
-    settle_s: float = 0.0  # then until Milvus was idle (compaction, indexes again)
+    settle_s: float = 0.0  # then compaction merging the segments, their indexes, idle
     load_s: float = 0.0
     rss_before: int = 0
     rss_loaded: int = 0
@@ -796,13 +816,15 @@ def measure(
             flush=True,
         )
         settle_started = time.perf_counter()
-        server.idle(30, 3600)
-        wait_indexed(milvus, server, log_from, timeout_s=3600)
+        compact(milvus, server, log_from)
         run.settle_s = time.perf_counter() - settle_started
         milvus.close()
 
-        # Memory: a fresh server process with the small collection loaded, then the main one.
+        # Memory: a fresh server process with the small collection loaded, then the main one;
+        # no compaction may start meanwhile (it would build indexes and leave the process's
+        # heap grown before the load).
         server.stop()
+        server.env = env | NO_COMPACTION
         server.start()
         server.idle(10, 300)  # also lets the sessions of the stopped process expire
         milvus = client(server.uri)
@@ -885,7 +907,7 @@ def remeasure(results: dict[str, Any], work: Path, args: argparse.Namespace) -> 
             continue
         spec = INDEXES[run["index"]]
         catalog = load_catalog(work, run["size"], args.queries, args.text_queries, Shape())
-        env = MILVUS_ENV | (DISKANN_ENV if spec.name == "DISKANN" else {})
+        env = MILVUS_ENV | NO_COMPACTION | (DISKANN_ENV if spec.name == "DISKANN" else {})
         server = Server(data_dir, env)
         server.start()
         try:
@@ -984,13 +1006,13 @@ def print_table(results: dict[str, Any]) -> None:
             continue
         base = flat.get(r["size"])
         mem_ratio = r["bytes_per_product"] / base["bytes_per_product"] if base else float("nan")
-        lat = r.get("latency_final") or r.get("latency")
+        lat = final(r)
         if lat is None:
             print(
                 f"{r['index']:<9} {r['size']:>9,} {r['bytes_per_product']:>9,.0f} {mem_ratio:>6.2f}"
             )
             continue
-        base_lat = (base.get("latency_final") or base.get("latency")) if base else None
+        base_lat = final(base) if base else None
         p50_ratio = lat["c1"]["p50_ms"] / base_lat["c1"]["p50_ms"] if base_lat else float("nan")
         print(
             f"{r['index']:<9} {r['size']:>9,} {r['bytes_per_product']:>9,.0f} {mem_ratio:>6.2f} "
@@ -999,6 +1021,108 @@ def print_table(results: dict[str, Any]) -> None:
             f"{lat['c1']['p99_ms']:>7.2f} {lat['c1']['qps']:>6.0f} {lat['c8']['p50_ms']:>7.2f} "
             f"{lat['c8']['qps']:>6.0f} {p50_ratio:>9.2f}"
         )
+
+
+def final(run: dict[str, Any], key: str = "latency") -> dict[str, Any] | None:
+    """A run's latency figures: the re-measured ones where there are."""
+    figures: dict[str, Any] | None = run.get(f"{key}_final") or run.get(key)
+    return figures
+
+
+def markdown(results: dict[str, Any]) -> str:
+    """The tables of docs/scale.md, straight from the results."""
+    runs = [r for r in results["runs"] if r["status"] == "ok"]
+    order = sorted(runs, key=lambda r: (list(INDEXES).index(r["index"]), r["size"]))
+    by = {(r["index"], r["size"]): r for r in runs}
+    out = [
+        "| index | products | memory / product | vector part | build (insert + flush + index) "
+        "| then idle after | search param | recall@10 image / text | 1 client p50 / p99 | "
+        "1 client QPS | 8 clients p50 / p99 | 8 clients QPS | load avg |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | --- | --- | --- | ---: | --- | ---: | --- |",
+    ]
+    for r in order:
+        scalars = by.get(("SCALARS", r["size"]))
+        vector = (
+            f"{r['bytes_per_product'] - scalars['bytes_per_product']:,.0f} B"
+            if scalars and r["index"] != "SCALARS"
+            else "-"
+        )
+        build = (
+            f"{r['build_s']:,.0f} s ({r['insert_s']:,.0f} + {r['flush_s']:,.0f} + "
+            f"{r['index_s']:,.0f})"
+        )
+        lat = final(r)
+        if lat is None:
+            cells = ["-"] * 7
+        else:
+            one, eight = lat["c1"], lat["c8"]
+            param = INDEXES[r["index"]].param
+            cells = [
+                f"{param}={r['chosen']}" if param else "exact",
+                f"{r['recall_image']:.3f} / {r['recall_text']:.3f}",
+                f"{one['p50_ms']:.1f} / {one['p99_ms']:.1f} ms",
+                f"{one['qps']:,.0f}",
+                f"{eight['p50_ms']:.1f} / {eight['p99_ms']:.1f} ms",
+                f"{eight['qps']:,.0f}",
+                f"{lat['loadavg_before']:.1f} → {lat['loadavg_after']:.1f}",
+            ]
+        out.append(
+            f"| {r['index']} | {r['size']:,} | {r['bytes_per_product']:,.0f} B | {vector} | "
+            f"{build} | {r['settle_s']:,.0f} s | " + " | ".join(cells) + " |"
+        )
+    sizes = sorted({r["size"] for r in runs})
+    if len(sizes) > 1:
+        small, large = sizes[0], sizes[-1]
+        out += [
+            "",
+            f"Growth from {small:,} to {large:,} products ({large / small:.0f}× the products):",
+            "",
+            "| index | memory / product | build time | recall@10 image | search param | "
+            "1 client p50 | 8 clients QPS |",
+            "| --- | ---: | ---: | ---: | --- | ---: | ---: |",
+        ]
+        for name in INDEXES:
+            a, b = by.get((name, small)), by.get((name, large))
+            if a is None or b is None:
+                continue
+            la, lb = final(a), final(b)
+            timing = (
+                [
+                    f"{lb['c1']['p50_ms'] / la['c1']['p50_ms']:.2f}×",
+                    f"{lb['c8']['qps'] / la['c8']['qps']:.2f}×",
+                ]
+                if la and lb
+                else ["-", "-"]
+            )
+            recall_cell = f"{a['recall_image']:.3f} → {b['recall_image']:.3f}" if la and lb else "-"
+            param = f"{a['chosen']} → {b['chosen']}" if INDEXES[name].param else "-"
+            out.append(
+                f"| {name} | {b['bytes_per_product'] / a['bytes_per_product']:.2f}× | "
+                f"{b['build_s'] / a['build_s']:.1f}× | {recall_cell} | {param} | "
+                + " | ".join(timing)
+                + " |"
+            )
+    out += ["", "Sweeps (recall@10 image / text, single-client p50):", ""]
+    for r in order:
+        if len(r["sweep"]) < 2:
+            continue
+        points = ", ".join(
+            f"{s['value']}: {s['recall_image']:.3f} / {s['recall_text']:.3f} ({s['p50_ms']:.1f} ms)"
+            for s in r["sweep"]
+        )
+        text = final(r, "latency_text")
+        at_text = (
+            f"; text queries reach 0.95 at {r['chosen_text']}"
+            + (
+                f" (p50 {text['c1']['p50_ms']:.1f} ms, {text['c8']['qps']:,.0f} QPS at 8)"
+                if text
+                else ""
+            )
+            if r["chosen_text"] is not None
+            else "; text queries never reach 0.95 here"
+        )
+        out.append(f"* {r['index']} {r['size']:,}, {INDEXES[r['index']].param}: {points}{at_text}")
+    return "\n".join(out)
 
 
 def plot(results: dict[str, Any], path: Path) -> None:
@@ -1019,11 +1143,7 @@ def plot(results: dict[str, Any], path: Path) -> None:
         memory.plot(
             sizes, [r["bytes_per_product"] for r in mine], "o-", label=name, color=colours[name]
         )
-        timed = [
-            (r["size"], (r.get("latency_final") or r["latency"])["c1"]["p50_ms"])
-            for r in mine
-            if r.get("latency")
-        ]
+        timed = [(r["size"], lat["c1"]["p50_ms"]) for r in mine if (lat := final(r))]
         if timed:
             latency_ax.plot(*zip(*timed, strict=True), "o-", label=name, color=colours[name])
         if mine and mine[-1]["sweep"] and INDEXES[name].param:
@@ -1090,6 +1210,7 @@ def main() -> None:
     parser.add_argument("--remeasure", action="store_true", help="time kept runs again")
     parser.add_argument("--plot", type=Path, help="draw the figures into this PNG")
     parser.add_argument("--plot-only", action="store_true")
+    parser.add_argument("--report", action="store_true", help="print the Markdown tables")
     parser.add_argument("--force", action="store_true", help="run again what --out holds")
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
@@ -1114,6 +1235,9 @@ def main() -> None:
             "catalogs": {},
             "runs": [],
         }
+    if args.report:
+        print(markdown(results))
+        return
     if args.plot_only:
         print_table(results)
         if args.plot:

@@ -47,7 +47,8 @@ test-unit: $(STAMP) ## run the fast unit tests (no integration, no slow ones; ma
 test-integration: $(STAMP) ## run the integration tests only
 	$(PY) -m pytest -m integration
 
-lint: $(STAMP) ## ruff (lint + format check) and mypy (the package, the tests and the benchmarks)
+lint: $(STAMP) ## ruff (lint + format check), import-linter (the floors) and mypy (package, tests, benchmarks)
+	$(VENV)/bin/lint-imports
 	$(VENV)/bin/ruff check src tests bench
 	$(VENV)/bin/ruff format --check src tests bench
 	$(VENV)/bin/mypy
@@ -58,13 +59,14 @@ format: $(STAMP) ## apply ruff's fixes and formatting
 	$(VENV)/bin/ruff check --fix src tests bench
 	$(VENV)/bin/ruff format src tests bench
 
-bench: $(STAMP) ## embedding throughput and latency, query latency, freshness and bulk ingest benchmarks (minutes)
+bench: $(STAMP) ## embedding throughput and latency, query latency, freshness, bulk ingest and embedder memory benchmarks (minutes)
 	$(PY) bench/embed_throughput.py
 	$(PY) bench/embed_throughput.py --catalog products
 	$(PY) bench/embed_latency.py
 	$(PY) bench/query_latency.py
 	$(PY) bench/freshness.py
 	$(PY) bench/ingest.py --products 10000
+	$(PY) bench/memory.py --compare MAX_IN_FLIGHT_BYTES=1099511627776
 
 clean: ## remove .venv and local state
 	rm -rf $(VENV) .catalens

@@ -42,7 +42,7 @@ from PIL import Image
 if TYPE_CHECKING:
     from confluent_kafka import Consumer
 
-    from catalens.localstack import Child
+    from catalens.dev.localstack import Child
     from catalens.settings import CatalensSettings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -59,7 +59,7 @@ CATALOGS = {
 
 def make_jpegs(directory: Path, count: int, catalog: str = "photos") -> list[Path]:
     """``count`` generated 1166x1750 JPEGs (quality 90) of ``catalog`` (see CATALOGS)."""
-    from catalens.calibration import product_shot
+    from catalens.encoder.calibration import product_shot
 
     directory.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(0)
@@ -120,7 +120,7 @@ QUERY_WORDS = (
 
 def model_dirs() -> tuple[Path, Path]:
     """A random ViT-B/32 as a Hugging Face folder and as a sentence-transformers folder."""
-    from catalens.modelkit import build_random_clip
+    from catalens.dev.modelkit import build_random_clip
 
     # The tokenizer knows the catalog words the query benchmarks send, one token each, as
     # CLIP's vocabulary knows common English words: a query costs the tower what it would.
@@ -183,7 +183,7 @@ def vectors_of(records: list[bytes], ids: list[str]) -> np.ndarray:
 def catalens_in_process(hf_dir: Path, paths: list[Path]) -> tuple[float, np.ndarray, str, float]:
     """The embedder service with default settings; Kafka replaced by memory. Returns
     images/s, the vectors, the encoder's mode and the CPU seconds used while timed."""
-    from catalens.allocator import keep_freed_memory
+    from catalens.embedder.allocator import keep_freed_memory
     from catalens.embedder.main import build_service
     from catalens.kafka.memory import MemoryBroker, MemoryPublisher, MemorySource
     from catalens.settings import EmbedderSettings
@@ -239,8 +239,8 @@ def cpu_seconds(process: object) -> float | None:
 def running_embedder(hf_dir: Path) -> Iterator[tuple[CatalensSettings, Child, Child]]:
     """Tansu and ``catalens embedder`` (its defaults, model ``hf_dir``) as processes, the
     topics created; yields (settings, broker, embedder), and stops both afterwards."""
+    from catalens.dev.localstack import Child, free_port, start_broker
     from catalens.kafka.client import ensure_topics
-    from catalens.localstack import Child, free_port, start_broker
     from catalens.settings import CatalensSettings
 
     work = Path(tempfile.mkdtemp(prefix="catalens-bench-"))
@@ -355,7 +355,7 @@ def settle() -> None:
     instead of 0.6 CPU seconds for the same events)."""
     import gc
 
-    from catalens.allocator import give_back_freed_memory
+    from catalens.embedder.allocator import give_back_freed_memory
 
     gc.collect()
     give_back_freed_memory()
@@ -383,7 +383,7 @@ def main() -> None:
     base_ips, base_vectors = article_loop(st_dir, paths)
     print(f"article loop (PIL open + sentence-transformers encode): {base_ips:7.2f} images/s")
     # Through Kafka runs before in process: the embedder's allocator setting
-    # (catalens.allocator) applies to the whole process it is built in, and this
+    # (catalens.embedder.allocator) applies to the whole process it is built in, and this
     # process's own producer should not run under it.
     kafka = None
     if not args.no_kafka:

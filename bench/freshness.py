@@ -39,9 +39,9 @@ def main() -> None:
     args = parser.parse_args()
     from confluent_kafka import Producer
 
+    from catalens.dev.localstack import Child, free_port, start_broker, start_milvus, wait_for_port
+    from catalens.dev.modelkit import build_random_clip
     from catalens.kafka.client import ensure_topics
-    from catalens.localstack import Child, free_port, start_broker, start_milvus, wait_for_port
-    from catalens.modelkit import build_random_clip
     from catalens.settings import CatalensSettings
 
     work = Path(tempfile.mkdtemp(prefix="catalens-freshness-"))

@@ -18,6 +18,10 @@ Prints, for one run:
 Levers are settings: ``--set NAME=VALUE`` passes ``CATALENS_NAME`` to both services, and
 ``--compare NAME=VALUE`` runs the stack twice in one invocation (as configured, then with
 the override) and prints both with their ratio — the baseline measured in the same run.
+Products have ``--images-per-product`` images each (1: schema version 1 events; more:
+version 2), and ``--compare-images N`` runs a second stack whose products have N images,
+printing events/s and images/s of both and the ratio of their images/s (a product's
+images batch together: nothing per image should be paid per event).
 ``EMBEDDERS=N`` is this benchmark's own knob, not a setting: N embedder processes share
 the input topic as replicas of one consumer group (how a deployment scales the embedder).
 
@@ -48,7 +52,7 @@ import numpy as np
 import psutil
 from PIL import Image
 
-from catalens.localstack import Child
+from catalens.dev.localstack import Child
 from catalens.schemas import ProductImageEvent
 
 log = logging.getLogger("bench.ingest")
@@ -76,6 +80,7 @@ def jpegs(count: int, side: int) -> list[bytes]:
 class Run:
     label: str
     products: int
+    per_product: int = 1
     publish_s: float = 0.0
     embedder_s: float | None = None
     sink_s: float | None = None
@@ -86,6 +91,9 @@ class Run:
 
     def rate(self, seconds: float | None) -> float:
         return self.products / seconds if seconds else float("nan")
+
+    def image_rate(self, seconds: float | None) -> float:
+        return self.per_product * self.rate(seconds)
 
     def milvus_share(self) -> str:
         if self.sink_read_s is None or self.sink_write_s is None or not self.sink_s:
@@ -98,12 +106,14 @@ class Run:
     def report(self) -> str:
         n = self.products
         lines = [
-            f"[{self.label}] {n} products",
+            f"[{self.label}] {n} products of {self.per_product} image(s)",
             f"  end to end        {self.rate(self.end_to_end_s):8.0f} events/s "
-            f"({self.end_to_end_s:.1f} s, first publish → last product counted in Milvus)",
+            f"{self.image_rate(self.end_to_end_s):8.0f} images/s "
+            f"({self.end_to_end_s:.1f} s, first publish → last image counted in Milvus)",
             f"  producer          {self.rate(self.publish_s):8.0f} events/s "
             f"({self.publish_s:.1f} s until all acknowledged)",
             f"  embedder          {self.rate(self.embedder_s):8.0f} records/s "
+            f"{self.image_rate(self.embedder_s):8.0f} images/s "
             "(committed input offsets cover every event)",
             f"  sink              {self.rate(self.sink_s):8.0f} records/s "
             "(committed embedding offsets cover every record)",
@@ -124,7 +134,7 @@ class Stack:
     """Broker and Milvus for one run, and the two services with their settings."""
 
     def __init__(self, work: Path, model: Path, overrides: dict[str, str]) -> None:
-        from catalens.localstack import free_port, start_broker, start_milvus
+        from catalens.dev.localstack import free_port, start_broker, start_milvus
 
         overrides = dict(overrides)
         self.roles = [
@@ -245,26 +255,40 @@ def committed(bootstrap: str, group: str, topic: str, partitions: int) -> int:
         consumer.close()
 
 
-def events(count: int, images: list[bytes], prefix: str) -> Iterator[ProductImageEvent]:
+def events(
+    count: int, images: list[bytes], prefix: str, per_product: int = 1
+) -> Iterator[ProductImageEvent]:
+    """Upserts with inline images: version 1 events of one image, or version 2 events of
+    ``per_product`` images (each a different picture of the set) and a name."""
     encoded = [base64.b64encode(image).decode() for image in images]
     now = datetime.now(UTC)
     for i in range(count):
-        yield ProductImageEvent.model_validate(
-            {
-                "event_id": f"{prefix}-{i}",
-                "op": "upsert",
-                "product_id": f"{prefix}{i:07d}",
-                "version": 1,
-                "occurred_at": now,
+        attributes = {
+            "category": ("Vest top", "Trousers", "Sweater", "Dress")[i % 4],
+            "colour": ("Black", "White", "Blue")[i % 3],
+            "price": round(5 + (i % 500) / 10, 2),
+        }
+        common = {
+            "event_id": f"{prefix}-{i}",
+            "op": "upsert",
+            "product_id": f"{prefix}{i:07d}",
+            "version": 1,
+            "occurred_at": now,
+        }
+        if per_product == 1:
+            body = common | {
                 "image": {"data": encoded[i % len(encoded)]},
-                "attributes": {
-                    "name": f"Product {i}",
-                    "category": ("Vest top", "Trousers", "Sweater", "Dress")[i % 4],
-                    "colour": ("Black", "White", "Blue")[i % 3],
-                    "price": round(5 + (i % 500) / 10, 2),
-                },
+                "attributes": {"name": f"Product {i}", **attributes},
             }
-        )
+        else:
+            pictures = [encoded[(i * per_product + n) % len(encoded)] for n in range(per_product)]
+            body = common | {
+                "schema_version": 2,
+                "images": [{"data": data} for data in pictures],
+                "name": f"Product {i}",
+                "attributes": attributes,
+            }
+        yield ProductImageEvent.model_validate(body)
 
 
 def run_once(
@@ -275,6 +299,7 @@ def run_once(
     overrides: dict[str, str],
     profile: Path | None,
     timeout_s: float,
+    per_product: int = 1,
 ) -> Run:
     from catalens.kafka.client import Publisher, ensure_topics
     from catalens.producer.publisher import EventPublisher
@@ -294,6 +319,7 @@ def run_once(
         milvus = Milvus(stack.env["CATALENS_MILVUS_URI"], timeout_s=30)
 
         def count() -> int:
+            """Rows in Milvus: one per image."""
             if not milvus.has_collection(settings.collection):
                 return 0
             return milvus.count(settings.collection)
@@ -306,12 +332,13 @@ def run_once(
             300,
             "every embedder assigned partitions",
         )
-        publisher.publish_many(events(1, images, "warm"))
-        wait_until(lambda: count() >= 1, 180, "the warm-up event in Milvus")
-        batch = list(events(products, images, "p"))  # built before the clock starts
+        publisher.publish_many(events(1, images, "warm", per_product))
+        wait_until(lambda: count() >= per_product, 180, "the warm-up event in Milvus")
+        # Built before the clock starts.
+        batch = list(events(products, images, "p", per_product))
         processes = stack.processes()
         cpu_before = cpu_seconds(processes)
-        result = Run(label, products)
+        result = Run(label, products, per_product)
         embedder_group = stack.env["CATALENS_EMBEDDER_GROUP"]
         sink_group = stack.env["CATALENS_SINK_GROUP"]
         done_at: dict[str, float] = {}
@@ -337,7 +364,8 @@ def run_once(
         result.publish_s = time.perf_counter() - started
         if failures or acknowledged != products:
             raise RuntimeError(f"{acknowledged} of {products} acknowledged: {failures[:3]}")
-        wait_until(lambda: count() >= products + 1, timeout_s, "every product in Milvus", 0.25)
+        rows = (products + 1) * per_product
+        wait_until(lambda: count() >= rows, timeout_s, "every image in Milvus", 0.25)
         result.end_to_end_s = time.perf_counter() - started
         cpu_after = cpu_seconds(processes)
         result.cpu_s = {name: cpu_after[name] - cpu_before[name] for name in cpu_before}
@@ -397,11 +425,18 @@ def main() -> None:
         default=[],
         help="also run with NAME=VALUE on top of --set and print the ratio",
     )
+    parser.add_argument("--images-per-product", type=int, default=1, choices=range(1, 17))
+    parser.add_argument(
+        "--compare-images",
+        type=int,
+        choices=range(1, 17),
+        help="also run with products of this many images and print the ratio of images/s",
+    )
     parser.add_argument("--profile", type=Path, help="py-spy profiles of both services here")
     parser.add_argument("--timeout", type=float, default=1800)
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    from catalens.modelkit import build_random_clip
+    from catalens.dev.modelkit import build_random_clip
 
     work = Path(tempfile.mkdtemp(prefix="catalens-ingest-"))
     model = build_random_clip(
@@ -418,8 +453,41 @@ def main() -> None:
         args.input_size,
     )
     base = dict(args.set)
-    runs = [run_once("configured", args.products, images, model, base, args.profile, args.timeout)]
+    runs = [
+        run_once(
+            "configured",
+            args.products,
+            images,
+            model,
+            base,
+            args.profile,
+            args.timeout,
+            args.images_per_product,
+        )
+    ]
     print(runs[0].report(), flush=True)
+    if args.compare_images:
+        label = f"{args.compare_images} images"
+        other_run = run_once(
+            label,
+            args.products,
+            images,
+            model,
+            base,
+            args.profile,
+            args.timeout,
+            args.compare_images,
+        )
+        print(other_run.report(), flush=True)
+        base_run = runs[0]
+        for what, mine, theirs in (
+            ("embedder", base_run.embedder_s, other_run.embedder_s),
+            ("end to end", base_run.end_to_end_s, other_run.end_to_end_s),
+        ):
+            print(
+                f"images/s {what}: {other_run.per_product} per product / {base_run.per_product} "
+                f"per product: {other_run.image_rate(theirs) / base_run.image_rate(mine):.2f}×"
+            )
     if args.compare:
         other = base | dict(args.compare)
         label = ",".join(f"{k}={v}" for k, v in args.compare)

@@ -45,10 +45,10 @@ import numpy as np
 from pymilvus import Collection, MilvusClient, connections
 from pymilvus.orm.prepare import Prepare
 
-from catalens.localstack import free_port, start_milvus
-from catalens.records import ModelIdentity
+from catalens.dev.localstack import free_port, start_milvus
 from catalens.store.admin import ORDER_FIELD, IndexAdmin
 from catalens.store.client import Milvus
+from catalens.store.values import ModelIdentity
 
 DIM = 512
 ALIAS = "bench_write"
@@ -70,7 +70,7 @@ class Bench:
         self.admin = IndexAdmin(self.milvus, ALIAS)
         self.admin.drop_all()
         identity = ModelIdentity("bench-write", DIM, "0" * 64)
-        self.name = self.admin.ensure_generation(identity, hnsw_m=16, ef_construction=200)
+        self.name = self.admin.ensure_generation(identity)
         self.milvus.load(self.name)
         self.client = MilvusClient(uri=uri, timeout=120)
         connections.connect("bench-write", uri=uri, timeout=120)

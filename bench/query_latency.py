@@ -32,6 +32,12 @@ variant.
 
     python bench/query_latency.py [--products 100000] [--queries 200] [--settle 90]
         [--rounds 3] [--baseline-src ../before/src] [--compare 'API_LOOP=asyncio API_HTTP=h11' ...]
+
+Keyword and hybrid search need Milvus ≥ 2.5, which Milvus 2.3.5 is not: ``--modes`` runs
+the three modes side by side on one Milvus Lite collection instead (``search_modes.py``,
+its options after ``--modes``):
+
+    python bench/query_latency.py --modes [--products 3000] [--requests 200]
 """
 
 from __future__ import annotations
@@ -77,9 +83,9 @@ def percentile(values: list[float], q: float) -> float:
 
 def fill(uri: str, model: str, vectors: np.ndarray, labels: np.ndarray) -> None:
     from catalens.encoder.files import resolve_model_dir, weights_digest
-    from catalens.records import ModelIdentity, Plan, Row
     from catalens.store.admin import IndexAdmin
     from catalens.store.client import Milvus
+    from catalens.store.values import ModelIdentity, Plan, Row
     from catalens.store.writer import MilvusWriter
 
     milvus = Milvus(uri, timeout_s=120)
@@ -93,10 +99,10 @@ def fill(uri: str, model: str, vectors: np.ndarray, labels: np.ndarray) -> None:
         rows = [
             Row(
                 f"p{i:07d}",
+                "0",
                 1,
                 vectors[i],
-                {"category": f"c{labels[i] % 20}", "price": float(i % 100)},
-                None,
+                attributes={"category": f"c{labels[i] % 20}", "price": float(i % 100)},
                 input_offset=i,
             )
             for i in range(start, min(start + batch, len(vectors)))
@@ -167,9 +173,10 @@ def main() -> None:
     )
     args = parser.parse_args()
 
-    from catalens.localstack import free_port, start_milvus
+    from catalens.dev.localstack import free_port, start_milvus
     from catalens.store.client import Milvus
     from catalens.store.reader import MilvusReader
+    from catalens.store.values import Search
     from embed_throughput import model_dirs
     from text_tower import sentences
 
@@ -189,7 +196,7 @@ def main() -> None:
         queries = queries[: args.queries]
 
         store = MilvusReader(Milvus(uri, timeout_s=60), ALIAS)
-        found = [[h.product_id for h in store.search([v], k=10, ef=64)[0]] for v in queries]
+        found = [[h.product_id for h in store.search(Search([v], k=10))] for v in queries]
         exact = np.argsort(-(queries @ vectors.T), axis=1)[:, :10]
         recall = statistics.mean(
             len({f"p{i:07d}" for i in exact[q]} & set(found[q])) / 10 for q in range(len(queries))
@@ -197,7 +204,7 @@ def main() -> None:
 
         def raw_search(i: int) -> float:
             started = time.perf_counter()
-            store.search([queries[i % len(queries)]], k=10, ef=64)
+            store.search(Search([queries[i % len(queries)]], k=10))
             return (time.perf_counter() - started) * 1000
 
         print(
@@ -285,7 +292,7 @@ class Api:
     """One variant's ``catalens api`` process and its timed requests."""
 
     def __init__(self, label: str, log: Path, env: dict[str, str]) -> None:
-        from catalens.localstack import Child, free_port
+        from catalens.dev.localstack import Child, free_port
 
         self.label = label
         self.log = log
@@ -340,7 +347,7 @@ def measure_round(
     (the order rotating) with a raw Milvus search: on two shared cores the machine drifts
     within seconds, so the figures compared are taken in the same moments. QPS at
     concurrency 8 is measured for one variant after another."""
-    from catalens.localstack import wait_for_port
+    from catalens.dev.localstack import wait_for_port
 
     apis: list[Api] = []
     try:
@@ -387,4 +394,10 @@ def measure_round(
 
 
 if __name__ == "__main__":
-    main()
+    if "--modes" in sys.argv:
+        import search_modes
+
+        sys.argv.remove("--modes")
+        search_modes.main()
+    else:
+        main()

@@ -137,7 +137,7 @@ def event(pid: str, version: int, image: dict[str, str], price: float) -> bytes:
 
 
 def model_dir(size: str) -> Path:
-    from catalens.modelkit import build_random_clip
+    from catalens.dev.modelkit import build_random_clip
 
     if size == "vit-b-32":
         directory = CACHE / "vit-b-32"  # the one bench/embed_throughput.py builds
@@ -169,7 +169,7 @@ class Pass:
 
 
 def cache_bytes_per_product(dim: int, count: int = 20_000) -> float:
-    """Memory the reuse cache holds per product (URL image with an ETag), measured."""
+    """Memory the reuse cache holds per image (URL image with an ETag), measured."""
     from catalens.embedder.reuse import ImageReuse, Origin, image_digest
     from catalens.embedder.sources import Validators
 
@@ -180,7 +180,7 @@ def cache_bytes_per_product(dim: int, count: int = 20_000) -> float:
     for i in range(count):
         url = f"https://cdn.example.com/images/2026/11/{i:010d}.jpg"
         origin = Origin(image_digest(url.encode()), url, Validators(url, f'"{i:016x}"'))
-        reuse.remember(f"{i:010d}", origin, vectors[i], None)
+        reuse.remember((f"{i:010d}", "0"), origin, vectors[i], None)
     used = tracemalloc.get_traced_memory()[0] - before
     tracemalloc.stop()
     return used / count
@@ -209,7 +209,7 @@ def main() -> None:
             time.sleep(0.01)
 
     # Imported once the server runs: its process needs none of this (nor PyTorch).
-    from catalens.allocator import keep_freed_memory
+    from catalens.embedder.allocator import keep_freed_memory
     from catalens.embedder.main import build_service
     from catalens.kafka.memory import MemoryBroker, MemoryPublisher, MemorySource
     from catalens.schemas import EmbeddingRecord

@@ -2,8 +2,9 @@
 broker (Tansu) and the real Milvus standalone server, started once per session when a
 test asks for them.
 
-Set ``CATALENS_TEST_KAFKA_BOOTSTRAP`` / ``CATALENS_TEST_MILVUS_URI`` to run against an
-existing Kafka / Milvus instead of starting them.
+Set ``CATALENS_TEST_KAFKA_BOOTSTRAP`` / ``CATALENS_TEST_MILVUS_URI`` /
+``CATALENS_TEST_MILVUS_LITE_URI`` to run against an existing Kafka / Milvus / Milvus Lite
+instead of starting them.
 """
 
 from __future__ import annotations
@@ -20,8 +21,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from catalens.localstack import Child, free_port, start_broker, start_milvus
-from catalens.modelkit import build_random_clip
+from catalens.dev.localstack import Child, free_port, start_broker, start_milvus, start_milvus_lite
+from catalens.dev.modelkit import build_random_clip
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -134,3 +135,18 @@ def milvus(milvus_server: MilvusServer | None) -> str:
         return external
     assert milvus_server is not None
     return milvus_server.uri
+
+
+@pytest.fixture(scope="session")
+def milvus_lite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Milvus Lite 3.2.2 (the API of Milvus >= 2.5: full-text search, hybrid search,
+    grouping) as a gRPC server for the session, beside Milvus 2.3.5; or
+    ``CATALENS_TEST_MILVUS_LITE_URI``."""
+    if external := os.environ.get("CATALENS_TEST_MILVUS_LITE_URI"):
+        yield external
+        return
+    base = tmp_path_factory.mktemp("milvus-lite")
+    port = free_port()
+    child = start_milvus_lite(base / "data", port, base / "milvus-lite.log")
+    yield f"http://127.0.0.1:{port}"
+    child.stop(timeout_s=10)

@@ -36,6 +36,7 @@ WORKER_METRICS = {
     "catalens_sink_write_seconds": "histogram",
     "catalens_sink_batch_size": "histogram",
     "catalens_in_flight_records": "gauge",
+    "catalens_in_flight_bytes": "gauge",
     "catalens_paused": "gauge",
     "catalens_ready": "gauge",
     "catalens_dead_letter_storm": "gauge",

@@ -1,5 +1,5 @@
 import sys
 
-from catalens.cli import main
+from catalens.ops.cli import main
 
 sys.exit(main())

@@ -19,8 +19,7 @@ import numpy as np
 import numpy.typing as npt
 from PIL import Image, UnidentifiedImageError
 
-from catalens.errors import BadInput
-from catalens.schemas.dead_letter import Reason
+from catalens.errors import BadInput, Reason
 
 Pixels = npt.NDArray[np.uint8]
 
@@ -36,6 +35,11 @@ class PreprocessSpec:
     crop: int = 224
     mean: tuple[float, float, float] = (0.48145466, 0.4578275, 0.40821073)
     std: tuple[float, float, float] = (0.26862954, 0.26130258, 0.27577711)
+
+    @property
+    def pixel_bytes(self) -> int:
+        """The bytes of one preprocessed image (:data:`Pixels`, ``crop``x``crop``x3 uint8)."""
+        return self.crop * self.crop * 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,7 +132,7 @@ _BROWSER_FORMATS = {b"\xff\xd8\xff": "image/jpeg", b"\x89PNG": "image/png"}
 
 
 @dataclass(frozen=True, slots=True)
-class _Stored:
+class _Header:
     """What a browser would make of the image as stored, read from its header before the
     decode: ``decoded`` is the RGB conversion of any other mode, which has lost these."""
 
@@ -139,7 +143,7 @@ class _Stored:
     transparency: bool
 
     @classmethod
-    def of(cls, data: bytes, image: Image.Image) -> _Stored | None:
+    def of(cls, data: bytes, image: Image.Image) -> _Header | None:
         """Read only for a small JPEG or PNG, the images that may serve as their own
         thumbnail: their frame count is in the header (a GIF's or TIFF's is counted by
         walking the frames, which on truncated data fails or moves off the first one).
@@ -160,7 +164,7 @@ class _Stored:
 
 
 def _as_thumbnail(
-    data: bytes, decoded: Image.Image, stored: _Stored | None, side: int
+    data: bytes, decoded: Image.Image, stored: _Header | None, side: int
 ) -> str | None:
     """``data`` as a data URI when it can serve as its own thumbnail: small, no larger
     than ``side`` either way (a drafted decode is always larger), a JPEG or PNG, and shown
@@ -178,13 +182,13 @@ def _as_thumbnail(
 
 def _preprocess(
     data: bytes, spec: PreprocessSpec, limits: ImageLimits, *, header: bool = False
-) -> tuple[Pixels, Image.Image, _Stored | None]:
+) -> tuple[Pixels, Image.Image, _Header | None]:
     """The crop, the decoded RGB image it was taken from, and (``header``) what the
     stored image's header says, read before the decode changes it."""
     image = open_checked(data, limits)
     width, height = image.size
     scale = spec.size / min(width, height)
-    stored = _Stored.of(data, image) if header else None
+    stored = _Header.of(data, image) if header else None
     try:
         if image.format == "JPEG" and scale < 0.5:
             image.draft("RGB", (math.ceil(width * scale), math.ceil(height * scale)))

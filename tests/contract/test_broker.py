@@ -227,3 +227,48 @@ def test_fill_s_collects_records_that_arrive_while_the_batch_fills(kafka: Broker
     late.join()
     assert [r.value for r in got] == [b"early", b"late"]
     assert waited < 4, "a full batch is handed over without waiting out fill_s"
+
+
+def test_a_poll_with_max_bytes_ends_with_the_record_that_reaches_it(kafka: Broker) -> None:
+    """Each record holds 1 + 1000 bytes (key and value): 2,500 bytes are reached by the
+    third, so a poll takes three, however many more are there; a record larger than the
+    bound alone is still handed over, alone."""
+    topic = kafka.topic()
+    source = joined(kafka, topic, fresh("g"))
+    publish(kafka.publisher(), topic, [(b"k", b"%d" % i * 1000, []) for i in range(1, 6)])
+    first = source.poll(100, kafka.join_s, fill_s=kafka.join_s, max_bytes=2500)
+    assert [r.value for r in first] == [b"%d" % i * 1000 for i in (1, 2, 3)]
+    assert [r.nbytes for r in first] == [1001, 1001, 1001]
+    assert [r.value for r in source.poll(100, kafka.join_s, max_bytes=10)] == [b"4" * 1000]
+    rest = collect(source, 1, kafka.join_s) + quiet([source], kafka.quiet_s)
+    assert [r.value for r in rest] == [b"5" * 1000]
+
+
+def test_a_record_given_back_to_a_paused_member_comes_again_first_after_it_resumes(
+    kafka: Broker,
+) -> None:
+    """What the embedder does with a record its byte budget has no room for: the record
+    and everything after it on its partition come again, in order, nothing skipped."""
+    topic = kafka.topic()
+    source = joined(kafka, topic, fresh("g"))
+    publish(kafka.publisher(), topic, [(b"k", b"%d" % i, []) for i in range(6)])
+    taken = source.poll(3, kafka.join_s, fill_s=kafka.join_s)
+    assert [r.value for r in taken] == [b"0", b"1", b"2"]
+    assert source.give_back(taken[-1])
+    source.pause()
+    assert quiet([source], kafka.quiet_s) == []
+    source.resume()
+    again = collect(source, 4, kafka.join_s) + quiet([source], kafka.quiet_s)
+    assert [r.value for r in again] == [b"2", b"3", b"4", b"5"]
+    assert [r.offset for r in again] == [taken[-1].offset + i for i in range(4)]
+
+
+def test_a_record_given_back_without_pausing_is_the_next_one_handed_out(kafka: Broker) -> None:
+    topic = kafka.topic()
+    source = joined(kafka, topic, fresh("g"))
+    publish(kafka.publisher(), topic, [(b"k", b"%d" % i, []) for i in range(4)])
+    taken = source.poll(2, kafka.join_s, fill_s=kafka.join_s)
+    assert [r.value for r in taken] == [b"0", b"1"]
+    assert source.give_back(taken[-1])
+    again = collect(source, 3, kafka.join_s) + quiet([source], kafka.quiet_s)
+    assert [r.value for r in again] == [b"1", b"2", b"3"]

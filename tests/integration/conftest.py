@@ -62,3 +62,11 @@ def stack(broker: str, milvus: str, tiny_model: Path, tmp_path: Path) -> Iterato
     deployment = Stack(broker, milvus, tiny_model, tmp_path)
     yield deployment
     deployment.stop()
+
+
+@pytest.fixture
+def lite_stack(broker: str, milvus_lite: str, tiny_model: Path, tmp_path: Path) -> Iterator[Stack]:
+    """A deployment on Milvus Lite: the API of Milvus ≥ 2.5 (keyword, hybrid, grouping)."""
+    deployment = Stack(broker, milvus_lite, tiny_model, tmp_path)
+    yield deployment
+    deployment.stop()

@@ -5,38 +5,28 @@ and real Milvus."""
 from __future__ import annotations
 
 import json
+import os
 import signal
+import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import httpx
 from confluent_kafka import Consumer, Producer
 
-from catalens.localstack import Child, free_port
-from catalens.records import Row
+from catalens.dev.localstack import Child, free_port
 from catalens.schemas import DeadLetter
 from catalens.store.client import Milvus
 from catalens.store.reader import MilvusReader
+from catalens.store.values import Product
+from tests.waits import wait_for
 
-T = TypeVar("T")
 Value = bytes | dict[str, Any] | None
-
-
-def wait_for(check: Callable[[], T | None], timeout_s: float, what: str, every_s: float = 0.3) -> T:
-    """Poll ``check`` until it returns something truthy; fail with ``what`` otherwise."""
-    deadline = time.monotonic() + timeout_s
-    last: T | None = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(every_s)
-    raise AssertionError(f"timed out after {timeout_s}s waiting for {what} (last: {last!r})")
 
 
 def event(
@@ -58,6 +48,24 @@ def event(
     }
     if image is not None:
         body["image"] = image
+    return body
+
+
+def product_event(
+    product_id: str,
+    version: int,
+    images: list[dict[str, str]],
+    *,
+    name: str | None = None,
+    description: str | None = None,
+    **attributes: Any,
+) -> dict[str, Any]:
+    """An upsert of schema version 2: the product's whole image set and its text."""
+    body = event(product_id, version, **attributes) | {"schema_version": 2, "images": images}
+    if name is not None:
+        body["name"] = name
+    if description is not None:
+        body["description"] = description
     return body
 
 
@@ -105,9 +113,17 @@ class Stack:
         } | self.extra_env
 
     def full_env(self) -> dict[str, str]:
-        import os
-
         return {**os.environ, **self.env}
+
+    def cli(self, *args: str, timeout_s: float = 180) -> subprocess.CompletedProcess[str]:
+        """``catalens ARGS`` against this deployment, as an operator runs it."""
+        return subprocess.run(
+            [sys.executable, "-m", "catalens", *args],
+            env=self.full_env(),
+            capture_output=True,
+            text=True,
+            timeout=timeout_s,
+        )
 
     # -- processes ----------------------------------------------------------------------
 
@@ -229,10 +245,11 @@ class Stack:
         """product id → version, as the query API sees the whole index."""
         return {r["product_id"]: r["version"] for r in self.search(k=1000)}
 
-    def rows(self, product_ids: list[str]) -> list[Row]:
+    def products(self, product_ids: list[str], *, with_vectors: bool = False) -> list[Product]:
+        """The products as the index holds them, with every image."""
         store = MilvusReader(Milvus(self.milvus_uri), self.collection)
         try:
-            return store.get(product_ids)
+            return store.products(product_ids, with_vectors=with_vectors)
         finally:
             store.close()
 

@@ -16,7 +16,8 @@ from PIL import Image
 
 from tests.conftest import MilvusServer, jpeg_bytes
 from tests.integration.conftest import ImageServer
-from tests.integration.stack import Stack, event, wait_for
+from tests.integration.stack import Stack, event
+from tests.waits import wait_for
 
 pytestmark = pytest.mark.integration
 

@@ -13,9 +13,10 @@ import pytest
 from confluent_kafka import Consumer, TopicPartition
 
 from tests.conftest import jpeg_bytes
-from tests.integration.stack import Stack, event, wait_for
+from tests.integration.stack import Stack, event
 from tests.metrics_scrape import exported_names, scrape, value
 from tests.monitoring import referenced_metrics
+from tests.waits import wait_for
 
 pytestmark = pytest.mark.integration
 

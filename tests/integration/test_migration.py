@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import random
-import subprocess
 import sys
 import threading
 import time
@@ -16,12 +15,13 @@ from typing import Any
 import httpx
 import pytest
 
-from catalens.localstack import Child
-from catalens.modelkit import build_random_clip
+from catalens.dev.localstack import Child
+from catalens.dev.modelkit import build_random_clip
 from catalens.store.client import Milvus
 from catalens.store.writer import MilvusWriter
-from tests.integration.stack import Stack, event, wait_for
+from tests.integration.stack import Stack, event
 from tests.integration.test_guarantees import SMALL, expected_state, produce_stream
+from tests.waits import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -52,16 +52,6 @@ class SearchWatcher(threading.Thread):
             if status == 200 and (not runs or runs[-1] != model):
                 runs.append(model)
         return runs
-
-
-def catalens(stack: Stack, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "catalens", *args],
-        env=stack.full_env(),
-        capture_output=True,
-        text=True,
-        timeout=180,
-    )
 
 
 def traffic(products: list[str], seed: int, count: int) -> Stream:
@@ -118,8 +108,9 @@ def test_a_new_model_is_built_beside_the_live_one_and_promoted_without_downtime(
         )
         stack.children[f"{role}-b"] = child.start()
 
-    early = catalens(stack, "index", "promote", str(model_b))
+    early = stack.cli("index", "promote", str(model_b))
     assert early.returncode == 1, early.stdout  # nothing (or not all) of B is built yet
+    assert early.stderr.splitlines()[-1].startswith("catalens index promote: "), early.stderr
 
     for round_ in range(4):  # the live stream flows while B is built
         more = traffic(products, seed=round_, count=40)
@@ -132,23 +123,23 @@ def test_a_new_model_is_built_beside_the_live_one_and_promoted_without_downtime(
     wait_for(lambda: live_versions(stack, model_b, products) == expected, 240, "B to be built")
     print(f"generation of {len(products)} products built in {time.monotonic() - building:.1f}s")
 
-    status = json.loads(catalens(stack, "index", "status", "--json").stdout)
+    status = json.loads(stack.cli("index", "status", "--json").stdout)
     by_model = {g["model"]: g for g in status}
     assert by_model[str(model_a)]["serving"] and not by_model[str(model_b)]["serving"]
     assert by_model[str(model_a)]["rows"] == by_model[str(model_b)]["rows"] == len(expected)
     assert (by_model[str(model_a)]["dim"], by_model[str(model_b)]["dim"]) == (16, 24)
 
-    promoted = catalens(stack, "index", "promote", str(model_b))
+    promoted = stack.cli("index", "promote", str(model_b))
     assert promoted.returncode == 0, promoted.stderr
     wait_for(lambda: watcher.models()[-1:] == [str(model_b)], 60, "searches answered by B")
     assert stack.indexed() == expected
 
-    dropped = catalens(stack, "index", "drop", str(model_a))
+    dropped = stack.cli("index", "drop", str(model_a))
     assert dropped.returncode == 0, dropped.stderr
     time.sleep(2)  # searches keep being answered after A is gone
     watcher.done.set()
     watcher.join(30)
-    status = json.loads(catalens(stack, "index", "status", "--json").stdout)
+    status = json.loads(stack.cli("index", "status", "--json").stdout)
     assert [(g["model"], g["serving"], g["rows"]) for g in status] == [
         (str(model_b), True, len(expected))
     ]

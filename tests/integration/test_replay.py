@@ -15,11 +15,12 @@ from typing import Any
 import pytest
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 
-from catalens.records import Stored
 from catalens.store.client import Milvus
+from catalens.store.values import Stored
 from catalens.store.writer import MilvusWriter
-from tests.integration.stack import Stack, event, wait_for
+from tests.integration.stack import Stack, event
 from tests.integration.test_guarantees import SMALL, expected_state, produce_stream, random_stream
+from tests.waits import wait_for
 
 pytestmark = pytest.mark.integration
 

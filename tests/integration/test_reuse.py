@@ -29,15 +29,17 @@ def test_an_attribute_only_republish_reuses_the_vectors_and_updates_the_attribut
     stack.start("embedder", "sink", "api")
     stack.publish(*(event(pid, 1, image=image, price=10.0) for pid, image in images.items()))
     stack.wait_indexed({"p-url": 1, "p-data": 1})
-    before = {row.product_id: row for row in stack.rows(list(images))}
+    before = {p.product_id: p for p in stack.products(list(images), with_vectors=True)}
 
     stack.publish(*(event(pid, 2, image=image, price=8.5) for pid, image in images.items()))
     stack.wait_indexed({"p-url": 2, "p-data": 2})
-    after = {row.product_id: row for row in stack.rows(list(images))}
+    after = {p.product_id: p for p in stack.products(list(images), with_vectors=True)}
     for pid in images:
         assert after[pid].attributes == {"price": 8.5}
-        assert np.array_equal(after[pid].vector, before[pid].vector)
-        assert after[pid].image == before[pid].image
+        (old,), (new,) = before[pid].images, after[pid].images
+        assert old.vector is not None and new.vector is not None
+        assert np.array_equal(new.vector, old.vector)
+        assert new.image == old.image
 
     assert stack.terminate("embedder") == 0
     assert "embedder stopped: embedded 2, reused 2, dead-lettered 0" in stack.log("embedder")

@@ -4,8 +4,6 @@ the real services, plus workers that answer with metrics, without them, or not a
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -14,9 +12,10 @@ from typing import Any
 import pytest
 from prometheus_client import CollectorRegistry, Histogram, generate_latest
 
-from catalens.localstack import free_port
-from tests.integration.stack import Stack, event, wait_for
+from catalens.dev.localstack import free_port
+from tests.integration.stack import Stack, event
 from tests.integration.test_guarantees import SMALL
+from tests.waits import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -48,23 +47,12 @@ def metrics_worker() -> Iterator[str]:
     server.shutdown()
 
 
-def catalens(stack: Stack, *args: str) -> subprocess.CompletedProcess[str]:
-    done = subprocess.run(
-        [sys.executable, "-m", "catalens", *args],
-        env=stack.full_env(),
-        capture_output=True,
-        text=True,
-        timeout=180,
-    )
-    assert done.stdout, done.stderr
-    return done
-
-
 def status(stack: Stack, *workers: str) -> tuple[int, dict[str, Any]]:
     argv = ["status", "--json"]
     for worker in workers:
         argv += ["--worker", worker]
-    done = catalens(stack, *argv)
+    done = stack.cli(*argv)
+    assert done.stdout, done.stderr
     report: dict[str, Any] = json.loads(done.stdout)
     return done.returncode, report
 
@@ -82,7 +70,9 @@ def test_status_shows_groups_generation_rows_dead_letters_and_freshness(
             (b"gone", event("gone", 1, image={"path": str(stack.images / "nope.jpg")})),
         ]
     )
-    wait_for(lambda: len(stack.rows([e["product_id"] for e in good])) == len(good), 90, "the rows")
+    wait_for(
+        lambda: len(stack.products([e["product_id"] for e in good])) == len(good), 90, "the rows"
+    )
     stack.dead_letters(3)
 
     gone = f"http://127.0.0.1:{free_port()}"
@@ -130,10 +120,10 @@ def test_status_shows_groups_generation_rows_dead_letters_and_freshness(
     assert code == 1  # a worker could not be read
 
     # The generations are the ones `catalens index status` shows.
-    index = json.loads(catalens(stack, "index", "status", "--json").stdout)
+    index = json.loads(stack.cli("index", "status", "--json").stdout)
     assert index == report["generations"]
     # The same report for people.
-    text = catalens(stack, "status", "--worker", metrics_worker).stdout
+    text = stack.cli("status", "--worker", metrics_worker).stdout
     assert f"t{stack.name}-sink" in text and "invalid_json: 2" in text
     assert "p50 1.38 s  p99 1.99 s" in text
 

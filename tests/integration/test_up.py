@@ -1,5 +1,6 @@
-"""`catalens up` (the README's run command), pointed at the session's broker and Milvus
-through the CATALENS_* variables, with the tiny model."""
+"""`catalens up` (the README's run command), pointed at the session's broker through the
+CATALENS_* variables, with the tiny model; it starts its own Milvus Lite, as `make up`
+does, and so shows keyword and hybrid search on the sample catalog."""
 
 from __future__ import annotations
 
@@ -14,20 +15,19 @@ import httpx
 import pytest
 from confluent_kafka.admin import AdminClient
 
-from catalens.localstack import descendants, free_port
-from tests.integration.stack import wait_for
+from catalens.dev.localstack import descendants, free_port
+from tests.waits import wait_for
 
 pytestmark = pytest.mark.integration
 
 
 def test_up_serves_the_sample_catalog_and_stops_everything_on_ctrl_c(
-    broker: str, milvus: str, tiny_model: Path, tmp_path: Path
+    broker: str, tiny_model: Path, tmp_path: Path
 ) -> None:
     port = free_port()
     topic = f"up{uuid.uuid4().hex[:8]}.product-images"
     env = os.environ | {
         "CATALENS_KAFKA_BOOTSTRAP": broker,
-        "CATALENS_MILVUS_URI": milvus,
         "CATALENS_MODEL": str(tiny_model),
         "CATALENS_COLLECTION": f"up{uuid.uuid4().hex[:8]}",
         "CATALENS_API_PORT": str(port),
@@ -68,15 +68,35 @@ def test_up_serves_the_sample_catalog_and_stops_everything_on_ctrl_c(
         assert topic in AdminClient({"bootstrap.servers": broker}).list_topics(timeout=10).topics
         api_log = (tmp_path / "state" / "logs" / "api.log").read_text()
         assert " DEBUG catalens.query_api.app: query API starting with " in api_log
-        results = httpx.get(
+        answer = httpx.get(
             f"http://127.0.0.1:{port}/search", params={"q": "black dress", "k": 20}, timeout=10
-        ).json()["results"]
+        ).json()
+        results = answer["results"]
+        assert answer["mode"] == "hybrid"  # Milvus Lite has full-text search
         assert len(results) == 8
-        assert all({"name", "category", "colour", "price"} <= set(r["attributes"]) for r in results)
+        assert all(r["name"] for r in results)
+        assert all(
+            {"category", "colour", "price", "brand"} <= set(r["attributes"]) for r in results
+        )
+        assert sorted({r["images"] for r in results}) == [1, 2, 3, 4]
+        brand = results[0]["attributes"]["brand"]
+        words = httpx.get(
+            f"http://127.0.0.1:{port}/search",
+            params={"q": brand, "k": 20, "mode": "keyword"},
+            timeout=10,
+        ).json()["results"]
+        assert {r["product_id"] for r in words} == {
+            r["product_id"] for r in results if r["attributes"]["brand"] == brand
+        }
+        best = next(r for r in results if r["images"] > 1)
         image = httpx.get(
-            f"http://127.0.0.1:{port}/products/{results[0]['product_id']}/image", timeout=10
+            f"http://127.0.0.1:{port}/products/{best['product_id']}/image",
+            params={"id": best["matched_image"]},
+            timeout=10,
         )
         assert image.status_code == 200 and image.headers["content-type"] == "image/jpeg"
+        assert (tmp_path / "state" / "sample" / "judgments.jsonl").is_file()
+        assert "catalens eval" in printed
         children = descendants(up.pid)
         assert len(children) >= 3  # embedder, sink, api
 

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from catalens.allocator import keep_freed_memory
+from catalens.embedder.allocator import keep_freed_memory
 
 pytestmark = pytest.mark.skipif(
     platform.system() != "Linux" or platform.libc_ver()[0] != "glibc", reason="glibc only"
@@ -19,7 +19,7 @@ pytestmark = pytest.mark.skipif(
 # second burst takes. Run in a child so this test process keeps its own allocator.
 _BURSTS = """
 import resource, sys
-from catalens.allocator import give_back_freed_memory, keep_freed_memory
+from catalens.embedder.allocator import give_back_freed_memory, keep_freed_memory
 tuned = keep_freed_memory() if sys.argv[1] != "default" else False
 def burst():
     held = [bytearray(1 << 20) for _ in range(100)]

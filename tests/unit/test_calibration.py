@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from catalens import calibration
+from catalens.encoder import calibration
 from catalens.images import PreprocessSpec
 from tests.conftest import jpeg_bytes
 

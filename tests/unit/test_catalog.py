@@ -86,19 +86,16 @@ def test_csv_rows_find_their_image_in_the_hm_layout_or_flat_and_are_upserts(
     by_id = {e.product_id: e for e in events_of(rows)}
     top = by_id["0108775015"]
     assert top.op is Op.UPSERT and top.version == 7
-    assert top.image is not None and top.image.path == str(images / "010" / "0108775015.jpg")
-    assert top.attributes == {
-        "name": "Strap top",
-        "category": "Vest top",
-        "colour": "Black",
-        "price": 12.99,
-        "detail_desc": "Jersey top",
-    }
+    # A name or a description makes a version 2 event: the product's text has a place there.
+    assert (top.schema_version, top.name, top.description) == (2, "Strap top", "Jersey top")
+    (image,) = top.product_images()
+    assert (image.id, image.ref.path) == ("0", str(images / "010" / "0108775015.jpg"))
+    assert top.attributes == {"category": "Vest top", "colour": "Black", "price": 12.99}
     # A price that is not a number stays text; empty columns are left out.
     assert by_id["flat"].attributes["price"] == "not a number"
-    assert "detail_desc" not in by_id["flat"].attributes
-    shot = by_id["shot"].image
-    assert shot is not None and shot.path is not None and shot.path.endswith("shot.png")
+    assert by_id["flat"].description is None
+    (shot,) = by_id["shot"].product_images()
+    assert shot.ref.path is not None and shot.ref.path.endswith("shot.png")
     assert len({e.event_id for e in by_id.values()}) == 3
 
 
@@ -132,7 +129,7 @@ def test_csv_images_become_urls_under_a_base_url_when_one_is_given(
 ) -> None:
     csv = write(tmp_path / "articles.csv", "id,name\n0108775015,Top\nflat,Flat\n")
     rows = events_of(list(read_csv(csv, images, version=1, image_base_url="https://cdn.x/img/")))
-    assert [r.image.url for r in rows if r.image] == [
+    assert [i.ref.url for r in rows for i in r.product_images()] == [
         "https://cdn.x/img/010/0108775015.jpg",
         "https://cdn.x/img/flat.jpg",
     ]
@@ -142,12 +139,13 @@ def test_csv_attributes_keep_the_first_of_two_columns_of_one_name_and_at_most_64
     tmp_path: Path, images: Path
 ) -> None:
     extra = [f"c{i:02d}" for i in range(70)]
-    header = "article_id,prod_name,name," + ",".join(extra)
-    row = "flat,From prod_name,From name," + ",".join("v" for _ in extra)
+    header = "article_id,prod_name,name,colour_group_name,colour," + ",".join(extra)
+    row = "flat,From prod_name,From name,Red,Blue," + ",".join("v" for _ in extra)
     csv = write(tmp_path / "articles.csv", f"{header}\n{row}\n")
-    attributes = events_of(list(read_csv(csv, images, version=1)))[0].attributes
-    assert attributes["name"] == "From prod_name"
-    assert len(attributes) == 64
+    (event,) = events_of(list(read_csv(csv, images, version=1)))
+    assert event.name == "From prod_name"
+    assert event.attributes["colour"] == "Red"
+    assert len(event.attributes) == 64
 
 
 def test_publishing_keys_events_by_product_id_and_counts_what_the_broker_acknowledged(
@@ -168,3 +166,51 @@ def test_publishing_keys_events_by_product_id_and_counts_what_the_broker_acknowl
     silent = MemoryPublisher(MemoryBroker(partitions=1), hold=True)
     sent, failures = EventPublisher(silent, "topic").publish_many(events, timeout_s=0.01)
     assert sent == 0 and [event_id for event_id, _ in failures] == ["*"]
+
+
+def test_a_csv_row_without_text_and_with_one_image_stays_a_version_1_event(
+    tmp_path: Path, images: Path
+) -> None:
+    csv = write(tmp_path / "articles.csv", "article_id,category\nflat,Dress\n")
+    (event,) = events_of(list(read_csv(csv, images, version=1)))
+    assert event.schema_version == 1 and event.image is not None and event.images is None
+    assert json.loads(event.to_json())["image"] == {"path": str((images / "flat.jpg").resolve())}
+
+
+def test_a_products_other_images_in_the_folder_become_its_images_named_by_their_suffix(
+    tmp_path: Path, images: Path
+) -> None:
+    for name in ("0108775015-back.jpg", "0108775015_2.jpg", "0108775015-detail.png", "other.jpg"):
+        (images / "010" / name).write_bytes(b"x")
+    (images / "010" / "0108775015-notes.txt").write_bytes(b"not an image")
+    csv = write(tmp_path / "articles.csv", "article_id,category\n0108775015,Top\n")
+    (event,) = events_of(list(read_csv(csv, images, version=1)))
+    assert event.schema_version == 2
+    assert [(i.id, Path(i.ref.path or "").name) for i in event.product_images()] == [
+        ("0", "0108775015.jpg"),
+        ("back", "0108775015-back.jpg"),
+        ("detail", "0108775015-detail.png"),
+        ("2", "0108775015_2.jpg"),
+    ]
+
+
+def test_an_image_paths_column_lists_the_images_in_order_and_a_missing_one_is_an_error(
+    tmp_path: Path, images: Path
+) -> None:
+    csv = write(
+        tmp_path / "articles.csv",
+        "article_id,image_paths\n"
+        "a,shot.png|flat.jpg\n"
+        f"b,{images / 'flat.jpg'}\n"
+        "c,flat.jpg|missing.jpg\n",
+    )
+    rows = list(read_csv(csv, images, version=1))
+    by_id = {e.product_id: e for e in events_of(rows)}
+    assert [Path(i.ref.path or "").name for i in by_id["a"].product_images()] == [
+        "shot.png",
+        "flat.jpg",
+    ]
+    assert [i.id for i in by_id["a"].product_images()] == ["0", "flat"]
+    assert by_id["b"].schema_version == 1
+    errors = [r for r in rows if isinstance(r, CatalogError)]
+    assert [(e.line, "missing.jpg" in e.message) for e in errors] == [(4, True)]

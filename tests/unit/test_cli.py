@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from catalens.cli import _settings, build_parser
+from catalens.ops.cli import _settings, build_parser
+from catalens.ops.up import service_env
 from catalens.settings import (
     ApiSettings,
     CatalensSettings,
@@ -15,7 +16,6 @@ from catalens.settings import (
     SinkSettings,
     StatusSettings,
 )
-from catalens.up import service_env
 
 SETTINGS = {
     "up": ApiSettings,
@@ -30,7 +30,8 @@ POSITIONAL = {"publish": ["events.jsonl"], "dlq": ["show"]}
 # Options that are the command's own, not settings.
 OWN = {"data_dir", "sample_size", "images", "version", "image_base_url", "quiet", "reason"}
 OWN |= {"product", "limit", "timeout", "action", "path", "command", "func"}
-OWN |= {"json", "worker", "dead_letters", "since"}
+OWN |= {"json", "worker", "dead_letters", "since", "milvus_server", "judgments", "mode"}
+OWN |= {"generation", "eval", "eval_tolerance", "eval_mode", "k", "tolerance", "force"}
 
 
 def _value(field: str) -> str:

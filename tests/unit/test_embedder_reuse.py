@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import base64
 import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler
@@ -23,6 +22,7 @@ from catalens.schemas import EmbeddingRecord
 from catalens.settings import EmbedderSettings
 from tests.conftest import http_server, jpeg_bytes
 from tests.unit.test_embedder_service import event as upsert
+from tests.waits import wait_for
 
 TOPIC = "catalens.product-images"
 EMBEDDINGS = "catalens.product-embeddings"
@@ -88,13 +88,14 @@ class Embedder:
         self.broker = broker
         self.images_encoded = 0
 
-    def wait_for(self, count: int) -> dict[tuple[str, int], EmbeddingRecord]:
+    def first_records(self, count: int) -> dict[tuple[str, int], EmbeddingRecord]:
         """The first ``count`` embedding records, by product id and version, once all of
         them are acknowledged (and so counted by the service)."""
-        deadline = time.monotonic() + 60
-        while self.service.embedded + self.service.reused < count:
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
+        wait_for(
+            lambda: self.service.embedded + self.service.reused >= count,
+            60,
+            f"{count} records to be acknowledged",
+        )
         produced = self.broker.records(EMBEDDINGS)
         assert len(produced) == count
         records = [EmbeddingRecord.model_validate_json(r.value or b"") for r in produced]
@@ -144,12 +145,12 @@ def test_an_attribute_only_republish_runs_no_model_and_emits_the_same_vectors(
     for key, value in catalog(cdn, version=1, price=10.0):
         broker.append(TOPIC, key, value)
     with embedder(tiny_model, broker) as running:
-        first = running.wait_for(4)
+        first = running.first_records(4)
         assert running.images_encoded == 4
         Catalog.answers.clear()
         for key, value in catalog(cdn, version=2, price=8.5):
             broker.append(TOPIC, key, value)
-        second = running.wait_for(8)
+        second = running.first_records(8)
         assert running.images_encoded == 4  # no model call for the re-publish
         assert Catalog.answers == [304]  # and the URL's bytes were not sent again
         assert (running.service.embedded, running.service.reused) == (4, 4)
@@ -165,7 +166,7 @@ def test_an_attribute_only_republish_runs_no_model_and_emits_the_same_vectors(
         # A changed image is embedded: new bytes inline, and a new URL.
         broker.append(TOPIC, b"a", event("a", 3, inline(99), 8.5))
         broker.append(TOPIC, b"u", event("u", 3, {"url": f"{cdn}/8.jpg"}, 8.5))
-        third = running.wait_for(10)
+        third = running.first_records(10)
         assert running.images_encoded == 6
         assert third["a", 3].vector != first["a", 1].vector
         assert third["u", 3].vector != first["u", 1].vector
@@ -180,12 +181,12 @@ def test_a_replica_without_the_entries_embeds_normally(tiny_model: Path, cdn: st
     for key, value in catalog(cdn, version=1, price=10.0):
         first_broker.append(TOPIC, key, value)
     with embedder(tiny_model, first_broker) as running:
-        before = {pid: r.unpack() for (pid, _), r in running.wait_for(4).items()}
+        before = {pid: r.unpack() for (pid, _), r in running.first_records(4).items()}
     replica_broker = MemoryBroker(partitions=1)
     for key, value in catalog(cdn, version=2, price=8.5):
         replica_broker.append(TOPIC, key, value)
     with embedder(tiny_model, replica_broker) as replica:
-        after = {pid: r.unpack() for (pid, _), r in replica.wait_for(4).items()}
+        after = {pid: r.unpack() for (pid, _), r in replica.first_records(4).items()}
         assert replica.images_encoded == 4 and replica.service.reused == 0
     for pid, vector in after.items():
         assert float(np.dot(vector, before[pid])) > 0.9999
@@ -197,5 +198,5 @@ def test_reuse_can_be_turned_off(tiny_model: Path, cdn: str) -> None:
         for key, value in catalog(cdn, version=version, price=float(version)):
             broker.append(TOPIC, key, value)
     with embedder(tiny_model, broker, reuse_cache_size=0) as running:
-        running.wait_for(8)
+        running.first_records(8)
         assert running.images_encoded == 8 and running.service.reused == 0

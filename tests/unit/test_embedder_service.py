@@ -7,7 +7,7 @@ import base64
 import json
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -19,6 +19,7 @@ from catalens.kafka.memory import MemoryBroker, MemoryPublisher, MemorySource
 from catalens.schemas import DeadLetter, EmbeddingRecord
 from catalens.settings import EmbedderSettings
 from tests.conftest import jpeg_bytes
+from tests.waits import wait_for
 
 TOPIC = "catalens.product-images"
 GROUP = "catalens-embedder"
@@ -69,10 +70,12 @@ def run(tiny_model: Path, records: list[Event]) -> MemoryBroker:
     service, _ = build_service(settings, stop, source=source, publisher=MemoryPublisher(broker))
     runner = threading.Thread(target=service.run)
     runner.start()
-    deadline = time.monotonic() + 60
-    while len(outputs(broker)) < len(records) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    time.sleep(0.3)  # let the last acknowledgements be served and offsets stored
+    # Every output acknowledged and its offset committed: the whole input went through.
+    wait_for(
+        lambda: broker.committed(GROUP) == {(TOPIC, 0): len(records)},
+        60,
+        "every record's offset to be committed",
+    )
     stop.set()
     runner.join(30)
     assert not runner.is_alive()
@@ -149,12 +152,6 @@ def running_held(
         runner.join(30)
 
 
-def wait_for(condition: Callable[[], bool], timeout_s: float) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition() and time.monotonic() < deadline:
-        time.sleep(0.05)
-
-
 @pytest.mark.slow
 def test_no_offset_is_committed_before_its_output_is_acknowledged(
     tiny_model: Path, records: list[Event]
@@ -224,10 +221,8 @@ def test_stopping_does_not_wait_for_a_url_that_keeps_failing_nor_dead_letters_it
     runner = threading.Thread(target=service.run)
     runner.start()
     try:
-        deadline = time.monotonic() + 60
-        while broker.committed(GROUP).get((TOPIC, 1)) != 1 and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert broker.committed(GROUP).get((TOPIC, 1)) == 1  # y done while x keeps retrying
+        # y is done while x keeps retrying.
+        wait_for(lambda: broker.committed(GROUP).get((TOPIC, 1)) == 1, 60, "y to be committed")
         stopped_at = time.monotonic()
         stop.set()
         runner.join(30)

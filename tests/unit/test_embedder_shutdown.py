@@ -16,8 +16,8 @@ from catalens.embedder.service import EmbedderConfig, EmbedderService
 from catalens.embedder.sources import ImageSource, SourcePolicy
 from catalens.images import ImageLimits, Pixels, PreprocessSpec
 from catalens.kafka.memory import MemoryBroker, MemoryPublisher, MemorySource
-from catalens.records import ModelIdentity
 from catalens.schemas.embedding import Vector
+from catalens.store.values import ModelIdentity
 from tests.conftest import jpeg_bytes
 from tests.unit.test_embedder_storm import GROUP, TOPIC, TOPICS, committed, event
 

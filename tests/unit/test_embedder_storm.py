@@ -7,7 +7,6 @@ import base64
 import json
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -18,9 +17,10 @@ from catalens.embedder.steps import Topics
 from catalens.embedder.storm import StormLimits
 from catalens.images import ImageLimits, Pixels, PreprocessSpec
 from catalens.kafka.memory import MemoryBroker, MemoryPublisher, MemorySource
-from catalens.records import ModelIdentity
 from catalens.schemas.embedding import Vector
+from catalens.store.values import ModelIdentity
 from tests.conftest import jpeg_bytes
+from tests.waits import wait_for
 
 TOPIC = "in"
 GROUP = "embedder"
@@ -74,17 +74,10 @@ def start(
     )
     runner = threading.Thread(target=service.run, daemon=True)
     runner.start()
-    wait_until(lambda: committed(broker) == GOOD, "the good events to be committed")
+    wait_for(lambda: committed(broker) == GOOD, what="the good events to be committed")
     for i in range(BAD):
         broker.append(TOPIC, f"b{i}".encode(), event(f"b{i}", {"path": str(roots / f"{i}.jpg")}))
     return service, broker, stop, runner
-
-
-def wait_until(check: Callable[[], bool], what: str, timeout_s: float = 30) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not check():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.02)
 
 
 def committed(broker: MemoryBroker) -> int:
@@ -96,10 +89,10 @@ def test_a_dead_letter_storm_stops_the_embedder_before_it_commits_past_the_storm
 ) -> None:
     service, broker, stop, runner = start(tmp_path, StormLimits(0.5, window=100, min_records=20))
     try:
-        wait_until(lambda: not service.ready.is_set(), "the storm guard to trip")
+        wait_for(lambda: not service.ready.is_set(), what="the storm guard to trip")
         time.sleep(1.0)  # time to commit, were it to commit anything more
         paused = 'catalens_paused{role="embedder"} 1.0'
-        wait_until(lambda: paused in service.metrics.render().decode(), "the pause")
+        wait_for(lambda: paused in service.metrics.render().decode(), what="the pause")
     finally:
         stop.set()
         runner.join(30)
@@ -117,7 +110,7 @@ def test_a_dead_letter_storm_stops_the_embedder_before_it_commits_past_the_storm
 def test_with_the_guard_off_every_record_is_dead_lettered_and_committed(tmp_path: Path) -> None:
     service, broker, stop, runner = start(tmp_path, StormLimits(ratio=0))
     try:
-        wait_until(lambda: committed(broker) == GOOD + BAD, "every record to be committed")
+        wait_for(lambda: committed(broker) == GOOD + BAD, what="every record to be committed")
     finally:
         stop.set()
         runner.join(30)

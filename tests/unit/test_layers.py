@@ -5,14 +5,20 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
 
 PURE = [
     "catalens.errors",
-    "catalens.records",
+    "catalens.kafka.records",
+    "catalens.store.values",
+    "catalens.store.expressions",
     "catalens.schemas",
     "catalens.settings",
     "catalens.retry",
-    "catalens.offsets",
+    "catalens.embedder.offsets",
+    "catalens.embedder.holdings",
     "catalens.images",
     "catalens.kafka",
     "catalens.kafka.memory",
@@ -50,3 +56,18 @@ def test_the_check_sees_a_heavy_import() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
     )
     assert result.stdout.strip() == "True"
+
+
+def test_the_floors_hold_as_import_linter_checks_them() -> None:
+    """The contracts in pyproject.toml (``make lint``): each floor imports only what lies
+    below it, roles never import one another, and pure modules load no client library."""
+    lint = Path(sys.executable).with_name("lint-imports")
+    result = subprocess.run(
+        [str(lint), "--config", str(ROOT / "pyproject.toml")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout[-4000:]

@@ -6,7 +6,8 @@ from pathlib import Path
 
 from transformers import CLIPTokenizer
 
-from catalens.modelkit import has_random_weights, write_tokenizer_files
+from catalens.dev.modelkit import write_tokenizer_files
+from catalens.encoder.files import has_random_weights
 
 
 def test_a_model_built_with_random_weights_is_known_as_such(tiny_model: Path) -> None:

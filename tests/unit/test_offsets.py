@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from catalens.offsets import OffsetTracker
+from catalens.embedder.offsets import OffsetTracker
 
 TP = ("t", 0)
 

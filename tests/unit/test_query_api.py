@@ -19,10 +19,15 @@ from fastapi.testclient import TestClient
 
 from catalens.query_api.app import create_app
 from catalens.query_api.deps import Services
+from catalens.query_api.encoding import TextVectors
 from catalens.query_api.metrics import Metrics
-from catalens.records import Hit, Row
 from catalens.retry import TransientError
 from catalens.settings import ApiSettings
+from catalens.store import IndexReader
+from catalens.store.admin import GENERATION_PROPERTY, Layout
+from catalens.store.empty import EmptyIndex
+from catalens.store.memory import MemoryIndex
+from catalens.store.values import ModelIdentity, Plan, Product, Row, Search
 
 IDS = [
     "plain",
@@ -52,36 +57,25 @@ def _data_uri(product_id: str) -> str:
     return "data:image/png;base64," + base64.b64encode(product_id.encode()).decode()
 
 
-class FakeStore:
-    """Rows by id; searches answer every other row and remember their filter."""
-
-    def __init__(self, ids: Sequence[str]) -> None:
-        self.rows = {
-            i: Row(i, n + 1, np.ones(4, dtype=np.float32), {"name": i}, _data_uri(i))
-            for n, i in enumerate(ids)
-        }
-        self.exprs: list[str] = []
-
-    def get(self, product_ids: Sequence[str], *, with_vector: bool = False) -> list[Row]:
-        return [self.rows[p] for p in product_ids if p in self.rows]
-
-    def search(self, vectors: Any, *, k: int, offset: int, expr: str, ef: int) -> list[list[Hit]]:
-        self.exprs.append(expr)
-        return [
-            [Hit(r.product_id, 0.5, r.version, r.attributes, r.image) for r in self.rows.values()]
-        ]
-
-    def ping(self) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
+def index_of(ids: Sequence[str]) -> MemoryIndex:
+    """An index holding each id as a product of one image, whose "image" is its id."""
+    index = MemoryIndex()
+    index.create(ModelIdentity("fake", 4, "f"))
+    index.apply(
+        Plan(
+            upserts=[
+                Row(i, "0", n + 1, np.ones(4, dtype=np.float32), _data_uri(i), name=i)
+                for n, i in enumerate(ids)
+            ]
+        )
+    )
+    return index
 
 
 def services(
     settings: ApiSettings,
     metrics: Metrics,
-    store: FakeStore,
+    store: IndexReader,
     *,
     random_weights: bool = False,
     model: str = "fake",
@@ -89,7 +83,7 @@ def services(
     return Services(
         settings=settings,
         encoder=SimpleNamespace(model="fake"),  # type: ignore[arg-type]
-        store=store,  # type: ignore[arg-type]
+        store=store,
         texts=None,  # type: ignore[arg-type]
         batcher=SimpleNamespace(close=lambda: None),  # type: ignore[arg-type]
         metrics=metrics,
@@ -99,8 +93,8 @@ def services(
 
 
 @pytest.fixture
-def api() -> Iterator[tuple[TestClient, FakeStore]]:
-    store = FakeStore(IDS)
+def api() -> Iterator[tuple[TestClient, MemoryIndex]]:
+    store = index_of(IDS)
     app = create_app(ApiSettings(), build=lambda s, m: services(s, m, store))
     with TestClient(app) as client:
         yield client, store
@@ -113,7 +107,7 @@ def test_start_up_waits_for_milvus_and_serves_once_it_answers() -> None:
         attempts.append(1)
         if len(attempts) < 3:
             raise TransientError("Milvus is not up yet")
-        return services(settings, metrics, FakeStore(["plain"]))
+        return services(settings, metrics, index_of(["plain"]))
 
     settings = ApiSettings(retry_initial_s=0.01, retry_max_s=0.02)
     with TestClient(create_app(settings, build=build)) as client:
@@ -138,24 +132,26 @@ def path(product_id: str, tail: str = "") -> str:
 
 @pytest.mark.parametrize("product_id", IDS)
 def test_every_product_route_reads_the_product_its_encoded_id_names(
-    api: tuple[TestClient, FakeStore], product_id: str
+    api: tuple[TestClient, MemoryIndex], product_id: str
 ) -> None:
-    client, store = api
+    client, _ = api
     product = client.get(path(product_id))
     assert product.status_code == 200, product.text
     assert product.json()["product_id"] == product_id
 
     similar = client.get(path(product_id, "/similar"), params={"k": 3})
     assert similar.status_code == 200, similar.text
-    assert store.exprs[-1].startswith("(product_id != ")
+    found = [r["product_id"] for r in similar.json()["results"]]
+    assert len(found) == 3 and product_id not in found  # every other product is as close
 
     image = client.get(path(product_id, "/image"))
     assert image.status_code == 200, image.text
     assert image.content == product_id.encode()
+    assert client.get(path(product_id, "/image"), params={"id": "0"}).content == image.content
 
 
 def test_an_id_ending_in_a_route_name_is_not_taken_for_that_route(
-    api: tuple[TestClient, FakeStore],
+    api: tuple[TestClient, MemoryIndex],
 ) -> None:
     client, _ = api
     # X%2Fsimilar is the product "X/similar", not the products similar to "X".
@@ -163,7 +159,7 @@ def test_an_id_ending_in_a_route_name_is_not_taken_for_that_route(
     assert "results" in client.get(path("plain", "/similar")).json()
 
 
-def test_unknown_and_over_long_ids_are_client_errors(api: tuple[TestClient, FakeStore]) -> None:
+def test_unknown_and_over_long_ids_are_client_errors(api: tuple[TestClient, MemoryIndex]) -> None:
     client, _ = api
     missing = client.get(path("nope/nope"))
     assert missing.status_code == 404 and "nope/nope" in missing.json()["message"]
@@ -173,7 +169,7 @@ def test_unknown_and_over_long_ids_are_client_errors(api: tuple[TestClient, Fake
 
 
 def test_product_requests_are_measured_under_their_route_template(
-    api: tuple[TestClient, FakeStore],
+    api: tuple[TestClient, MemoryIndex],
 ) -> None:
     client, _ = api
     client.get(path("ABC/123"))
@@ -184,11 +180,13 @@ def test_product_requests_are_measured_under_their_route_template(
 def test_every_request_is_counted_once_by_route_and_status() -> None:
     """Answers of every kind, and a handler that raised (the server answers 500)."""
 
-    class BrokenStore(FakeStore):
-        def get(self, product_ids: Sequence[str], *, with_vector: bool = False) -> list[Row]:
+    class BrokenStore(MemoryIndex):
+        def products(
+            self, product_ids: Sequence[str], *, with_vectors: bool = False
+        ) -> list[Product]:
             raise RuntimeError("a bug")
 
-    app = create_app(ApiSettings(), build=lambda s, m: services(s, m, BrokenStore(["plain"])))
+    app = create_app(ApiSettings(), build=lambda s, m: services(s, m, BrokenStore()))
     with TestClient(app, raise_server_exceptions=False) as client:
         assert client.get("/healthz").status_code == 200
         assert client.get("/healthz").status_code == 200
@@ -216,7 +214,7 @@ def test_info_says_whether_the_model_has_random_weights(random_weights: bool) ->
         return services(
             settings,
             metrics,
-            FakeStore([]),
+            index_of([]),
             random_weights=random_weights,
             model="/models/some-clip",
         )
@@ -232,7 +230,7 @@ def test_the_page_has_a_notice_for_random_weights_that_its_script_reveals() -> N
     """The notice is hidden unless /info says the weights are random (the browser test
     in tests/integration/test_query_api.py sees it shown)."""
     with TestClient(
-        create_app(ApiSettings(), build=lambda s, m: services(s, m, FakeStore([])))
+        create_app(ApiSettings(), build=lambda s, m: services(s, m, index_of([])))
     ) as client:
         page = client.get("/").text
         script = client.get("/static/app.js").text
@@ -253,7 +251,7 @@ def test_a_moved_alias_swaps_the_whole_services_and_a_failed_look_keeps_them() -
             return replace(following, refresh=refresh)
         return None
 
-    store = FakeStore(["plain"])
+    store = index_of(["plain"])
     settings = ApiSettings(alias_poll_s=3600)  # this test moves the clock by hand
 
     def build(s: ApiSettings, m: Metrics) -> Services:
@@ -277,13 +275,25 @@ class FakeMilvus:
 
     def __init__(self) -> None:
         self.target: str | None = None
-        self.identities: dict[str, str] = {}
+        self.layouts: dict[str, Layout] = {}
 
     def alias_target(self, alias: str) -> str | None:
         return self.target
 
-    def describe_collection(self, name: str) -> dict[str, str]:
-        return {"description": self.identities[name]}
+    def list_collections(self) -> list[str]:
+        return list(self.layouts)
+
+    def alias_names(self) -> list[str]:
+        return []
+
+    def server_version(self) -> str:
+        return "v2.3.5"
+
+    def describe_collection(self, name: str) -> dict[str, Any]:
+        return {
+            "fields": [{"name": "input_offset"}, {"name": "row_key"}],
+            "properties": {GENERATION_PROPERTY: self.layouts[name].to_json()},
+        }
 
 
 def test_before_any_generation_the_api_searches_nothing_and_an_unloadable_one_stays_unserved() -> (
@@ -291,8 +301,6 @@ def test_before_any_generation_the_api_searches_nothing_and_an_unloadable_one_st
 ):
     from catalens.encoder.files import ModelNotFound
     from catalens.query_api.serving import AliasFollower
-    from catalens.records import ModelIdentity
-    from catalens.store.admin import _IDENTITY_PREFIX
 
     milvus = FakeMilvus()
     loads: list[str] = []
@@ -302,15 +310,56 @@ def test_before_any_generation_the_api_searches_nothing_and_an_unloadable_one_st
         loads.append(model)
         if model != "mine":
             raise ModelNotFound(f"{model} is not on this machine")
-        return services(settings, Metrics(), FakeStore(["plain"]), model=model)
+        return services(settings, Metrics(), index_of(["plain"]), model=model)
 
     follower = AliasFollower(settings, milvus, load)  # type: ignore[arg-type]
     first = follower.initial()
-    assert first.model == "mine" and first.store.search([np.ones(4, dtype=np.float32)], k=5) == [[]]
+    anything = Search(vectors=[np.ones(4, dtype=np.float32)], k=5)
+    assert first.model == "mine" and first.store.search(anything) == []
+    assert isinstance(first.store, EmptyIndex)
     milvus.target = "shop__other_1234"  # another model's sink made the first generation
-    milvus.identities[milvus.target] = _IDENTITY_PREFIX + ModelIdentity("other", 4, "f").to_json()
+    milvus.layouts[milvus.target] = Layout(ModelIdentity("other", 4, "f"))
     unserved = follower.refresh(first)
     assert unserved is not None and unserved.problem and "other" in unserved.problem
-    nothing = unserved.store.search([np.ones(4, dtype=np.float32)], k=5)
-    assert nothing == [[]]  # still nothing of "other"
+    assert unserved.store.search(anything) == []  # still nothing of "other"
     assert follower.refresh(unserved) is None and loads == ["mine", "other"]  # not retried
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {},
+        {"category": "Dress"},
+        {"category": ["Dress", "Vest top"]},
+        {"price_min": "5", "price_max": "20"},
+        {"attr.colour": "Black"},
+        {"attr.in_stock": "true", "attr.size": ["42", "44"]},
+        {"category": "Dress", "price_max": "9.5", "attr.brand": "H&M", "k": "50", "offset": "10"},
+    ],
+)
+def test_before_the_first_generation_every_filtered_search_answers_200_with_nothing(
+    params: dict[str, Any],
+) -> None:
+    """A fresh deployment serves an explicitly empty index: no filter makes it fail."""
+
+    def build(settings: ApiSettings, metrics: Metrics) -> Services:
+        empty = replace(services(settings, metrics, EmptyIndex()), collection="")
+        return replace(empty, texts=TextVectors(lambda text: np.ones(4, dtype=np.float32), 8))
+
+    with TestClient(create_app(ApiSettings(), build=build)) as client:
+        answer = client.get("/search", params={"q": "black dress", **params})
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["results"] == []
+        assert client.get("/products/anything").status_code == 404
+        assert client.get("/products/anything/similar").status_code == 404
+
+
+def test_a_malformed_attribute_filter_is_a_400_naming_it() -> None:
+    def build(settings: ApiSettings, metrics: Metrics) -> Services:
+        empty = services(settings, metrics, EmptyIndex())
+        return replace(empty, texts=TextVectors(lambda text: np.ones(4, dtype=np.float32), 8))
+
+    with TestClient(create_app(ApiSettings(), build=build)) as client:
+        answer = client.get("/search", params={"q": "x", "attr.bad name": "1"})
+    assert answer.status_code == 400
+    assert answer.json()["error"] == "invalid_filter" and "bad name" in answer.json()["message"]

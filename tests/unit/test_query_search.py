@@ -4,7 +4,6 @@ query vectors memoised (TextVectors). No model here: encoders are plain function
 from __future__ import annotations
 
 import threading
-import time
 import zlib
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -12,8 +11,9 @@ from concurrent.futures import Future, ThreadPoolExecutor
 import numpy as np
 import pytest
 
-from catalens.query_api.search import TextBatcher, TextVectors
+from catalens.query_api.encoding import TextBatcher, TextVectors
 from catalens.schemas.embedding import Vector
+from tests.waits import wait_for
 
 
 def vector_of(text: str) -> Vector:
@@ -44,10 +44,7 @@ class GatedEncoder:
 
 def queued(batcher: TextBatcher, count: int) -> None:
     """Wait until ``count`` queries wait in the batcher's queue behind the running batch."""
-    deadline = time.monotonic() + 10
-    while batcher.waiting < count:
-        assert time.monotonic() < deadline, "the queries never reached the queue"
-        time.sleep(0.01)
+    wait_for(lambda: batcher.waiting >= count, 10, "the queries to reach the queue")
 
 
 def ask_while_busy(

@@ -25,6 +25,11 @@ def event(pid: str, image: dict[str, str]) -> ProductImageEvent:
     )
 
 
+def read(reuse: ImageReuse, evt: ProductImageEvent, fetch: Any, image: int = 0) -> Known | Fresh:
+    """What ``reuse`` knows of ``evt``'s image ``image`` (its only one, by default)."""
+    return reuse.read(evt.product_id, evt.product_images()[image], fetch)
+
+
 def inline(data: bytes) -> dict[str, str]:
     return {"data": base64.b64encode(data).decode()}
 
@@ -50,11 +55,14 @@ class Server:
 
 def embed(reuse: ImageReuse, evt: ProductImageEvent, fetch: Any, seed: int = 0) -> Known | Fresh:
     """Read ``evt`` through ``reuse``; a fresh image gets a made-up vector remembered."""
-    found = reuse.read(evt, fetch)
+    found = read(reuse, evt, fetch)
     if isinstance(found, Fresh):
         vector = np.random.default_rng(seed).random(4, dtype=np.float32)
         reuse.remember(
-            evt.product_id, found.origin, vector, "thumb" if evt.image and evt.image.data else None
+            (evt.product_id, "0"),
+            found.origin,
+            vector,
+            "thumb" if evt.image and evt.image.data else None,
         )
     return found
 
@@ -62,7 +70,7 @@ def embed(reuse: ImageReuse, evt: ProductImageEvent, fetch: Any, seed: int = 0) 
 def test_the_same_bytes_for_the_same_product_give_back_the_vector_made_of_them() -> None:
     reuse = ImageReuse(10)
     first = embed(reuse, event("a", inline(b"one")), Server(b""), seed=1)
-    again = reuse.read(event("a", inline(b"one")), Server(b""))
+    again = read(reuse, event("a", inline(b"one")), Server(b""))
     assert isinstance(first, Fresh) and isinstance(again, Known)
     assert again.digest == first.origin.digest
     assert np.array_equal(again.vector, np.random.default_rng(1).random(4, dtype=np.float32))
@@ -72,7 +80,7 @@ def test_the_same_bytes_for_the_same_product_give_back_the_vector_made_of_them()
 def test_changed_bytes_are_embedded_again() -> None:
     reuse = ImageReuse(10)
     embed(reuse, event("a", inline(b"one")), Server(b""))
-    changed = reuse.read(event("a", inline(b"two")), Server(b""))
+    changed = read(reuse, event("a", inline(b"two")), Server(b""))
     assert isinstance(changed, Fresh) and changed.data == b"two"
 
 
@@ -81,31 +89,31 @@ def test_the_same_bytes_for_another_product_are_embedded_again() -> None:
     catalog size); a shared image is embedded once per product."""
     reuse = ImageReuse(10)
     embed(reuse, event("a", inline(b"one")), Server(b""))
-    assert isinstance(reuse.read(event("b", inline(b"one")), Server(b"")), Fresh)
+    assert isinstance(read(reuse, event("b", inline(b"one")), Server(b"")), Fresh)
 
 
 def test_a_url_is_fetched_conditionally_and_a_304_reuses_the_vector() -> None:
     reuse = ImageReuse(10)
     server = Server(b"jpeg")
     embed(reuse, event("a", {"url": "https://cdn/a.jpg"}), server)
-    again = reuse.read(event("a", {"url": "https://cdn/a.jpg"}), server)
+    again = read(reuse, event("a", {"url": "https://cdn/a.jpg"}), server)
     assert server.asked == [None, Validators("https://cdn/a.jpg", '"v1"')]
     assert isinstance(again, Known)
     server.etag = '"v2"'  # the image changed behind the same URL
     server.body = b"new jpeg"
-    assert isinstance(reuse.read(event("a", {"url": "https://cdn/a.jpg"}), server), Fresh)
+    assert isinstance(read(reuse, event("a", {"url": "https://cdn/a.jpg"}), server), Fresh)
 
 
 def test_validators_are_sent_only_for_the_url_they_came_from() -> None:
     reuse = ImageReuse(10)
     server = Server(b"jpeg")
     embed(reuse, event("a", {"url": "https://cdn/a.jpg"}), server)
-    moved = reuse.read(event("a", {"url": "https://cdn/b.jpg"}), server)
+    moved = read(reuse, event("a", {"url": "https://cdn/b.jpg"}), server)
     assert server.asked[-1] is None
     # The same bytes from the new URL still reuse the vector, and the new URL's
     # validators are the ones asked with next time.
     assert isinstance(moved, Known) and moved.url == "https://cdn/b.jpg"
-    reuse.read(event("a", {"url": "https://cdn/b.jpg"}), server)
+    read(reuse, event("a", {"url": "https://cdn/b.jpg"}), server)
     assert server.asked[-1] == Validators("https://cdn/b.jpg", '"v1"')
 
 
@@ -113,34 +121,60 @@ def test_an_inline_image_is_not_given_a_vector_made_for_a_url_without_a_thumbnai
     """Inline images are shown by their thumbnail: reusing a URL's entry would lose it."""
     reuse = ImageReuse(10)
     embed(reuse, event("a", {"url": "https://cdn/a.jpg"}), Server(b"jpeg"))
-    assert isinstance(reuse.read(event("a", inline(b"jpeg")), Server(b"")), Fresh)
+    assert isinstance(read(reuse, event("a", inline(b"jpeg")), Server(b"")), Fresh)
 
 
 def test_the_cache_holds_at_most_its_capacity_least_recently_used_out_first() -> None:
     reuse = ImageReuse(2)
     for pid in ("a", "b"):
         embed(reuse, event(pid, inline(pid.encode())), Server(b""))
-    reuse.read(event("a", inline(b"a")), Server(b""))  # a is now the most recent
+    read(reuse, event("a", inline(b"a")), Server(b""))  # a is now the most recent
     embed(reuse, event("c", inline(b"c")), Server(b""))
     assert len(reuse) == 2
-    assert isinstance(reuse.read(event("a", inline(b"a")), Server(b"")), Known)
-    assert isinstance(reuse.read(event("b", inline(b"b")), Server(b"")), Fresh)
+    assert isinstance(read(reuse, event("a", inline(b"a")), Server(b"")), Known)
+    assert isinstance(read(reuse, event("b", inline(b"b")), Server(b"")), Fresh)
 
 
 def test_a_cache_of_size_zero_keeps_nothing() -> None:
     reuse = ImageReuse(0)
     embed(reuse, event("a", inline(b"one")), Server(b""))
     assert len(reuse) == 0
-    assert isinstance(reuse.read(event("a", inline(b"one")), Server(b"")), Fresh)
+    assert isinstance(read(reuse, event("a", inline(b"one")), Server(b"")), Fresh)
 
 
 def test_a_kept_vector_is_a_copy_the_batch_it_came_from_cannot_change() -> None:
     reuse = ImageReuse(10)
-    found = reuse.read(event("a", inline(b"one")), Server(b""))
+    found = read(reuse, event("a", inline(b"one")), Server(b""))
     assert isinstance(found, Fresh)
     batch = np.ones((3, 4), dtype=np.float32)
-    reuse.remember("a", found.origin, batch[1], "thumb")
+    reuse.remember(("a", "0"), found.origin, batch[1], "thumb")
     batch[1] = 0
-    known = reuse.read(event("a", inline(b"one")), Server(b""))
+    known = read(reuse, event("a", inline(b"one")), Server(b""))
     assert isinstance(known, Known)
     assert known.vector.tolist() == [1.0] * 4 and known.vector.base is None
+
+
+def test_entries_are_per_image_so_a_new_image_runs_the_model_alone() -> None:
+    """Version 2 adds a back view: the front view's vector is reused, the back is new."""
+    images = [{"id": "front", **inline(b"front")}, {"id": "back", **inline(b"back")}]
+    first = ProductImageEvent.model_validate(
+        {
+            "schema_version": 2,
+            "event_id": "e1",
+            "op": "upsert",
+            "product_id": "a",
+            "version": 1,
+            "occurred_at": "2026-11-24T10:00:00Z",
+            "images": images[:1],
+        }
+    )
+    second = first.model_copy(update={"version": 2})
+    second = ProductImageEvent.model_validate(
+        second.model_dump(exclude_none=True) | {"images": images}
+    )
+    reuse = ImageReuse(10)
+    found = read(reuse, first, Server(b""))
+    assert isinstance(found, Fresh)
+    reuse.remember(("a", "front"), found.origin, np.ones(4, dtype=np.float32), "thumb")
+    assert isinstance(read(reuse, second, Server(b""), 0), Known)
+    assert isinstance(read(reuse, second, Server(b""), 1), Fresh)

@@ -60,7 +60,8 @@ def test_each_image_source_is_accepted(image: dict[str, str]) -> None:
         (b"{not json", Reason.INVALID_JSON),
         (b"\xff\xfe", Reason.INVALID_JSON),
         (b"[1, 2]", Reason.SCHEMA_VIOLATION),
-        (DESIGN_EXAMPLE | {"schema_version": 2}, Reason.UNSUPPORTED_SCHEMA_VERSION),
+        (DESIGN_EXAMPLE | {"schema_version": 3}, Reason.UNSUPPORTED_SCHEMA_VERSION),
+        (DESIGN_EXAMPLE | {"schema_version": "2"}, Reason.UNSUPPORTED_SCHEMA_VERSION),
         (DESIGN_EXAMPLE | {"op": "rename"}, Reason.SCHEMA_VIOLATION),
         (DESIGN_EXAMPLE | {"version": "3"}, Reason.SCHEMA_VIOLATION),
         (DESIGN_EXAMPLE | {"version": -1}, Reason.SCHEMA_VIOLATION),
@@ -72,10 +73,32 @@ def test_each_image_source_is_accepted(image: dict[str, str]) -> None:
         (DESIGN_EXAMPLE | {"attributes": {"nested": {"a": 1}}}, Reason.SCHEMA_VIOLATION),
         (DESIGN_EXAMPLE | {"attributes": {"bad key": 1}}, Reason.SCHEMA_VIOLATION),
         (DESIGN_EXAMPLE | {"product_id": ""}, Reason.SCHEMA_VIOLATION),
+        # What the index cannot hold is refused before any image is fetched.
+        (DESIGN_EXAMPLE | {"attributes": {"n": 2**63}}, Reason.SCHEMA_VIOLATION),
+        (DESIGN_EXAMPLE | {"attributes": {"n": -(2**63) - 1}}, Reason.SCHEMA_VIOLATION),
+        (DESIGN_EXAMPLE | {"attributes": {"n": float("nan")}}, Reason.SCHEMA_VIOLATION),
+        (DESIGN_EXAMPLE | {"attributes": {"n": float("inf")}}, Reason.SCHEMA_VIOLATION),
+        (json.dumps(DESIGN_EXAMPLE).replace("12.99", "1e400").encode(), Reason.SCHEMA_VIOLATION),
+        (
+            DESIGN_EXAMPLE | {"attributes": {f"a{i}": "é" * 2048 for i in range(16)}},
+            Reason.ATTRIBUTES_TOO_LARGE,
+        ),
     ],
 )
 def test_contract_violations_have_precise_reasons(body: Any, reason: Reason) -> None:
     assert reason_of(body) is reason
+
+
+def test_the_limits_of_what_the_index_holds_are_inclusive() -> None:
+    extremes = {"low": -(2**63), "high": 2**63 - 1, "small": 5e-324, "large": 1.7e308}
+    assert parse(DESIGN_EXAMPLE | {"attributes": extremes}).attributes == extremes
+    # 65,536 bytes of compact UTF-8 JSON exactly: {"a":"…"} is 8 bytes around the text.
+    largest = {"a": "x" * 2048} | {f"b{i}": "é" * 2048 for i in range(15)}
+    filler = 65_536 - len(json.dumps(largest, ensure_ascii=False, separators=(",", ":")).encode())
+    largest["c"] = "x" * (filler - len(',"c":""'))
+    assert parse(DESIGN_EXAMPLE | {"attributes": largest}).attributes == largest
+    over = largest | {"c": largest["c"] + "x"}
+    assert reason_of(DESIGN_EXAMPLE | {"attributes": over}) is Reason.ATTRIBUTES_TOO_LARGE
 
 
 def test_the_error_names_the_offending_field() -> None:
@@ -117,3 +140,125 @@ def test_the_fast_path_and_the_diagnosing_path_agree_on_valid_events() -> None:
         raw = json.dumps(body).encode()
         key = b"0108775015"
         assert parse_event(key, raw) == _parse_failing(key, raw)
+
+
+# -- schema version 2 -----------------------------------------------------------------------
+
+DESIGN_EXAMPLE_V2: dict[str, Any] = {
+    "schema_version": 2,
+    "event_id": "7d1e",
+    "op": "upsert",
+    "product_id": "0108775015",
+    "version": 4,
+    "occurred_at": "2026-12-06T10:00:00Z",
+    "images": [
+        {"id": "front", "url": "https://cdn.example.com/0108775015.jpg"},
+        {"id": "back", "url": "https://cdn.example.com/0108775015-2.jpg"},
+    ],
+    "name": "Strap top",
+    "description": "Jersey top with narrow shoulder straps.",
+    "attributes": {
+        "category": "Vest top",
+        "brand": "H&M",
+        "colour": "Black",
+        "price": 12.99,
+        "in_stock": True,
+    },
+}
+
+
+def test_the_design_example_of_version_2_parses_with_every_field() -> None:
+    event = parse(DESIGN_EXAMPLE_V2)
+    assert (event.schema_version, event.name, event.description) == (
+        2,
+        "Strap top",
+        "Jersey top with narrow shoulder straps.",
+    )
+    assert [(i.id, i.position, i.ref.url) for i in event.product_images()] == [
+        ("front", 0, "https://cdn.example.com/0108775015.jpg"),
+        ("back", 1, "https://cdn.example.com/0108775015-2.jpg"),
+    ]
+    assert event.attributes["in_stock"] is True
+    assert parse_event(b"0108775015", event.to_json()) == event  # round trip
+
+
+def test_a_version_1_event_is_read_as_one_image_with_id_0() -> None:
+    event = parse(DESIGN_EXAMPLE)
+    ((image),) = event.product_images()
+    assert (image.id, image.position, image.ref.url) == ("0", 0, DESIGN_EXAMPLE["image"]["url"])
+    assert event.name is None and event.description is None
+
+
+def test_version_1_ignores_the_fields_of_version_2_as_before_version_2_existed() -> None:
+    """A version 1 producer that happened to send such fields was never refused for them."""
+    body = DESIGN_EXAMPLE | {"images": "anything", "name": ["x"], "description": 5}
+    event = parse(body)
+    assert event.images is None and event.name is None
+    assert [i.id for i in event.product_images()] == ["0"]
+
+
+def test_version_2_images_without_ids_are_named_by_their_position() -> None:
+    body = DESIGN_EXAMPLE_V2 | {
+        "images": [{"url": "https://x/a.jpg"}, {"path": "/i/b.jpg"}, {"id": "c", "data": "aGk="}]
+    }
+    assert [i.id for i in parse(body).product_images()] == ["0", "1", "c"]
+
+
+def test_a_version_2_delete_needs_no_images_and_sixteen_images_are_accepted() -> None:
+    deleted = {k: v for k, v in DESIGN_EXAMPLE_V2.items() if k != "images"} | {"op": "delete"}
+    assert parse(deleted).op is Op.DELETE
+    many = [{"url": f"https://x/{i}.jpg"} for i in range(16)]
+    assert len(parse(DESIGN_EXAMPLE_V2 | {"images": many}).product_images()) == 16
+    longest = DESIGN_EXAMPLE_V2 | {"name": "n" * 512, "description": "d" * 8192}
+    assert parse(longest).name == "n" * 512
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        (
+            DESIGN_EXAMPLE_V2 | {"images": [{"url": f"https://x/{i}.jpg"} for i in range(17)]},
+            Reason.TOO_MANY_IMAGES,
+        ),
+        (
+            DESIGN_EXAMPLE_V2
+            | {"images": [{"id": "a", "url": "https://x/1"}, {"id": "a", "url": "https://x/2"}]},
+            Reason.DUPLICATE_IMAGE_ID,
+        ),
+        (
+            DESIGN_EXAMPLE_V2
+            | {"images": [{"url": "https://x/1"}, {"id": "0", "url": "https://x/2"}]},
+            Reason.DUPLICATE_IMAGE_ID,
+        ),
+        (
+            DESIGN_EXAMPLE_V2 | {"images": [{"url": "https://x/1"}, {"id": "back"}]},
+            Reason.IMAGE_WITHOUT_SOURCE,
+        ),
+        (DESIGN_EXAMPLE_V2 | {"images": [{}]}, Reason.IMAGE_WITHOUT_SOURCE),
+        (DESIGN_EXAMPLE_V2 | {"name": "n" * 513}, Reason.TEXT_TOO_LONG),
+        (DESIGN_EXAMPLE_V2 | {"description": "d" * 8193}, Reason.TEXT_TOO_LONG),
+        (DESIGN_EXAMPLE_V2 | {"images": []}, Reason.SCHEMA_VIOLATION),
+        ({k: v for k, v in DESIGN_EXAMPLE_V2.items() if k != "images"}, Reason.SCHEMA_VIOLATION),
+        (DESIGN_EXAMPLE_V2 | {"images": [{"url": "a", "path": "/b"}]}, Reason.SCHEMA_VIOLATION),
+        (DESIGN_EXAMPLE_V2 | {"images": [{"id": "", "url": "a"}]}, Reason.SCHEMA_VIOLATION),
+        (DESIGN_EXAMPLE_V2 | {"images": [{"id": "x" * 65, "url": "a"}]}, Reason.SCHEMA_VIOLATION),
+        (DESIGN_EXAMPLE_V2 | {"images": [{"url": "a", "size": 3}]}, Reason.SCHEMA_VIOLATION),
+        (DESIGN_EXAMPLE_V2 | {"images": {"url": "a"}}, Reason.SCHEMA_VIOLATION),
+        (DESIGN_EXAMPLE_V2 | {"name": 5}, Reason.SCHEMA_VIOLATION),
+        (
+            DESIGN_EXAMPLE_V2
+            | {"images": [{"id": "1", "url": "https://x/1"}, {"id": None, "url": "https://x/2"}]},
+            Reason.DUPLICATE_IMAGE_ID,
+        ),
+    ],
+)
+def test_each_rule_of_version_2_has_its_reason(body: Any, reason: Reason) -> None:
+    assert reason_of(body) is reason
+
+
+def test_the_fast_path_and_the_diagnosing_path_agree_on_valid_version_2_events() -> None:
+    from catalens.schemas.event import _parse_failing
+
+    for body in (DESIGN_EXAMPLE_V2, {**DESIGN_EXAMPLE_V2, "image": {"url": "ignored"}}):
+        raw = json.dumps(body).encode()
+        assert parse_event(b"0108775015", raw) == _parse_failing(b"0108775015", raw)

@@ -1,4 +1,4 @@
-"""How old applied changes were: only rows written or deleted count."""
+"""How old applied changes were: only products written or deleted count, each once."""
 
 from __future__ import annotations
 
@@ -6,11 +6,12 @@ from datetime import UTC, datetime
 
 import numpy as np
 
-from catalens.records import Plan, Record, Row, Stored
+from catalens.kafka.records import Record
 from catalens.schemas import EmbeddingRecord, Op
-from catalens.schemas.embedding import INPUT_TIMESTAMP_HEADER
+from catalens.schemas.embedding import INPUT_TIMESTAMP_HEADER, EmbeddedImage
 from catalens.sink.freshness import applied_ages, input_timestamp_ms
-from catalens.sink.plan import Item, collapse, plan_writes, to_row
+from catalens.sink.plan import Item, collapse, plan_writes, to_rows
+from catalens.store.values import Plan, Row, Stored, StoredImage
 
 NOW = 1_796_000_100.0  # seconds since the epoch
 
@@ -38,10 +39,10 @@ def item(
     )
 
 
-def row_of(written: tuple[Record, Item]) -> Row:
+def rows_of(written: tuple[Record, Item]) -> list[Row]:
     _record, (_pid, embedding, position) = written
     assert embedding is not None
-    return to_row(embedding, position)
+    return to_rows(embedding, position)
 
 
 def tombstone(pid: str, position: int, input_ms: int) -> tuple[Record, Item]:
@@ -54,7 +55,7 @@ def test_written_rows_count_from_their_own_record_and_stale_ones_not_at_all() ->
     new_a = item("a", 2, 11, occurred_s=NOW - 5, input_ms=int((NOW - 4) * 1000))
     stale_b = item("b", 1, 12, occurred_s=NOW - 500, input_ms=int((NOW - 400) * 1000))
     items = [old_a, new_a, stale_b]
-    plan = Plan(upserts=[row_of(new_a)], stale=1)
+    plan = Plan(upserts=rows_of(new_a), stale=1)
     ages = applied_ages(items, plan, NOW)
     assert ages.freshness == [5.0]
     assert ages.pipeline == [4.0]
@@ -63,14 +64,14 @@ def test_written_rows_count_from_their_own_record_and_stale_ones_not_at_all() ->
 def test_a_delete_counts_from_the_record_that_decided_it_a_tombstone_for_latency_only() -> None:
     upsert = item("a", 1, 10, occurred_s=NOW - 9, input_ms=int((NOW - 8) * 1000))
     gone = tombstone("a", 11, int((NOW - 2) * 1000))
-    ages = applied_ages([upsert, gone], Plan(deletes=["a"]), NOW)
+    ages = applied_ages([upsert, gone], Plan(removals=[("a", "0")]), NOW)
     assert ages.freshness == []
     assert ages.pipeline == [2.0]
 
 
 def test_records_of_older_embedders_without_a_timestamp_count_for_freshness_only() -> None:
     written = item("a", 1, 3, occurred_s=NOW - 1, input_ms=None)
-    ages = applied_ages([written], Plan(upserts=[row_of(written)]), NOW)
+    ages = applied_ages([written], Plan(upserts=rows_of(written)), NOW)
     assert (ages.freshness, ages.pipeline) == ([1.0], [])
 
 
@@ -96,6 +97,33 @@ def test_a_delete_counts_from_the_delete_not_a_later_stale_upsert() -> None:
     )
     gone = (Record("emb", 0, 10, b"a", delete.to_json(), [], 0), ("a", delete, 10))
     late = item("a", 1, 11, occurred_s=NOW - 1000, input_ms=None)
-    plan = plan_writes(collapse([gone[1], late[1]]), {"a": Stored(live=1, input_offset=3)})
-    assert plan.deletes == ["a"] and not plan.upserts
+    stored = {"a": Stored.of([StoredImage("0", 1, 3, 1)])}
+    plan = plan_writes(collapse([gone[1], late[1]]), stored)
+    assert plan.deleted() == ["a"] and not plan.upserts
     assert applied_ages([gone, late], plan, NOW).freshness == [5.0]
+
+
+def test_a_product_of_several_images_counts_once() -> None:
+    """Its rows are one change: one freshness and one latency figure, not one per image."""
+    embedding = EmbeddingRecord(
+        schema_version=2,
+        op=Op.UPSERT,
+        product_id="a",
+        version=1,
+        event_id="e",
+        occurred_at=datetime.fromtimestamp(NOW - 3, UTC),
+        model="m",
+        model_fingerprint="f",
+        dim=2,
+        images=[
+            EmbeddedImage(id=i, vector=EmbeddingRecord.pack(np.ones(2, dtype=np.float32)))
+            for i in ("front", "back", "detail")
+        ],
+        input_offset=4,
+    )
+    headers = [(INPUT_TIMESTAMP_HEADER, str(int((NOW - 2) * 1000)).encode())]
+    written = (Record("emb", 0, 4, b"a", embedding.to_json(), headers, 0), ("a", embedding, 4))
+    plan = Plan(upserts=rows_of(written))
+    assert len(plan.upserts) == 3 and plan.written() == ["a"]
+    ages = applied_ages([written], plan, NOW)
+    assert (ages.freshness, ages.pipeline) == ([3.0], [2.0])

@@ -13,12 +13,14 @@ from datetime import UTC, datetime
 import numpy as np
 
 from catalens.kafka.memory import MemoryBroker, MemoryPublisher, MemorySource
-from catalens.records import ModelIdentity, Plan
+from catalens.kafka.records import Partition, Record
 from catalens.retry import Backoff, TransientError
 from catalens.schemas import EmbeddingRecord, Op
 from catalens.schemas.embedding import INPUT_OFFSET_HEADER, INPUT_TIMESTAMP_HEADER, MODEL_HEADER
 from catalens.sink.service import SinkConfig, SinkService
 from catalens.store.memory import MemoryIndex
+from catalens.store.values import ModelIdentity, Plan
+from tests.waits import wait_for
 
 TOPIC = "catalens.product-embeddings"
 GROUP = "catalens-sink"
@@ -39,6 +41,11 @@ class FlakyStore(MemoryIndex):
 
 
 _positions = itertools.count()
+
+
+def products(store: MemoryIndex) -> dict[str, int]:
+    """product id → version, as the index holds them (one row per image)."""
+    return {product_id: row.version for (product_id, _image), row in store.rows.items()}
 
 
 def embedding(
@@ -73,9 +80,9 @@ def test_offsets_are_committed_only_after_the_write_and_a_failing_write_is_retri
             assert broker.committed(GROUP) == {}  # nothing is committed while the write fails
             assert source.paused or store.failures == 3
             time.sleep(0.01)
-        wait_until(lambda: bool(broker.committed(GROUP)))
+        wait_for(lambda: bool(broker.committed(GROUP)))
         assert broker.committed(GROUP) == {(TOPIC, 0): 3}
-        assert {p: r.version for p, r in store.rows.items()} == {"a": 2, "b": 1}
+        assert products(store) == {"a": 2, "b": 1}
         assert not source.paused and service.ready.is_set()
     finally:
         stop.set()
@@ -87,27 +94,21 @@ def serve(
     """A sink over ``broker`` and ``store``, running; its source tells it of revocations,
     as the sink's wiring does."""
     stop = threading.Event()
-    services: list[SinkService] = []
-    source = MemorySource(
-        broker, group_id=GROUP, topics=[TOPIC], on_revoke=lambda p: services[0].revoked(p)
-    )
+    sources: list[MemorySource] = []
+
+    def make_source(on_revoke: Callable[[list[Partition]], None]) -> MemorySource:
+        sources.append(MemorySource(broker, group_id=GROUP, topics=[TOPIC], on_revoke=on_revoke))
+        return sources[0]
+
     service = SinkService(
         SinkConfig(model="m", dlq_topic="dlq", batch_wait_s=0.05, backoff=Backoff(0.05, 0.1)),
-        source=source,
+        make_source=make_source,
         publisher=MemoryPublisher(broker),
         store=store,
         stop=stop,
     )
-    services.append(service)
     threading.Thread(target=service.run, daemon=True).start()
-    return service, stop, source
-
-
-def wait_until(check: Callable[[], bool]) -> None:
-    deadline = time.monotonic() + 10
-    while not check():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.01)
+    return service, stop, sources[0]
 
 
 def test_other_models_records_are_skipped_not_dead_lettered() -> None:
@@ -120,8 +121,8 @@ def test_other_models_records_are_skipped_not_dead_lettered() -> None:
     store = MemoryIndex()
     service, stop, _source = serve(broker, store)
     try:
-        wait_until(lambda: broker.committed(GROUP) == {(TOPIC, 0): 4})
-        assert set(store.rows) == {"d"} and service.other_model == 3
+        wait_for(lambda: broker.committed(GROUP) == {(TOPIC, 0): 4})
+        assert set(products(store)) == {"d"} and service.other_model == 3
         assert broker.records("dlq") == []
     finally:
         stop.set()
@@ -135,11 +136,11 @@ def test_vectors_of_another_checkpoint_under_the_same_name_halt_the_sink() -> No
     store.create(ModelIdentity("m", 4, "f"))
     service, stop, _source = serve(broker, store)
     try:
-        wait_until(lambda: service.halted is not None)
+        wait_for(lambda: service.halted is not None)
         assert "weights fingerprint 'retrained'" in (service.halted or "")
         assert not service.ready.is_set()
         time.sleep(0.2)
-        assert store.rows == {} and broker.committed(GROUP) == {}  # nothing past the wall
+        assert products(store) == {} and broker.committed(GROUP) == {}  # nothing past the wall
         assert broker.records("dlq") == []
     finally:
         stop.set()
@@ -152,9 +153,9 @@ def test_a_tombstone_with_a_garbled_position_is_dead_lettered() -> None:
     store = MemoryIndex()
     _service, stop, _source = serve(broker, store)
     try:
-        wait_until(lambda: broker.committed(GROUP) == {(TOPIC, 0): 2})
+        wait_for(lambda: broker.committed(GROUP) == {(TOPIC, 0): 2})
         (letter,) = broker.records("dlq")
-        assert letter.key == b"a" and set(store.rows) == {"b"}
+        assert letter.key == b"a" and set(products(store)) == {"b"}
     finally:
         stop.set()
 
@@ -171,8 +172,8 @@ def test_records_without_an_input_position_are_skipped_not_applied() -> None:
     store = MemoryIndex()
     service, stop, _source = serve(broker, store)
     try:
-        wait_until(lambda: broker.committed(GROUP) == {(TOPIC, 0): 3})
-        assert set(store.rows) == {"new"} and service.unpositioned == 2
+        wait_for(lambda: broker.committed(GROUP) == {(TOPIC, 0): 3})
+        assert set(products(store)) == {"new"} and service.unpositioned == 2
     finally:
         stop.set()
 
@@ -194,10 +195,10 @@ def test_a_partition_lost_while_a_write_waits_for_milvus_is_left_to_its_new_owne
     store = JoinWhileAway(failures=1)
     service, stop, source = serve(broker, store)
     try:
-        wait_until(lambda: bool(second) and store.failures == 0 and not source.paused)
-        wait_until(lambda: len(store.rows) == 1)
+        wait_for(lambda: bool(second) and store.failures == 0 and not source.paused)
+        wait_for(lambda: len(products(store)) == 1)
         time.sleep(0.2)
-        (written,) = store.rows  # only the product of the partition it kept
+        (written,) = products(store)  # only the product of the partition it kept
         (lost,) = service._lost
         assert {"p": (TOPIC, 0), "q": (TOPIC, 1)}[written] != lost
     finally:
@@ -224,17 +225,17 @@ def test_records_handed_over_while_waiting_for_milvus_are_kept_and_written_next(
     stop = threading.Event()
     service = SinkService(
         SinkConfig(model="m", dlq_topic="dlq", backoff=Backoff(0.05, 0.1)),
-        source=source,
+        make_source=lambda _on_revoke: source,
         publisher=MemoryPublisher(broker),
         store=store,
         stop=stop,
     )
     threading.Thread(target=service.run, daemon=True).start()
     try:
-        wait_until(lambda: store.failures < 3)
+        wait_for(lambda: store.failures < 3)
         broker.append(TOPIC, *embedding("b", 1))  # arrives while the write waits
-        wait_until(lambda: broker.committed(GROUP) == {(TOPIC, 0): 2})
-        assert set(store.rows) == {"a", "b"}
+        wait_for(lambda: broker.committed(GROUP) == {(TOPIC, 0): 2})
+        assert set(products(store)) == {"a", "b"}
     finally:
         stop.set()
 
@@ -250,13 +251,13 @@ def test_every_record_is_counted_once_by_outcome_and_only_applied_ones_have_an_a
     store = MemoryIndex()
     service, stop, _source = serve(broker, store)
     try:
-        wait_until(lambda: broker.committed(GROUP) == {(TOPIC, 0): 5})
+        wait_for(lambda: broker.committed(GROUP) == {(TOPIC, 0): 5})
         broker.append(TOPIC, b"a", None, [(INPUT_OFFSET_HEADER, b"999999"), *stamped])
         broker.append(TOPIC, *embedding("b", 0))  # older than the stored row: stale
-        wait_until(lambda: broker.committed(GROUP) == {(TOPIC, 0): 7})
+        wait_for(lambda: broker.committed(GROUP) == {(TOPIC, 0): 7})
     finally:
         stop.set()
-    assert set(store.rows) == {"b"}
+    assert set(products(store)) == {"b"}
     text = service.metrics.render().decode()
     for outcome, count in [
         ("written", 2),
@@ -295,11 +296,70 @@ def test_a_row_written_by_an_attempt_whose_answer_was_lost_counts_as_written() -
     store = WriteThenTimeout()
     service, stop, _ = serve(broker, store)
     try:
-        wait_until(lambda: broker.committed(GROUP) == {(TOPIC, 0): 1})
+        wait_for(lambda: broker.committed(GROUP) == {(TOPIC, 0): 1})
     finally:
         stop.set()
     text = service.metrics.render().decode()
-    assert set(store.rows) == {"a"}
+    assert set(products(store)) == {"a"}
     assert 'catalens_records_total{outcome="written",role="sink"} 1.0' in text
     assert 'catalens_records_total{outcome="stale",role="sink"} 0.0' in text
     assert "catalens_freshness_seconds_count 1.0" in text
+
+
+def padded(pid: str, pad: int) -> tuple[bytes, bytes]:
+    """The key and value of an embedding record of about ``pad`` bytes more than bare."""
+    value = EmbeddingRecord(
+        op=Op.UPSERT,
+        product_id=pid,
+        version=1,
+        event_id="e",
+        occurred_at=datetime.now(UTC),
+        model="m",
+        model_fingerprint="f",
+        dim=4,
+        vector=EmbeddingRecord.pack(np.ones(4, dtype=np.float32)),
+        attributes={f"pad{i}": "x" * min(1000, pad - 1000 * i) for i in range(-(-pad // 1000))},
+        input_offset=next(_positions),
+    )
+    return pid.encode(), value.to_json()
+
+
+def test_a_batch_holds_at_most_sink_batch_bytes_and_a_larger_record_is_a_batch_alone() -> None:
+    """Records of about 1 KB and one of 5 KB, batches of at most 3,000 bytes (and 4,000
+    records): every batch stays within the bytes, the large record is written in a batch of
+    its own, and every record is written and committed, in order."""
+    broker = MemoryBroker(partitions=1)
+    for i in range(12):
+        broker.append(TOPIC, *(padded("big", 5000) if i == 6 else padded(f"p{i}", 700)))
+    store = MemoryIndex()
+    stop = threading.Event()
+    service = SinkService(
+        SinkConfig(model="m", dlq_topic="dlq", batch_bytes=3000),
+        make_source=lambda on_revoke: MemorySource(
+            broker, group_id=GROUP, topics=[TOPIC], on_revoke=on_revoke
+        ),
+        publisher=MemoryPublisher(broker),
+        store=store,
+        stop=stop,
+    )
+    batches: list[list[Record]] = []
+    process = service.process
+
+    def spied(records: list[Record]) -> None:
+        batches.append(records)
+        process(records)
+
+    service.process = spied  # type: ignore[method-assign]
+    threading.Thread(target=service.run, daemon=True).start()
+    try:
+        wait_for(lambda: broker.committed(GROUP) == {(TOPIC, 0): 12})
+    finally:
+        stop.set()
+    with_big = [batch for batch in batches if any(r.key == b"big" for r in batch)]
+    assert [[r.key for r in batch] for batch in with_big] == [[b"big"]]
+    assert sum(r.nbytes for r in with_big[0]) > 3000
+    others = [batch for batch in batches if batch not in with_big]
+    assert all(sum(r.nbytes for r in batch) <= 3000 for batch in others)
+    assert len(others) >= 4  # eleven records of ~1 KB, at most two a batch
+    assert [r.offset for batch in batches for r in batch] == list(range(12))
+    assert set(products(store)) == {f"p{i}" for i in range(12) if i != 6} | {"big"}

@@ -13,16 +13,14 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from prometheus_client import CollectorRegistry, Gauge, Histogram, generate_latest
 
-from catalens import cli
-from catalens import status as status_module
 from catalens.index.commands import GenerationStatus
-from catalens.schemas import DeadLetter
-from catalens.schemas.dead_letter import Reason
-from catalens.status import (
+from catalens.ops import cli
+from catalens.ops import status as status_module
+from catalens.ops.status import (
     DeadLetterCounts,
     GroupLag,
     Status,
-    WorkerMetrics,
+    WorkerScrape,
     count_dead_letters,
     fetch_worker,
     histogram_buckets,
@@ -30,8 +28,13 @@ from catalens.status import (
     merge_buckets,
     read_worker,
     render,
+    render_generations,
 )
-from catalens.store.admin import Generation
+from catalens.schemas import DeadLetter
+from catalens.schemas.dead_letter import Reason
+from catalens.store.admin import Generation, Layout
+from catalens.store.indexes import IndexSpec
+from catalens.store.values import ModelIdentity
 
 INF = math.inf
 
@@ -215,14 +218,16 @@ def _status() -> Status:
             GroupLag("catalens-sink.m", "emb", None),
         ],
         generations=[
-            GenerationStatus(Generation("products_m", None, 42, True), 3, None),
+            GenerationStatus(
+                Generation("products__m", Layout(None), 42, True), "products", 3, None
+            ),
         ],
         dead_letters=DeadLetterCounts(
             datetime(2026, 12, 1, 11, tzinfo=UTC), {"image_not_found": 2}, 0
         ),
         workers=[
             read_worker("http://sink:8082", _metrics_text()),
-            WorkerMetrics("http://embedder:8081", error="ConnectError: refused"),
+            WorkerScrape("http://embedder:8081", error="ConnectError: refused"),
         ],
     )
 
@@ -232,11 +237,43 @@ def test_the_report_for_people_shows_every_part() -> None:
     lines = [line.split() for line in text.splitlines()]
     assert ["catalens-embedder.m", "in", "3", "0:3", "1:0"] in lines
     assert ["catalens-sink.m", "emb", "no", "commits"] in lines
-    assert ["?", "?", "42", "yes", "3", "-", "products_m"] in lines
+    assert ["m", "?", "HNSW", "?", "42", "?", "no", "yes", "3", "-"] in lines
     assert ["image_not_found:", "2"] in lines
     assert ["http://sink:8082", "ready", "sink", "2"] in lines
     assert "unreachable: ConnectError: refused" in text
     assert "p50 1 s  p99 9.82 s  (2 writes, 1 workers reporting)" in text
+
+
+def test_the_index_status_table_aligns_one_generation_per_line_and_marks_the_unknown() -> None:
+    clip = ModelIdentity("clip-ViT-B-32", 512, "f")
+    rows = [
+        GenerationStatus(Generation("products__m", Layout(None), 42, True), "products", 3, None),
+        GenerationStatus(
+            Generation("products__b32", Layout(clip, text=True), 1234567, False),
+            "products",
+            None,
+            12,
+        ),
+        GenerationStatus(
+            Generation(
+                "products__b32__ivf_sq8", Layout(clip, index=IndexSpec.of("IVF_SQ8")), 100, False
+            ),
+            "products",
+            None,
+            None,
+        ),
+    ]
+    assert render_generations(rows).splitlines() == [
+        "name          model          index    dim  rows     memory    words  serving  "
+        "embedder behind  sink behind",
+        "m             ?              HNSW     ?    42       ?         no     yes      3"
+        "                -",
+        "b32           clip-ViT-B-32  HNSW     512  1234567  2.5 GiB   yes    no       -"
+        "                12",
+        "b32__ivf_sq8  clip-ViT-B-32  IVF_SQ8  512  100      50.0 KiB  no     no       -"
+        "                -",
+    ]
+    assert render_generations(rows, indent="  ").splitlines()[1].startswith("  m    ")
 
 
 def test_the_report_for_machines_is_json_with_every_part() -> None:

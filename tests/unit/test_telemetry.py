@@ -11,9 +11,11 @@ import httpx
 import pytest
 
 from catalens.errors import TransientError
-from catalens.health import serve_worker
-from catalens.telemetry import EMBEDDER, SINK, WorkerMetrics, watch_lag
+from catalens.worker.health import serve_health, serve_worker
+from catalens.worker.lag import watch_lag
+from catalens.worker.metrics import EmbedderMetrics, SinkMetrics, WorkerMetrics
 from tests.metrics_scrape import exported_names, scrape, value
+from tests.waits import wait_for
 
 # The names docs/metrics.md promises (the dashboards and alert rules rely on them).
 COMMON = {
@@ -21,6 +23,7 @@ COMMON = {
     "catalens_dead_letters_total",
     "catalens_consumer_lag",
     "catalens_in_flight_records",
+    "catalens_in_flight_bytes",
     "catalens_paused",
     "catalens_ready",
 }
@@ -65,18 +68,18 @@ def serving(
 
 @pytest.mark.parametrize(
     ("role", "own", "other"),
-    [(EMBEDDER, EMBEDDER_ONLY, SINK_ONLY), (SINK, SINK_ONLY, EMBEDDER_ONLY)],
+    [(EmbedderMetrics, EMBEDDER_ONLY, SINK_ONLY), (SinkMetrics, SINK_ONLY, EMBEDDER_ONLY)],
 )
 def test_each_worker_serves_its_agreed_metric_names_beside_the_health_checks(
-    role: str, own: set[str], other: set[str]
+    role: type[WorkerMetrics], own: set[str], other: set[str]
 ) -> None:
-    metrics = WorkerMetrics(role)
+    metrics = role()
     metrics.dead_lettered("image_not_found")  # a labelled series exists once used
     with serving(metrics, threading.Event(), lag={0: 3}) as url:
-        deadline = time.monotonic() + 5
-        while "catalens_consumer_lag" not in exported_names(f"{url}/metrics"):
-            assert time.monotonic() < deadline, "the lag was never read"
-            time.sleep(0.02)
+        wait_for(
+            lambda: "catalens_consumer_lag" in exported_names(f"{url}/metrics"),
+            what="the lag to be read",
+        )
         names = exported_names(f"{url}/metrics")
         assert COMMON | own <= names
         assert not names & other
@@ -85,7 +88,7 @@ def test_each_worker_serves_its_agreed_metric_names_beside_the_health_checks(
 
 
 def test_counts_readiness_and_lag_read_back_as_they_were_set() -> None:
-    metrics = WorkerMetrics(SINK)
+    metrics = SinkMetrics()
     metrics.count("written", 5)
     metrics.count("stale", 0)
     metrics.dead_lettered("schema_violation")
@@ -94,7 +97,11 @@ def test_counts_readiness_and_lag_read_back_as_they_were_set() -> None:
     metrics.follow(ready=ready.is_set, paused=lambda: True)
     ready.set()
     with serving(metrics, ready, lag={0: 7, 1: 0}) as url:
-        time.sleep(0.1)  # the first lag look runs beside the server's start
+        # The first lag look runs beside the server's start.
+        wait_for(
+            lambda: "catalens_consumer_lag" in exported_names(f"{url}/metrics"),
+            what="the lag to be read",
+        )
         families = scrape(f"{url}/metrics")
     sink = {"role": "sink"}
     assert value(families, "catalens_records_total", sink | {"outcome": "written"}) == 5
@@ -116,7 +123,7 @@ def test_counts_readiness_and_lag_read_back_as_they_were_set() -> None:
 
 
 def test_a_failed_lag_look_keeps_the_last_figures_and_tries_again() -> None:
-    metrics = WorkerMetrics(EMBEDDER)
+    metrics = EmbedderMetrics()
     looks: list[int] = []
 
     def read() -> dict[int, int]:
@@ -128,10 +135,7 @@ def test_a_failed_lag_look_keeps_the_last_figures_and_tries_again() -> None:
     stop = threading.Event()
     watcher = watch_lag(metrics, read, group="g", topic="t", stop=stop, every_s=0.01)
     try:
-        deadline = time.monotonic() + 5
-        while len(looks) < 3:
-            assert time.monotonic() < deadline, "the watcher gave up after a failed look"
-            time.sleep(0.01)
+        wait_for(lambda: len(looks) >= 3, what="looks after a failed one")
         assert watcher.is_alive()
     finally:
         stop.set()
@@ -139,15 +143,10 @@ def test_a_failed_lag_look_keeps_the_last_figures_and_tries_again() -> None:
     assert 'catalens_consumer_lag{group="g",partition="0",topic="t"} 4.0' in lag
 
 
-def test_a_worker_role_outside_the_agreed_ones_is_refused() -> None:
-    with pytest.raises(ValueError):
-        WorkerMetrics("api")
-
-
 def test_the_lag_watcher_outlives_an_unexpected_error() -> None:
     """A bug in one look is logged; the gauge keeps being refreshed (a frozen gauge would
     silence the growing-lag alert)."""
-    metrics = WorkerMetrics(SINK)
+    metrics = SinkMetrics()
     looks: list[int] = []
 
     def read() -> dict[int, int]:
@@ -158,11 +157,55 @@ def test_the_lag_watcher_outlives_an_unexpected_error() -> None:
 
     stop = threading.Event()
     thread = watch_lag(metrics, read, group="g", topic="t", stop=stop, every_s=0.02)
-    deadline = time.monotonic() + 10
-    while len(looks) < 3 and time.monotonic() < deadline:
-        time.sleep(0.02)
+    wait_for(lambda: len(looks) >= 3, what="looks after an unexpected error")
     stop.set()
     thread.join(5)
     assert len(looks) >= 3
     lag = metrics.render().decode()
     assert 'catalens_consumer_lag{group="g",partition="0",topic="t"} 5.0' in lag
+
+
+def test_every_error_of_a_worker_endpoint_is_json_with_a_code_and_a_message() -> None:
+    """The query API's shape: a 503 of either check, an unknown path, a method the
+    endpoint does not serve."""
+    server = serve_health(
+        0, last_turn=lambda: time.monotonic() - 120, ready=lambda: False, host="127.0.0.1"
+    )
+    url = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        answers = {
+            "stale": httpx.get(f"{url}/healthz"),
+            "unready": httpx.get(f"{url}/readyz"),
+            "unknown": httpx.get(f"{url}/nothing-here"),
+            "no metrics": httpx.get(f"{url}/metrics"),
+            "post": httpx.post(f"{url}/healthz"),
+        }
+    finally:
+        server.shutdown()
+    expected = {
+        "stale": (503, "unavailable"),
+        "unready": (503, "unavailable"),
+        "unknown": (404, "not_found"),
+        "no metrics": (404, "not_found"),
+        "post": (501, "not_implemented"),
+    }
+    for case, response in answers.items():
+        assert response.headers["content-type"] == "application/json", case
+        body = response.json()
+        assert (response.status_code, body["error"]) == expected[case], case
+        assert set(body) == {"error", "message"} and body["message"], case
+    assert "120" in answers["stale"].json()["message"]
+    assert "/nothing-here" in answers["unknown"].json()["message"]
+
+
+def test_a_healthy_ready_worker_answers_its_checks_with_200_and_the_loop_age() -> None:
+    server = serve_health(0, last_turn=time.monotonic, ready=lambda: True, host="127.0.0.1")
+    url = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        for path in ("/healthz", "/readyz"):
+            response = httpx.get(url + path)
+            assert response.status_code == 200
+            assert response.json()["ok"] is True
+            assert 0 <= response.json()["loop_age_s"] < 60
+    finally:
+        server.shutdown()

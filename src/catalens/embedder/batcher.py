@@ -19,12 +19,17 @@ import time
 from collections.abc import Callable
 from typing import Generic, TypeVar
 
+from catalens.errors import Stopped
+
 T = TypeVar("T")
 _CHECK_S = 0.1  # how often a waiting put or get looks whether the batcher was closed
 
 
-class Closed(Exception):
-    pass
+class Closed(Stopped):
+    """The batcher was closed: the service is stopping."""
+
+    def __init__(self) -> None:
+        super().__init__("the batcher is closed")
 
 
 class Batcher(Generic[T]):

@@ -5,22 +5,31 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Callable
+from contextlib import nullcontext
 
-from catalens.allocator import keep_freed_memory
+from catalens.embedder.allocator import keep_freed_memory
 from catalens.embedder.service import EmbedderConfig, EmbedderService
 from catalens.embedder.sources import ImageSource, SourcePolicy, parse_networks
 from catalens.embedder.steps import Topics
 from catalens.embedder.storm import StormLimits
 from catalens.encoder import ClipEncoder, set_torch_threads
 from catalens.encoder.files import resolve_model_dir, weights_digest
-from catalens.health import serve_worker
 from catalens.images import ImageLimits
 from catalens.kafka import Partition, RecordPublisher, RecordSource
-from catalens.kafka.client import Publisher, Source, ensure_topics, partition_lag
-from catalens.records import ModelIdentity
-from catalens.retry import Backoff, retry_transient
-from catalens.settings import EmbedderSettings
-from catalens.telemetry import EMBEDDER, WorkerMetrics
+from catalens.kafka.client import Publisher, Source, prefetch_config
+from catalens.settings import EmbedderSettings, MiB
+from catalens.store.values import ModelIdentity
+from catalens.worker.metrics import EmbedderMetrics
+from catalens.worker.run import run_worker
+
+
+def embedder_prefetch_bytes(settings: EmbedderSettings) -> int:
+    """What the embedder's Kafka client may fetch ahead (``prefetch_config``: its queue and
+    each fetch in flight): a sixteenth of the byte budget, from 1 MiB to 64 MiB
+    (librdkafka's own default queue). The client's queue only has to bridge a fetch's
+    round trip, which the records in flight, taken from it, cover many times over; a
+    pause drops it anyway."""
+    return min(64 * MiB, max(MiB, settings.max_in_flight_bytes // 16))
 
 
 def build_service(
@@ -29,7 +38,7 @@ def build_service(
     *,
     source: RecordSource | None = None,
     publisher: RecordPublisher | None = None,
-    metrics: WorkerMetrics | None = None,
+    metrics: EmbedderMetrics | None = None,
 ) -> tuple[EmbedderService, ClipEncoder]:
     """The embedder service with its encoder and image source. ``source``/``publisher``
     default to Kafka; benchmarks pass in-memory ones to measure the pipeline alone.
@@ -72,6 +81,8 @@ def build_service(
         fetch_concurrency=settings.fetch_concurrency,
         decode_workers=settings.decode_workers or 2 * (os.cpu_count() or 1),
         max_in_flight=settings.max_in_flight,
+        max_in_flight_bytes=settings.max_in_flight_bytes,
+        max_event_bytes=settings.max_event_bytes,
         storm=StormLimits(
             settings.dead_letter_storm_ratio,
             settings.dead_letter_storm_window,
@@ -88,12 +99,19 @@ def build_service(
             group_id=settings.embedder_group,
             topics=[settings.input_topic],
             on_revoke=on_revoke,
+            extra=prefetch_config(embedder_prefetch_bytes(settings)),
         )
 
     service = EmbedderService(
         config,
         make_source=make_source,
-        publisher=publisher if publisher is not None else Publisher(settings),
+        publisher=publisher
+        if publisher is not None
+        else Publisher(
+            settings,
+            # The largest record it writes: a dead letter is at most the largest event.
+            extra={"message.max.bytes": max(16 * MiB, settings.max_event_bytes + MiB)},
+        ),
         images=images,
         encode=lambda pixels: list(encoder.encode_images(pixels)),
         stop=stop,
@@ -103,28 +121,16 @@ def build_service(
 
 
 def run(settings: EmbedderSettings, stop: threading.Event) -> None:
+    # What only an operator can fix is found before the wait for the broker.
+    resolve_model_dir(settings.model)
     keep_freed_memory()  # ~1 MB buffers per event reuse memory instead of faulting it in
-    backoff = Backoff(settings.retry_initial_s, settings.retry_max_s)
-    topics = [settings.input_topic, settings.embeddings_topic, settings.dlq_topic]
-    retry_transient(
-        lambda: ensure_topics(settings, topics), what="create topics", backoff=backoff, stop=stop
+    metrics = EmbedderMetrics()
+    run_worker(
+        settings,
+        lambda: nullcontext(build_service(settings, stop, metrics=metrics)[0]),
+        metrics=metrics,
+        topics=[settings.input_topic, settings.embeddings_topic, settings.dlq_topic],
+        group=settings.embedder_group,
+        consumes=settings.input_topic,
+        stop=stop,
     )
-    metrics = WorkerMetrics(EMBEDDER)
-    service, _encoder = build_service(settings, stop, metrics=metrics)
-    health = None
-    if settings.health_port:
-        health = serve_worker(
-            settings.health_port,
-            last_turn=lambda: service.healthy_at,
-            ready=service.ready.is_set,
-            metrics=metrics,
-            lag=lambda: partition_lag(settings, settings.embedder_group, settings.input_topic),
-            group=settings.embedder_group,
-            topic=settings.input_topic,
-            stop=stop,
-        )
-    try:
-        service.run()
-    finally:
-        if health is not None:
-            health.shutdown()

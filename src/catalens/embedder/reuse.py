@@ -1,30 +1,32 @@
-"""Reusing a product's vector when it is re-published with the image it already had.
+"""Reusing an image's vector when its product is re-published with the image it already had.
 
 Catalogs re-publish products far more often than they change their images (prices,
-stock, names). :class:`ImageReuse` remembers, per product, the content digest of the
-image last embedded for it and what was made of it (the vector, and the thumbnail an
-inline image is shown by); an upsert whose image has that digest gets the same vector
-back without being decoded or run through the model. For a URL that answered with an
-ETag or Last-Modified, the next fetch of the same URL is conditional, and a 304 Not
-Modified reuses the vector without the bytes being sent at all.
+stock, names). :class:`ImageReuse` remembers, per product image (product id and image id),
+the content digest of the image last embedded for it and what was made of it (the vector,
+and the thumbnail an inline image is shown by); an image with that digest gets the same
+vector back without being decoded or run through the model, so a new version that adds one
+image to a product runs the model once. For a URL that answered with an ETag or
+Last-Modified, the next fetch of the same URL is conditional, and a 304 Not Modified
+reuses the vector without the bytes being sent at all.
 
 Guarantees:
 
-* **A cache entry never changes a result.** An entry is used only for the product it was
-  made for and only when the image's bytes have its digest (BLAKE2b, 256 bits), or when
+* **A cache entry never changes a result.** An entry is used only for the product image
+  it was made for and only when the image's bytes have its digest (BLAKE2b, 256 bits), or when
   the server that sent those bytes says, for the same URL, that they have not changed.
   The output record is the one embedding the same bytes would have produced.
 * **One model.** A cache belongs to the one embedder service (one model, one
   preprocessing) that filled it; it is never shared or persisted, so a new model or new
   settings start with an empty one.
 * **A miss only costs time.** A restarted process or another replica starts empty and
-  embeds normally; a product evicted, or one whose image changed, is embedded normally.
-* **Bounded memory.** At most ``capacity`` products, least recently used evicted first:
-  about 2.6 KiB per product for a 512-d model (the vector is 2 KiB), plus the thumbnail
+  embeds normally; an image evicted, or one that changed, is embedded normally.
+* **Bounded memory.** At most ``capacity`` images, least recently used evicted first:
+  about 2.6 KiB per image for a 512-d model (the vector is 2 KiB), plus the thumbnail
   (a few KiB) for inline images (docs/image-reuse.md).
 
 Thread-safe: the embedder's prepare threads share one. Records of one product are
-handled one at a time, so an entry is never raced on by two records of its product.
+handled one at a time, and the images of one record have ids of their own, so an entry
+is never raced on by two images.
 """
 
 from __future__ import annotations
@@ -36,8 +38,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from catalens.embedder.sources import Fetched, Validators
-from catalens.schemas import ImageRef, ProductImageEvent
+from catalens.schemas import ImageRef
 from catalens.schemas.embedding import Vector
+from catalens.schemas.event import ProductImage
 
 Fetch = Callable[[ImageRef, Validators | None], Fetched]
 
@@ -87,42 +90,49 @@ class Fresh:
     origin: Origin
 
 
+# (product id, image id): what an entry is for.
+ImageKey = tuple[str, str]
+
+
 class ImageReuse:
-    """A size-bounded LRU of what was made of each product's image (see the module)."""
+    """A size-bounded LRU of what was made of each product image (see the module)."""
 
     def __init__(self, capacity: int) -> None:
         self.capacity = capacity
-        self._known: OrderedDict[str, Known] = OrderedDict()
+        self._known: OrderedDict[ImageKey, Known] = OrderedDict()
         self._lock = threading.Lock()
 
     def __len__(self) -> int:
         return len(self._known)
 
-    def read(self, event: ProductImageEvent, fetch: Fetch) -> Known | Fresh:
-        """Fetch ``event``'s image (conditionally when that can spare the bytes) and return
-        what is known of it, or the bytes to embed. Raises what ``fetch`` raises."""
-        assert event.image is not None
-        known = self._recall(event.product_id)
-        fetched = fetch(event.image, known.conditions(event.image) if known else None)
+    def read(self, product_id: str, image: ProductImage, fetch: Fetch) -> Known | Fresh:
+        """Fetch ``image`` of ``product_id`` (conditionally when that can spare the bytes)
+        and return what is known of it, or the bytes to embed. Raises what ``fetch``
+        raises."""
+        key = (product_id, image.id)
+        ref = image.ref
+        known = self._recall(key)
+        fetched = fetch(ref, known.conditions(ref) if known else None)
         if fetched.data is None:
             assert known is not None  # only a conditional fetch answers without a body
             return known
         digest = image_digest(fetched.data)
         # An inline image is shown by a thumbnail of it, which a vector first made for a
         # URL or a path of the same bytes did not need: without it, embed again.
-        unshowable = event.image.data is not None and known is not None and not known.thumbnail
+        unshowable = ref.data is not None and known is not None and not known.thumbnail
         if known is None or known.digest != digest or unshowable:
-            return Fresh(fetched.data, Origin(digest, event.image.url, fetched.validators))
-        if (known.url, known.validators) != (event.image.url, fetched.validators):
+            return Fresh(fetched.data, Origin(digest, ref.url, fetched.validators))
+        if (known.url, known.validators) != (ref.url, fetched.validators):
             # Same bytes under a new URL or new validators: ask with those next time.
-            known = replace(known, url=event.image.url, validators=fetched.validators)
-            self._store(event.product_id, known)
+            known = replace(known, url=ref.url, validators=fetched.validators)
+            self._store(key, known)
         return known
 
     def remember(
-        self, product_id: str, origin: Origin, vector: Vector, thumbnail: str | None
+        self, key: ImageKey, origin: Origin, vector: Vector, thumbnail: str | None
     ) -> None:
-        """Keep what was made of the image ``origin`` for ``product_id``'s next upsert."""
+        """Keep what was made of the image ``origin`` for the next upsert of the product
+        image ``key`` (product id, image id)."""
         if self.capacity == 0:
             return
         # A copy: the encoder's vectors are rows of its batch, and a kept row would keep
@@ -130,20 +140,20 @@ class ImageReuse:
         own = vector.copy()
         own.flags.writeable = False
         known = Known(origin.digest, own, thumbnail, origin.url, origin.validators)
-        self._store(product_id, known)
+        self._store(key, known)
 
-    def _recall(self, product_id: str) -> Known | None:
+    def _recall(self, key: ImageKey) -> Known | None:
         with self._lock:
-            known = self._known.get(product_id)
+            known = self._known.get(key)
             if known is not None:
-                self._known.move_to_end(product_id)
+                self._known.move_to_end(key)
             return known
 
-    def _store(self, product_id: str, known: Known) -> None:
+    def _store(self, key: ImageKey, known: Known) -> None:
         if self.capacity == 0:
             return
         with self._lock:
-            self._known[product_id] = known
-            self._known.move_to_end(product_id)
+            self._known[key] = known
+            self._known.move_to_end(key)
             while len(self._known) > self.capacity:
                 self._known.popitem(last=False)

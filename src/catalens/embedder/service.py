@@ -7,15 +7,26 @@ Threads and what they own::
         │                                   ▼
         └── outcomes ◀── inference thread (adaptive batches ─▶ ClipEncoder)
 
-An upsert whose image has the bytes last embedded for its product (or whose URL answers
-304 Not Modified) skips decoding and inference: its vector is reused (``reuse.py``).
+An upsert's images are prepared one by one (side by side in the prepare pool) and batched
+with every other image for the model; the event's one output is made when its last image
+is done (``assembly.py``). An image with the bytes last embedded for it (or whose URL
+answers 304 Not Modified) skips decoding and inference: its vector is reused
+(``reuse.py``).
 
 Only the main loop talks to Kafka. Every input record yields exactly one output (an
 embedding record, a pass-through delete, or a dead letter); the input's offset becomes
 committable when that output is acknowledged by the broker (at-least-once). Records of
 one product are handled one at a time, in order, so a tombstone can never overtake an
-earlier upsert of the same product. Backpressure: past ``max_in_flight`` unfinished
-records the partitions are paused (the member stays in its group) until half drain.
+earlier upsert of the same product.
+
+Backpressure, in records and in bytes: past ``max_in_flight`` unfinished records, or when
+the bytes held (``holdings.py``: records in flight and decoded images) leave no room for
+the next record, the partitions are paused (the member stays in its group) until half
+drain. A record taken from the source that the byte budget has no room for is given back
+to it (its partition seeks back to it) and comes again after the pause, so what the
+embedder holds never exceeds the budget; except that a record larger than the whole
+budget is let in when nothing else is held, and embedded alone. A record larger than
+``max_event_bytes`` is dead-lettered (``event_too_large``) unparsed, in its product's turn.
 
 Dead-letter storm: when the storm guard (catalens.embedder.storm) trips, the embedder
 stops for good: partitions paused, unready, and nothing finished from the tripping record
@@ -35,10 +46,13 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 
+from catalens.embedder.assembly import Abandoned, Assembly
 from catalens.embedder.batcher import Batcher, Closed
+from catalens.embedder.holdings import Holdings, weight
+from catalens.embedder.offsets import OffsetTracker
 from catalens.embedder.reuse import REUSED, ImageReuse, Known, Origin
 from catalens.embedder.sources import ImageSource
-from catalens.embedder.steps import NeedsImage, Output, Topics, dead_letter, decide, embedded
+from catalens.embedder.steps import NeedsImages, Output, Topics, decide, too_large, within
 from catalens.embedder.storm import StormGuard, StormLimits
 from catalens.errors import BadInput, Stopped
 from catalens.images import (
@@ -48,13 +62,18 @@ from catalens.images import (
     preprocess,
     preprocess_with_thumbnail,
 )
-from catalens.kafka import DeliveryError, Partition, Record, RecordPublisher, RecordSource
-from catalens.offsets import OffsetTracker
-from catalens.records import ModelIdentity
-from catalens.schemas import ProductImageEvent
+from catalens.kafka import (
+    DeliveryError,
+    Partition,
+    Record,
+    RecordPublisher,
+    SourceFactory,
+)
 from catalens.schemas.embedding import Vector
+from catalens.schemas.event import ProductImage
 from catalens.settings import EmbedderSettings, default
-from catalens.telemetry import EMBEDDER, WorkerMetrics
+from catalens.store.values import ModelIdentity
+from catalens.worker.metrics import EmbedderMetrics
 
 log = logging.getLogger(__name__)
 
@@ -62,17 +81,11 @@ Encode = Callable[[list[Pixels]], "list[Vector]"]
 
 
 @dataclass(frozen=True, slots=True)
-class Abandoned:
-    """A record left unfinished because the service stopped while its image fetch was
-    waiting to retry: no output, no commit; the next owner of its partition redoes it."""
-
-    record: Record
-
-
-@dataclass(frozen=True, slots=True)
 class Prepared:
-    record: Record
-    event: ProductImageEvent
+    """One decoded image waiting for the model."""
+
+    assembly: Assembly
+    image: ProductImage
     pixels: Pixels
     thumbnail: str | None
     origin: Origin
@@ -93,6 +106,8 @@ class EmbedderConfig:
     # setting's default (0) picks twice the cores.
     decode_workers: int = 4
     max_in_flight: int = default(EmbedderSettings, "max_in_flight")
+    max_in_flight_bytes: int = default(EmbedderSettings, "max_in_flight_bytes")
+    max_event_bytes: int = default(EmbedderSettings, "max_event_bytes")
     reuse_cache_size: int = default(EmbedderSettings, "reuse_cache_size")
     shutdown_timeout_s: float = 30.0
     revoke_timeout_s: float = 10.0
@@ -108,15 +123,15 @@ class EmbedderService:
         self,
         config: EmbedderConfig,
         *,
-        make_source: Callable[[Callable[[list[Partition]], None]], RecordSource],
+        make_source: SourceFactory,
         publisher: RecordPublisher,
         images: ImageSource,
         encode: Callable[[list[Pixels]], list[Vector]],
         stop: threading.Event,
-        metrics: WorkerMetrics | None = None,
+        metrics: EmbedderMetrics | None = None,
     ) -> None:
         self.config = config
-        self.metrics = metrics if metrics is not None else WorkerMetrics(EMBEDDER)
+        self.metrics = metrics if metrics is not None else EmbedderMetrics()
         self._storm = StormGuard(config.storm)
         self._publisher = publisher
         self._images = images
@@ -126,7 +141,9 @@ class EmbedderService:
         self._outcomes: queue.Queue[tuple[Record, Output] | Abandoned | BaseException] = (
             queue.Queue()
         )
-        self._waiting: dict[object, deque[Record]] = {}
+        # Records behind an earlier one of their product, each with its output when it was
+        # decided on arrival (an event too large to parse).
+        self._waiting: dict[object, deque[tuple[Record, Output | None]]] = {}
         # Products whose record was abandoned: it, and their records queued behind it,
         # can no longer finish, so shutdown does not wait for them.
         self._abandoned: set[object] = set()
@@ -137,14 +154,32 @@ class EmbedderService:
         self._closing = False
         self._decoding = threading.BoundedSemaphore(config.decode_workers)
         self._pool = ThreadPoolExecutor(config.fetch_concurrency, thread_name_prefix="prepare")
+        # Four batches of decoded images keep the model busy; more records wait as their
+        # events' bytes, not as pixels.
+        capacity = min(config.max_in_flight, PREPARED_BATCHES * config.batch_size)
         self._batcher: Batcher[Prepared] = Batcher(
             config.batch_size,
             config.batch_wait_s,
-            # Decoded pixels are what a record in flight weighs most (600 KB at 224²):
-            # four batches keep the model busy; more records wait as bytes, not pixels.
-            capacity=min(config.max_in_flight, PREPARED_BATCHES * config.batch_size),
+            capacity=capacity,
             more_coming=lambda: self._preparing > 0,
         )
+        # Every decoded image that can exist at once: queued, one in each prepare thread
+        # (waiting for room in the queue), one batch in the model.
+        decoded = capacity + config.fetch_concurrency + config.batch_size
+        self.holdings = Holdings(config.max_in_flight_bytes, decoded * config.spec.pixel_bytes)
+        if self.holdings.record_share < config.max_in_flight_bytes // 2:
+            log.warning(
+                "decoded images may take %d of the %d bytes of CATALENS_MAX_IN_FLIGHT_BYTES "
+                "(%d images of %d bytes), leaving records %d: raise it",
+                config.max_in_flight_bytes - self.holdings.record_share,
+                config.max_in_flight_bytes,
+                decoded,
+                config.spec.pixel_bytes,
+                self.holdings.record_share,
+            )
+        # The weight of the record last given back for want of room: partitions resume only
+        # once it fits (0: none given back since the last resume).
+        self._needed = 0
         self._inference = threading.Thread(
             target=self._infer_forever, name="inference", daemon=True
         )
@@ -176,13 +211,12 @@ class EmbedderService:
             while not self._stop.is_set():
                 # Once a storm stopped it, what is in flight stays there: nothing to hurry.
                 busy = self._tracker.in_flight() > 0 and not self._storm.tripped
-                for record in self._source.poll(self.config.batch_size, 0.02 if busy else 0.5):
-                    if not self._storm.tripped:  # else left uncommitted, for the restart
-                        self._admit(record)
+                self._take_in(0.02 if busy else 0.5)
                 self._pump(wait_s=0.01 if busy else 0)
                 self._backpressure()
                 self.healthy_at = time.monotonic()
                 self.metrics.in_flight.set(self._tracker.in_flight())
+                self.metrics.in_flight_bytes.set(self.holdings.held)
                 if time.monotonic() - last_report > (60 if self._storm.tripped else 10):
                     last_report = time.monotonic()
                     self._report()
@@ -190,25 +224,96 @@ class EmbedderService:
         finally:
             self._close()
 
-    def _admit(self, record: Record) -> None:
+    def _take_in(self, timeout_s: float) -> None:
+        """Poll, and let in what was polled while the bounds allow; give back the rest."""
+        polled = self._source.poll(
+            self.config.batch_size,
+            timeout_s,
+            # A record weighs at most twice its bytes: every record but the last one polled
+            # fits in the room left, and that one is given back when it does not.
+            max_bytes=max(1, self.holdings.room() // 2),
+        )
+        for index, record in enumerate(polled):
+            if self._storm.tripped:
+                return  # left uncommitted, for the restart
+            if not self._admit(record):
+                self._give_back_after(record, polled[index + 1 :])
+                return
+
+    def _admit(self, record: Record, *, over_budget: bool = False) -> bool:
+        """Let ``record`` in; or, when the byte budget has no room for it, give it back to
+        the source and pause (False): it comes again once the work in flight made room.
+        ``over_budget`` lets it in whatever the budget says."""
+        decided = None
+        if record.nbytes > self.config.max_event_bytes:
+            decided = too_large(record, self.config.max_event_bytes, self.config.topics)
+            # The letter carries no value: the bytes go now, not when the letter is written.
+            record = replace(record, value=None)
+        held = weight(record)
+        if not over_budget and decided is None and not self.holdings.fits(held):
+            if self._source.give_back(record):
+                self._needed = held
+                self._source.pause()
+                return False
+            log.warning(
+                "%s@%d could not be given back; let in over the byte budget",
+                record.tp,
+                record.offset,
+            )
         self._tracker.start(record.tp, record.offset)
+        self.holdings.take(record.tp, record.offset, held)
         waiting = self._waiting.get(_gate(record))
         if waiting is not None:  # an earlier record of this product is still in flight
-            waiting.append(record)
-            return
+            waiting.append((record, decided))
+            return True
         self._waiting[_gate(record)] = deque()
-        self._begin(record)
+        self._begin(record, decided)
+        return True
 
-    def _begin(self, record: Record) -> None:
+    def _give_back_after(self, given: Record, rest: list[Record]) -> None:
+        """The records polled after ``given``: those of its partition come again with it;
+        every other partition is given back from its first one. A partition the client
+        could not rewind keeps its records, over the budget: they must not be lost."""
+        rewound = {given.tp}
+        kept: set[Partition] = set()
+        for record in rest:
+            if record.tp in kept:
+                self._admit(record, over_budget=True)
+            elif record.tp not in rewound:
+                if self._source.give_back(record):
+                    rewound.add(record.tp)
+                else:
+                    log.warning(
+                        "%s@%d could not be given back; let in over the byte budget",
+                        record.tp,
+                        record.offset,
+                    )
+                    kept.add(record.tp)
+                    self._admit(record, over_budget=True)
+
+    def _begin(self, record: Record, decided: Output | None = None) -> None:
         if self._closing:
             # A record that finished during the revocation inside close() would start the
             # next of its product on the shut pool; it stays uncommitted for the next owner.
             return
+        if decided is not None:
+            self._produce(record, decided)
+            return
         decision = decide(record, self.config.topics, self.config.model)
-        if isinstance(decision, NeedsImage):
+        if isinstance(decision, NeedsImages):
+            assembly = Assembly(
+                record,
+                decision.event,
+                topics=self.config.topics,
+                model=self.config.model,
+                done=lambda record, output: self._outcomes.put(
+                    output if isinstance(output, Abandoned) else (record, output)
+                ),
+            )
             with self._preparing_lock:
-                self._preparing += 1
-            self._pool.submit(self._prepare, record, decision.event)
+                self._preparing += len(assembly.images)
+            for image in assembly.images:
+                self._pool.submit(self._prepare, assembly, image)
         else:
             self._produce(record, decision)
 
@@ -232,6 +337,10 @@ class EmbedderService:
             self._source.mark_done(ready)
 
     def _produce(self, record: Record, output: Output) -> None:
+        # No larger record than the largest event: a dead letter of one near it leaves the
+        # event's value out (a broker set for that event would refuse the letter).
+        output = within(output, self.config.max_event_bytes)
+
         def delivered(error: DeliveryError | None) -> None:
             if error is None:
                 self._finished(record, output)
@@ -252,11 +361,14 @@ class EmbedderService:
             log.error("embedder still stopped by a dead-letter storm; fix the cause, restart it")
         else:
             log.info(
-                "embedded %d, reused %d, dead-lettered %d, in flight %d",
+                "embedded %d, reused %d, dead-lettered %d, in flight %d (%.1f MB, at most "
+                "%.1f MB so far)",
                 self.embedded,
                 self.reused,
                 self.dead_lettered,
                 self._tracker.in_flight(),
+                self.holdings.held / 1e6,
+                self.holdings.peak / 1e6,
             )
 
     def _finished(self, record: Record, output: Output) -> None:
@@ -287,9 +399,10 @@ class EmbedderService:
         if self._storm.tripped:
             return  # not finished: nothing from the tripping record on is committed
         self._tracker.finish(record.tp, record.offset)
+        self.holdings.release(record.tp, record.offset)
         waiting = self._waiting.get(_gate(record))
         if waiting:
-            self._begin(waiting.popleft())
+            self._begin(*waiting.popleft())
         else:
             self._waiting.pop(_gate(record), None)
 
@@ -309,47 +422,65 @@ class EmbedderService:
         )
 
     def _backpressure(self) -> None:
+        """Pause when either bound is reached; resume once both are half drained and the
+        record given back last (if any) fits."""
         if self._storm.tripped:
             return  # stays paused
         in_flight = self._tracker.in_flight()
-        if in_flight >= self.config.max_in_flight:
+        if in_flight >= self.config.max_in_flight or not self.holdings.fits(self._needed or 1):
             self._source.pause()
-        elif self._source.paused and in_flight <= self.config.max_in_flight // 2:
+        elif (
+            self._source.paused
+            and in_flight <= self.config.max_in_flight // 2
+            and self.holdings.records <= self.holdings.record_share // 2
+            and self.holdings.fits(self._needed)
+        ):
+            self._needed = 0
             self._source.resume()
 
     # -- workers --------------------------------------------------------------------------
 
-    def _prepare(self, record: Record, event: ProductImageEvent) -> None:
+    def _prepare(self, assembly: Assembly, image: ProductImage) -> None:
+        """Read one image of an event and decode it for the model, or end it: reused,
+        failed, or abandoned when the service stops while its fetch waits to retry."""
+        product_id = assembly.event.product_id
         try:
-            assert event.image is not None
+            if assembly.finished:
+                return  # abandoned meanwhile: nothing more to do for it
             started = time.perf_counter()
             try:
-                image = self._reuse.read(event, self._images.fetch)
+                read = self._reuse.read(product_id, image, self._images.fetch)
             finally:  # failed fetches too: timeouts are what an operator looks for here
                 self.metrics.fetch_seconds.observe(time.perf_counter() - started)
-            if isinstance(image, Known):  # the image embedded last time: no decode, no model
-                self._outcomes.put((record, self._reused(record, event, image)))
+            if isinstance(read, Known):  # embedded last time: no decode, no model
+                assembly.embedded(image, read.vector, read.thumbnail, reused=True)
                 return
             thumbnail = None
             with self._decoding:
                 started = time.perf_counter()
-                if event.image.data is not None:  # nothing else to show it by
+                if image.ref.data is not None:  # nothing else to show it by
                     pixels, thumbnail = preprocess_with_thumbnail(
-                        image.data, self.config.spec, self.config.limits
+                        read.data, self.config.spec, self.config.limits
                     )
                 else:
-                    pixels = preprocess(image.data, self.config.spec, self.config.limits)
+                    pixels = preprocess(read.data, self.config.spec, self.config.limits)
                 self.metrics.decode_seconds.observe(time.perf_counter() - started)
+            self.holdings.take_pixels(pixels.nbytes)
         except BadInput as exc:
-            error = exc.about(event.product_id, event.event_id)
-            self._outcomes.put((record, dead_letter(record, error, self.config.topics)))
+            assembly.failed(image, exc)
         except Stopped:
-            log.debug("stopping: %s@%d left for redelivery", record.tp, record.offset)
-            self._outcomes.put(Abandoned(record))
+            log.debug(
+                "stopping: %s@%d left for redelivery", assembly.record.tp, assembly.record.offset
+            )
+            assembly.abandoned()
         except BaseException as exc:  # noqa: BLE001 - a bug: the main loop re-raises it
             self._outcomes.put(exc)
         else:
-            self._batcher.put(Prepared(record, event, pixels, thumbnail, image.origin))
+            try:
+                self._batcher.put(Prepared(assembly, image, pixels, thumbnail, read.origin))
+            except Closed:
+                self.holdings.release_pixels(pixels.nbytes)
+                raise
         finally:
             with self._preparing_lock:
                 self._preparing -= 1
@@ -368,28 +499,15 @@ class EmbedderService:
             except BaseException as exc:  # noqa: BLE001 - the main loop re-raises it
                 self._outcomes.put(exc)
                 return
+            finally:
+                # Before the outputs: a record finishes only after its images are released,
+                # so nothing is held once no record is.
+                self.holdings.release_pixels(sum(item.pixels.nbytes for item in batch))
             for item, vector in zip(batch, vectors, strict=True):
                 # Before the output: the product's next record starts only after it.
-                self._reuse.remember(item.event.product_id, item.origin, vector, item.thumbnail)
-                self._outcomes.put(
-                    (
-                        item.record,
-                        embedded(
-                            item.record,
-                            item.event,
-                            vector,
-                            self.config.topics,
-                            self.config.model,
-                            item.thumbnail,
-                        ),
-                    )
-                )
-
-    def _reused(self, record: Record, event: ProductImageEvent, known: Known) -> Output:
-        output = embedded(
-            record, event, known.vector, self.config.topics, self.config.model, known.thumbnail
-        )
-        return replace(output, outcome=REUSED)
+                key = (item.assembly.event.product_id, item.image.id)
+                self._reuse.remember(key, item.origin, vector, item.thumbnail)
+                item.assembly.embedded(item.image, vector, item.thumbnail)
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -410,6 +528,7 @@ class EmbedderService:
         self._pump(wait_s=0)
         self._source.commit_now()
         self._tracker.forget(partitions)
+        self.holdings.forget(partitions)
 
     def _drain(self, timeout_s: float) -> None:
         deadline = time.monotonic() + timeout_s
@@ -436,10 +555,13 @@ class EmbedderService:
         self._source.close()
         self._images.close()
         log.info(
-            "embedder stopped: embedded %d, reused %d, dead-lettered %d",
+            "embedder stopped: embedded %d, reused %d, dead-lettered %d; held at most %.1f MB "
+            "of %.1f MB (CATALENS_MAX_IN_FLIGHT_BYTES)",
             self.embedded,
             self.reused,
             self.dead_lettered,
+            self.holdings.peak / 1e6,
+            self.holdings.budget / 1e6,
         )
 
 

@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 
 from catalens.errors import BadInput
-from catalens.records import ModelIdentity, Record
+from catalens.kafka.records import Record
 from catalens.schemas import DeadLetter, EmbeddingRecord, Op, ProductImageEvent, Reason
 from catalens.schemas.embedding import (
     INPUT_OFFSET_HEADER,
     INPUT_TIMESTAMP_HEADER,
     MODEL_HEADER,
+    EmbeddedImage,
     Vector,
+    pack,
 )
-from catalens.schemas.event import parse_event
+from catalens.schemas.event import ProductImage, parse_event
+from catalens.store.values import ModelIdentity
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,13 +35,27 @@ class Output:
 
 
 @dataclass(frozen=True, slots=True)
-class NeedsImage:
-    """An upsert whose image must be read, decoded and embedded."""
+class NeedsImages:
+    """An upsert whose images must be read, decoded and embedded."""
 
     event: ProductImageEvent
 
 
-Decision = Output | NeedsImage
+Decision = Output | NeedsImages
+
+
+@dataclass(frozen=True, slots=True)
+class ImageEmbedding:
+    """What was made of one image of an event: its vector, and for an inline image the
+    thumbnail it is shown by (it has no reference of its own)."""
+
+    image: ProductImage
+    vector: Vector
+    thumbnail: str | None = None
+
+    @property
+    def shown_by(self) -> str | None:
+        return self.image.ref.display() or self.thumbnail
 
 
 @dataclass(frozen=True)
@@ -61,9 +79,9 @@ def decide(record: Record, topics: Topics, model: ModelIdentity) -> Decision:
     except BadInput as error:
         return dead_letter(record, error, topics)
     if event.op is Op.DELETE:
-        value = embedding_record(event, None, model, input_offset=record.offset)
+        value = embedding_record(event, (), model, input_offset=record.offset)
         return Output(topics.embeddings, event.key, value, headers(model, record), "deleted")
-    return NeedsImage(event)
+    return NeedsImages(event)
 
 
 def headers(model: ModelIdentity, record: Record) -> list[tuple[str, bytes]]:
@@ -81,16 +99,20 @@ def headers(model: ModelIdentity, record: Record) -> list[tuple[str, bytes]]:
 
 def embedding_record(
     event: ProductImageEvent,
-    vector: Vector | None,
+    embeddings: Sequence[ImageEmbedding],
     model: ModelIdentity,
-    thumbnail: str | None = None,
     *,
     input_offset: int,
 ) -> bytes:
-    """``thumbnail`` stands in for inline images, which have no reference to show;
+    """The record of ``event`` (``embeddings``: one per image, in order; none for a
+    delete). A version 1 event makes a schema version 1 record, which every sink reads; a
+    version 2 event a version 2 record with every image and the product's text.
     ``input_offset`` is the source event's offset in the input topic."""
-    image = event.image.display() if event.image is not None else None
+    dim = int(embeddings[0].vector.shape[0]) if embeddings else 0
+    first = embeddings[0] if embeddings else None
+    several = event.schema_version > 1 and first is not None
     return EmbeddingRecord(
+        schema_version=2 if several else 1,
         op=event.op,
         product_id=event.product_id,
         version=event.version,
@@ -98,10 +120,18 @@ def embedding_record(
         occurred_at=event.occurred_at,
         model=model.name,
         model_fingerprint=model.fingerprint,
-        dim=0 if vector is None else int(vector.shape[0]),
-        vector=None if vector is None else EmbeddingRecord.pack(vector),
+        dim=dim,
+        vector=None if several or first is None else pack(first.vector),
+        image=None if several or first is None else first.shown_by,
+        images=[
+            EmbeddedImage(id=e.image.id, vector=pack(e.vector), image=e.shown_by)
+            for e in embeddings
+        ]
+        if several
+        else None,
+        name=event.name if several else None,
+        description=event.description if several else None,
         attributes=event.attributes,
-        image=image or thumbnail,
         input_offset=input_offset,
     ).to_json()
 
@@ -109,20 +139,45 @@ def embedding_record(
 def embedded(
     record: Record,
     event: ProductImageEvent,
-    vector: Vector,
+    embeddings: Sequence[ImageEmbedding],
     topics: Topics,
     model: ModelIdentity,
-    thumbnail: str | None = None,
+    outcome: str = "embedded",
 ) -> Output:
-    """The embedding of ``event``, read from the input ``record``."""
-    value = embedding_record(event, vector, model, thumbnail, input_offset=record.offset)
-    return Output(topics.embeddings, event.key, value, headers(model, record), "embedded")
+    """The embedding of ``event``'s images, read from the input ``record``."""
+    value = embedding_record(event, embeddings, model, input_offset=record.offset)
+    return Output(topics.embeddings, event.key, value, headers(model, record), outcome)
+
+
+def too_large(record: Record, limit: int, topics: Topics) -> Output:
+    """The dead letter of a record larger than ``limit`` bytes, unparsed: it names where the
+    event is, but cannot carry it (it would be as large)."""
+    error = BadInput(
+        Reason.EVENT_TOO_LARGE,
+        f"event has {record.nbytes} bytes, at most {limit} (CATALENS_MAX_EVENT_BYTES); its "
+        "value is left out of this letter: publish it again from the catalog, smaller "
+        "(images by URL or path instead of inline)",
+    )
+    return dead_letter(record, error, topics, value_omitted=True)
+
+
+def within(output: Output, limit: int) -> Output:
+    """``output`` as it may be produced: a dead letter larger than ``limit`` bytes (the
+    letter of an event near the largest, whose base64 is 4/3 of it) leaves the event's
+    value out, which no broker set for the largest event would take, and which the
+    embedder would otherwise retry for ever."""
+    if output.reason is None or output.value is None or len(output.value) <= limit:
+        return output
+    letter = DeadLetter.model_validate_json(output.value).without_value()
+    return replace(output, value=letter.model_dump_json().encode())
 
 
 def dead_letter(
     record: Record,
     error: BadInput,
     topics: Topics,
+    *,
+    value_omitted: bool = False,
 ) -> Output:
     letter = DeadLetter.of(
         reason=error.reason,
@@ -134,6 +189,7 @@ def dead_letter(
         value=record.value,
         product_id=error.product_id,
         event_id=error.event_id,
+        value_omitted=value_omitted,
     )
     return Output(
         topics.dlq,

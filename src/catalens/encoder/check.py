@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from catalens import calibration
+from catalens.encoder import calibration
 from catalens.images import Pixels, PreprocessSpec
 
 CALIBRATION_IMAGES = 64

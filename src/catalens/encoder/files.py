@@ -14,10 +14,14 @@ import json
 from pathlib import Path
 from typing import Any
 
+from catalens.errors import OperatorError
 from catalens.images import PreprocessSpec
 
+# Written beside the weights of a model built with random weights (catalens.dev.modelkit).
+RANDOM_WEIGHTS_MARKER = "catalens-random-weights.json"
 
-class ModelNotFound(Exception):
+
+class ModelNotFound(OperatorError):
     """``CATALENS_MODEL`` names nothing that can be loaded here."""
 
 
@@ -100,3 +104,10 @@ def weights_digest(model_dir: Path) -> str:
             while chunk := handle.read(_CHUNK):
                 digest.update(chunk)
     return digest.hexdigest()[:16]
+
+
+def has_random_weights(model: str | Path) -> bool:
+    """Whether ``model`` (a ``CATALENS_MODEL`` value) is a directory holding a model built
+    with random weights (a demo or test model). Named models are pretrained; this never
+    downloads."""
+    return (Path(model).expanduser() / RANDOM_WEIGHTS_MARKER).is_file()

@@ -19,7 +19,7 @@ from transformers import CLIPModel
 
 from catalens.encoder import check, openvino, torch_tower
 from catalens.encoder.files import read_preprocess_spec, resolve_model_dir
-from catalens.encoder.policy import Candidate, cpu_supports_bf16
+from catalens.encoder.policy import Candidate, cpu_supports_bf16, openvino_precision
 from catalens.encoder.torch_tower import ImageFeatures, unit_vectors
 from catalens.encoder.vit import ImageModule
 from catalens.images import PreprocessSpec
@@ -120,9 +120,7 @@ def build(candidate: Candidate, setup: ImageSetup) -> ImageTower:
 
 
 def _openvino(candidate: Candidate, setup: ImageSetup) -> ImageFeatures:
-    precision = candidate.precision
-    if precision == "fp16":
-        raise ValueError("the openvino runtime has no fp16 (fp32, bf16, int8)")
+    precision = openvino_precision(candidate.precision)
     if precision == "bf16" and not cpu_supports_bf16():
         log.warning("this CPU has no native bf16; OpenVINO will compute in fp32")
     return openvino.load_image_tower(

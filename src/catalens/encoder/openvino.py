@@ -24,18 +24,17 @@ import tempfile
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-from catalens import calibration as calibration_images
+from catalens.encoder import calibration as calibration_images
 from catalens.encoder.files import weights_fingerprint
+from catalens.encoder.policy import OpenVinoPrecision
 from catalens.images import PreprocessSpec
 
 log = logging.getLogger(__name__)
-
-OvPrecision = Literal["fp32", "bf16", "int8"]
 
 
 def available() -> bool:
@@ -89,7 +88,7 @@ class OpenVinoTower:
     """A compiled image tower: ``uint8`` NHWC crops in, projected (unnormalised) features
     out. Not thread-safe: callers serialise calls (the encoder holds a lock)."""
 
-    def __init__(self, compiled: Any, precision: OvPrecision) -> None:
+    def __init__(self, compiled: Any, precision: OpenVinoPrecision) -> None:
         self._compiled = compiled
         self._request = compiled.create_infer_request()
         self.precision = precision
@@ -105,7 +104,7 @@ def load_image_tower(
     size: int,
     mean: Sequence[float],
     std: Sequence[float],
-    precision: OvPrecision,
+    precision: OpenVinoPrecision,
     calibration: Callable[[], npt.NDArray[np.uint8]],
     cache_dir: Path | None,
     cache_key: str,
@@ -152,7 +151,7 @@ def load_text_tower(
     module: Any,
     *,
     example: tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]],
-    precision: OvPrecision,
+    precision: OpenVinoPrecision,
     threads: int,
 ) -> OpenVinoText:
     """Convert ``module`` (a torch module: token ids, attention mask → features), with any
@@ -175,7 +174,7 @@ def load_text_tower(
     return OpenVinoText(core.compile_model(model, "CPU", _config(core, precision, threads)))
 
 
-def _config(core: Any, precision: OvPrecision, threads: int) -> dict[str, Any]:
+def _config(core: Any, precision: OpenVinoPrecision, threads: int) -> dict[str, Any]:
     config: dict[str, Any] = {
         "INFERENCE_PRECISION_HINT": "f32" if precision == "fp32" else "bf16",
         "INFERENCE_NUM_THREADS": threads,

@@ -23,6 +23,7 @@ Runtime = Literal["auto", "torch", "openvino"]
 Tower = Literal["image", "text"]
 ConcretePrecision = Literal["fp32", "bf16", "fp16", "int8"]
 ConcreteRuntime = Literal["torch", "openvino"]
+OpenVinoPrecision = Literal["fp32", "bf16", "int8"]
 
 # The acceptance bound: a reduced precision is served only at this min cosine to fp32.
 MIN_COSINE = 0.999
@@ -66,6 +67,13 @@ def choose_runtime(runtime: Runtime, device: str, *, openvino: bool) -> Concrete
     return "openvino" if device == "cpu" and openvino else "torch"
 
 
+def openvino_precision(precision: Precision) -> OpenVinoPrecision:
+    """``precision`` as OpenVINO computes it; a ValueError for what it has not (fp16)."""
+    if precision not in ("fp32", "bf16", "int8"):
+        raise ValueError(f"the openvino runtime has no {precision} (fp32, bf16, int8)")
+    return precision
+
+
 def candidates(
     runtime: ConcreteRuntime,
     precision: Precision,
@@ -80,8 +88,8 @@ def candidates(
     check (with a warning), because the operator asked for it. ``auto`` tries fp16 then
     fp32 on CUDA; int8 (unless ``int8`` is False: not faster there), then bf16 where the
     CPU computes it natively (``bf16``), then fp32 on CPUs."""
-    if runtime == "openvino" and precision not in ("auto", "fp32", "bf16", "int8"):
-        raise ValueError(f"the openvino runtime has no {precision} (fp32, bf16, int8)")
+    if runtime == "openvino" and precision != "auto":
+        openvino_precision(precision)
     if precision != "auto":
         return [Candidate(runtime, precision)]
     if device == "cuda":

@@ -24,7 +24,7 @@ import torch
 from transformers import CLIPTokenizer
 
 from catalens.encoder import check, openvino
-from catalens.encoder.policy import Candidate, ConcretePrecision
+from catalens.encoder.policy import Candidate, ConcretePrecision, openvino_precision
 from catalens.encoder.torch_tower import autocast, quantise_linears, unit_vectors
 
 MAX_TOKENS = 77
@@ -139,7 +139,10 @@ def build(candidate: Candidate, setup: TextSetup) -> TextTower:
     if candidate.runtime == "openvino":
         ids, mask = setup.tokens(CHECK_QUERIES[:2])
         compiled = openvino.load_text_tower(
-            module, example=(ids, mask), precision=_ov_precision(candidate), threads=setup.threads
+            module,
+            example=(ids, mask),
+            precision=openvino_precision(candidate.precision),
+            threads=setup.threads,
         )
 
         def features(texts: Sequence[str]) -> npt.NDArray[np.float32]:
@@ -155,12 +158,6 @@ def build(candidate: Candidate, setup: TextSetup) -> TextTower:
         return TextTower(candidate, features, None)
     cosine = check.min_cosine(unit_vectors(features(CHECK_QUERIES)), setup.reference)
     return TextTower(candidate, features, cosine)
-
-
-def _ov_precision(candidate: Candidate) -> openvino.OvPrecision:
-    if candidate.precision == "fp16":
-        raise ValueError("the openvino runtime has no fp16 (fp32, bf16, int8)")
-    return candidate.precision
 
 
 def _torch_features(

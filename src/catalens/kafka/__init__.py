@@ -13,7 +13,8 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Protocol
 
-from catalens.records import Headers, Partition, Record
+from catalens.errors import CatalensError
+from catalens.kafka.records import Headers, Partition, Record
 
 __all__ = [
     "DeliveryError",
@@ -22,10 +23,11 @@ __all__ = [
     "Record",
     "RecordPublisher",
     "RecordSource",
+    "SourceFactory",
 ]
 
 
-class DeliveryError(Exception):
+class DeliveryError(CatalensError):
     """A produced record was not acknowledged. ``fatal`` means the producer is unusable."""
 
     def __init__(self, message: str, *, fatal: bool) -> None:
@@ -39,7 +41,29 @@ class RecordSource(Protocol):
     @property
     def paused(self) -> bool: ...
 
-    def poll(self, max_records: int, timeout_s: float, *, fill_s: float = 0.0) -> list[Record]: ...
+    def poll(
+        self,
+        max_records: int,
+        timeout_s: float,
+        *,
+        fill_s: float = 0.0,
+        max_bytes: int | None = None,
+    ) -> list[Record]:
+        """Up to ``max_records`` records, waiting at most ``timeout_s`` for the first and
+        then up to ``fill_s`` more for the rest of a full batch. With ``max_bytes``, no
+        record is taken once those taken hold that many bytes (:attr:`Record.nbytes`):
+        the one that reaches it is the last, so a poll holds less than ``max_bytes`` plus
+        one record, and always at least one record when one is there."""
+        ...
+
+    def give_back(self, record: Record) -> bool:
+        """Hand ``record`` back, unprocessed, with every record taken after it from its
+        partition: the partition's next record is ``record`` again, and the ones after it
+        follow, so the caller must process none of them (and give back the first, not a
+        later one). True when it will come again, or when the partition is no longer this
+        member's (its next owner reads it); False when it could not be given back and
+        the caller must process it and those after it."""
+        ...
 
     def mark_done(self, offsets: Mapping[Partition, int]) -> None: ...
 
@@ -50,6 +74,11 @@ class RecordSource(Protocol):
     def resume(self) -> None: ...
 
     def close(self) -> None: ...
+
+
+# How a service gets its source: it passes its revocation handler (called from inside a
+# poll with the partitions the group takes away) and receives the source that calls it.
+SourceFactory = Callable[[Callable[[list[Partition]], None]], RecordSource]
 
 
 class RecordPublisher(Protocol):

@@ -1,7 +1,7 @@
 """Kafka over confluent-kafka: the only module that imports it.
 
 :class:`Source` and :class:`Publisher` implement the protocols of :mod:`catalens.kafka`;
-roles see plain :class:`~catalens.records.Record` values, never librdkafka objects.
+roles see plain :class:`~catalens.kafka.records.Record` values, never librdkafka objects.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-def
 
 from catalens.errors import TransientError
 from catalens.kafka import DeliveryError
-from catalens.records import Headers, Partition, Record
+from catalens.kafka.records import Headers, Partition, Record
 from catalens.settings import CatalensSettings
 
 log = logging.getLogger(__name__)
@@ -42,19 +42,34 @@ def client_config(settings: CatalensSettings) -> dict[str, Any]:
     return config
 
 
-def ensure_topics(settings: CatalensSettings, topics: Iterable[str]) -> None:
-    """Create the topics that do not exist yet (idempotent; racing replicas are fine).
+def broker_topics(settings: CatalensSettings, *, timeout_s: float = 10) -> set[str]:
+    """The topics the broker has; :class:`TransientError` when it does not answer within
+    ``timeout_s``."""
+    return set(_list_topics(AdminClient(client_config(settings)), settings, timeout_s))
 
-    The input topic is created compacted: it keeps the latest event of every product, so
-    replaying it from the start rebuilds the catalog (a new model's generation is built
-    that way). Its tombstones must outlive the slowest reader (``delete.retention.ms``,
-    README "Operating Catalens"); the other topics keep the broker's time retention.
-    """
-    admin = AdminClient(client_config(settings))
+
+def _list_topics(admin: AdminClient, settings: CatalensSettings, timeout_s: float) -> Any:
     try:
-        existing = admin.list_topics(timeout=10).topics
+        return admin.list_topics(timeout=timeout_s).topics
     except KafkaException as exc:
         raise TransientError(f"cannot reach Kafka at {settings.kafka_bootstrap}: {exc}") from exc
+
+
+def ensure_topics(
+    settings: CatalensSettings, topics: Iterable[str], *, timeout_s: float = 10
+) -> None:
+    """Create the topics that do not exist yet (idempotent; racing replicas are fine);
+    :class:`TransientError` when the broker does not answer within ``timeout_s``.
+
+    The input and embedding topics are created compacted: they keep the latest record of
+    every product (their key), so replaying the input topic from the start rebuilds the
+    catalog with a model (a new model's generation is built that way), and replaying the
+    embedding topic rebuilds it without one (another index of the served model is built
+    that way). Their tombstones must outlive the slowest reader (``delete.retention.ms``,
+    README "Retention"); the dead-letter topic keeps the broker's time retention.
+    """
+    admin = AdminClient(client_config(settings))
+    existing = _list_topics(admin, settings, timeout_s)
     missing = [t for t in topics if t not in existing]
     if not missing:
         return
@@ -64,7 +79,11 @@ def ensure_topics(settings: CatalensSettings, topics: Iterable[str]) -> None:
                 t,
                 num_partitions=settings.topic_partitions,
                 replication_factor=settings.topic_replication,
-                config={"cleanup.policy": "compact"} if t == settings.input_topic else {},
+                config=(
+                    {"cleanup.policy": "compact"}
+                    if t in (settings.input_topic, settings.embeddings_topic)
+                    else {}
+                ),
             )
             for t in missing
         ]
@@ -167,6 +186,48 @@ def read_tail(
         consumer.close()
 
 
+class _Taken:
+    """The records of one poll, and whether there is room for more."""
+
+    def __init__(self, max_records: int, max_bytes: int | None) -> None:
+        self.records: list[Record] = []
+        self.max_records = max_records
+        self.max_bytes = max_bytes
+        self.nbytes = 0
+
+    def room(self) -> int:
+        """How many more records may be taken (0: full)."""
+        if self.max_bytes is not None and self.records and self.nbytes >= self.max_bytes:
+            return 0
+        return max(0, self.max_records - len(self.records))
+
+    def add(self, record: Record) -> None:
+        self.records.append(record)
+        self.nbytes += record.nbytes
+
+
+def prefetch_config(queue_bytes: int) -> dict[str, Any]:
+    """librdkafka settings that bound what a consumer fetches ahead of its application.
+
+    Its queue of fetched records stops fetching once it holds ``queue_bytes``
+    (``queued.max.messages.kbytes``, one queue for every partition of a group member), and
+    a fetch in flight brings at most ``queue_bytes`` (``fetch.max.bytes``; per partition
+    ``max.partition.fetch.bytes``), one fetch per broker at a time. So the client holds at
+    most about ``queue_bytes × (1 + brokers it fetches from)``, plus one record where a
+    single record is larger (Kafka still returns it whole, so that the consumer moves on).
+    Pausing a partition drops what was fetched for it (fetched again on resume).
+    librdkafka wants ``fetch.max.bytes`` at least its ``message.max.bytes`` (1,000,000 by
+    default), hence the floor of 1 MiB, and ``max.partition.fetch.bytes`` at most 1e9,
+    hence the ceiling of 512 MiB.
+    """
+    queue_bytes = min(max(queue_bytes, 1024 * 1024), 512 * 1024 * 1024)
+    return {
+        "queued.max.messages.kbytes": queue_bytes // 1024,
+        "fetch.max.bytes": queue_bytes,
+        "max.partition.fetch.bytes": queue_bytes,
+    }
+
+
 def _record(message: Message) -> Record:
     headers = message.headers() or []
     if isinstance(headers, dict):
@@ -247,28 +308,63 @@ class Source:
         self._assigned -= set(gone)
         log.info("revoked %s", sorted(gone))
 
-    def poll(self, max_records: int, timeout_s: float, *, fill_s: float = 0.0) -> list[Record]:
+    def poll(
+        self,
+        max_records: int,
+        timeout_s: float,
+        *,
+        fill_s: float = 0.0,
+        max_bytes: int | None = None,
+    ) -> list[Record]:
         """Up to ``max_records`` records, waiting at most ``timeout_s`` for the first.
 
         Once one is here, waits up to ``fill_s`` more for the rest of a full batch (0: takes
         only what is already fetched). librdkafka's batch consume alone would hold even a
-        lone record until the batch is full or the whole timeout has passed.
+        lone record until the batch is full or the whole timeout has passed. With
+        ``max_bytes``, taking stops at the record that brings the bytes taken to it.
         """
-        # A batch of one is full as soon as a record arrives.
-        messages = self._consume(max_records, 0) or self._consume(1, timeout_s)
-        if messages and len(messages) < max_records:
-            messages += self._consume(max_records - len(messages), fill_s)
-        records = []
-        for message in messages:
-            error = message.error()
-            if error is None:
-                records.append(_record(message))
-            elif error.fatal():
-                raise KafkaException(error)
-            else:
-                # Broker-side hiccups (coordinator moves, transport errors) heal by themselves.
-                log.warning("consumer error: %s", error)
-        return records
+        taken = _Taken(max_records, max_bytes)
+        self._take(taken, 0)
+        if not taken.records:
+            # A batch of one is full as soon as a record arrives.
+            self._take(taken, timeout_s, first_only=True)
+        if taken.records:
+            self._take(taken, fill_s)
+        return taken.records
+
+    def _take(self, taken: _Taken, wait_s: float, *, first_only: bool = False) -> None:
+        """Add records to ``taken`` until it is full or ``wait_s`` has passed. Without a
+        byte bound in one consume call; with one, a record at a time, since a record's size
+        is only known once it is taken (a call costs about 0.3 µs more per record)."""
+        deadline = time.monotonic() + wait_s
+        while taken.room():
+            count = 1 if first_only or taken.max_bytes is not None else taken.room()
+            messages = self._consume(count, max(0.0, deadline - time.monotonic()))
+            for message in messages:
+                error = message.error()
+                if error is None:
+                    taken.add(_record(message))
+                elif error.fatal():
+                    raise KafkaException(error)
+                else:
+                    # Broker-side hiccups (coordinator moves, transport errors) heal by
+                    # themselves.
+                    log.warning("consumer error: %s", error)
+            if first_only or not messages or taken.max_bytes is None:
+                return
+
+    def give_back(self, record: Record) -> bool:
+        """Seek ``record``'s partition back to it. A seek bumps librdkafka's version of the
+        partition, so records it had fetched beyond are dropped, not handed out before
+        ``record``; on a paused partition the seek holds until :meth:`resume`."""
+        if record.tp not in self._assigned:
+            return True  # its next owner reads it from the committed offset
+        try:
+            self._consumer.seek(TopicPartition(record.topic, record.partition, record.offset))
+        except KafkaException as exc:
+            log.warning("could not give %s@%d back: %s", record.tp, record.offset, exc)
+            return False
+        return True
 
     def _consume(self, count: int, timeout_s: float) -> list[Message]:
         try:

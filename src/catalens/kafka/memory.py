@@ -220,22 +220,34 @@ class MemorySource:
     def paused(self) -> bool:
         return self._paused
 
-    def poll(self, max_records: int, timeout_s: float, *, fill_s: float = 0.0) -> list[Record]:
+    def poll(
+        self,
+        max_records: int,
+        timeout_s: float,
+        *,
+        fill_s: float = 0.0,
+        max_bytes: int | None = None,
+    ) -> list[Record]:
         """Up to ``max_records`` records, waiting at most ``timeout_s`` for the first and
-        then up to ``fill_s`` more for the rest of a full batch."""
+        then up to ``fill_s`` more for the rest of a full batch; with ``max_bytes``, the
+        record that brings the bytes taken to it is the last."""
         if self._closed:
             raise RuntimeError("poll on a closed source")
         # The real client commits stored offsets in the background every second; here each
         # poll does, so tests need not wait for an interval to see what was marked.
         self.commit_now()
         records: list[Record] = []
+        room = max_bytes
         deadline = time.monotonic() + timeout_s
         while True:
             self._settle()
             with self._broker._changed:
                 had_any = bool(records)
-                records += self._take(max_records - len(records))
-                if len(records) >= max_records:
+                taken = self._take(max_records - len(records), room)
+                records += taken
+                if room is not None:
+                    room -= sum(record.nbytes for record in taken)
+                if len(records) >= max_records or (records and room is not None and room <= 0):
                     return records
                 if records and not had_any:
                     deadline = time.monotonic() + fill_s
@@ -245,9 +257,10 @@ class MemorySource:
                 if not self._unsettled():
                     self._broker._changed.wait(remaining)
 
-    def _take(self, count: int) -> list[Record]:
+    def _take(self, count: int, room: int | None) -> list[Record]:
         """The next records of owned partitions, starting at a different one each time so
-        that a busy partition cannot starve the others. Called with the lock held."""
+        that a busy partition cannot starve the others; with ``room``, up to the record
+        that brings their bytes to it. Called with the lock held."""
         if self._paused or not self._owned or count <= 0:
             return []
         owned = sorted(self._owned)
@@ -256,11 +269,22 @@ class MemorySource:
         for topic, partition in owned[self._turn :] + owned[: self._turn]:
             position = self._position[(topic, partition)]
             chunk = self._broker._logs[topic][partition][position : position + count - len(taken)]
+            if room is not None:
+                chunk = _within(chunk, room)
+                room -= sum(record.nbytes for record in chunk)
             self._position[(topic, partition)] = position + len(chunk)
             taken += chunk
-            if len(taken) >= count:
+            if len(taken) >= count or (room is not None and room <= 0):
                 break
         return taken
+
+    def give_back(self, record: Record) -> bool:
+        """The partition's next record is ``record`` again (ignored for a partition this
+        member no longer owns: its next owner reads from the committed offset)."""
+        with self._broker._changed:
+            if record.tp in self._owned:
+                self._position[record.tp] = min(self._position[record.tp], record.offset)
+            return True
 
     def _lost(self) -> list[Partition]:
         group = self._broker._groups[self.group_id]
@@ -335,6 +359,15 @@ class MemorySource:
         self._release(owned)
         self._closed = True
         self._broker._leave(self)
+
+
+def _within(records: list[Record], room: int) -> list[Record]:
+    """The first of ``records`` up to the one that brings their bytes to ``room``."""
+    for end, record in enumerate(records, 1):
+        room -= record.nbytes
+        if room <= 0:
+            return records[:end]
+    return records
 
 
 class MemoryPublisher:

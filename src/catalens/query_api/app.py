@@ -10,34 +10,45 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 
 from catalens import __version__
 from catalens.encoder import ClipEncoder, choose_device, cpu_supports_bf16
-from catalens.modelkit import has_random_weights
+from catalens.encoder.files import has_random_weights
 from catalens.query_api import errors
 from catalens.query_api.deps import Services
+from catalens.query_api.document import serving_document
+from catalens.query_api.encoding import TextBatcher, TextVectors
+from catalens.query_api.methods import HttpMethods
 from catalens.query_api.metrics import Metrics
+from catalens.query_api.parameters import one_value_each
 from catalens.query_api.paths import EncodedPaths
 from catalens.query_api.routes import health, info, products, search
-from catalens.query_api.search import TextBatcher, TextVectors
 from catalens.query_api.serving import AliasFollower, Serving
 from catalens.retry import Backoff, retry_transient
 from catalens.settings import ApiSettings
 from catalens.store import IndexReader
 from catalens.store.client import Milvus
 from catalens.store.reader import MilvusReader
+from catalens.store.values import Mode
 
 log = logging.getLogger(__name__)
 STATIC = Path(__file__).parent / "static"
+DESCRIPTION = """Text-to-image product search over a continuously fresh index.
+
+Every error, whatever its status, is JSON `{"error": code, "message": text}`
+(`ErrorBody`); each operation lists the statuses it answers. Every path also answers
+`HEAD` where it has `GET` (the `GET` answer's status and headers, no body) and `OPTIONS`
+(204 with `Allow`); any other method not listed for it answers 405 with `Allow` and the
+error body. A request that fits this document is served, except that an uploaded image
+must also be a readable image within the limits (400 otherwise)."""
 
 
 def build_services(settings: ApiSettings, metrics: Metrics) -> Services:
     """The services of the generation the alias serves, following it as it moves."""
-    token = settings.milvus_token.get_secret_value() if settings.milvus_token else None
-    milvus = Milvus(settings.milvus_uri, token)
+    milvus = Milvus.from_settings(settings)
 
     def load(model: str, collection: str) -> Services:
         return model_services(settings, metrics, model, MilvusReader(milvus, collection))
@@ -114,9 +125,13 @@ def create_app(
         title="Catalens",
         version=__version__,
         lifespan=lifespan,
-        description="Text-to-image product search over a continuously fresh index.",
+        description=DESCRIPTION,
+        # ?k=5&k=500 is not an integer: 422, not the last value (query_api.parameters).
+        dependencies=[Depends(one_value_each)],
     )
     errors.install(app)
+    # Inside the metrics (added before them), which then count its answers by route.
+    app.add_middleware(HttpMethods, routes=app.router.routes)
     metrics.install(app)
     app.include_router(health.router)
     app.include_router(info.router)
@@ -130,4 +145,13 @@ def create_app(
     def page() -> FileResponse:
         return FileResponse(STATIC / "index.html")
 
+    built = app.openapi  # FastAPI's, built once and kept
+
+    def served_modes() -> tuple[Mode, ...]:
+        serving: Serving | None = getattr(app.state, "serving", None)
+        if serving is None:
+            return ("vector", "keyword", "hybrid")
+        return serving.current.store.capabilities().modes
+
+    app.openapi = lambda: serving_document(built, served_modes)  # type: ignore[method-assign]
     return app

@@ -9,8 +9,8 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from catalens.encoder import ClipEncoder
+from catalens.query_api.encoding import TextBatcher, TextVectors
 from catalens.query_api.metrics import Metrics
-from catalens.query_api.search import TextBatcher, TextVectors
 from catalens.settings import ApiSettings
 from catalens.store import IndexReader
 

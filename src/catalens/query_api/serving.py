@@ -17,15 +17,15 @@ import threading
 from collections.abc import Callable
 from dataclasses import replace
 
-from catalens.encoder.files import ModelNotFound, resolve_model_dir, weights_digest
+from catalens.encoder.files import resolve_model_dir, weights_digest
 from catalens.errors import OperatorError, TransientError
 from catalens.query_api.deps import Services
-from catalens.records import ModelIdentity
 from catalens.settings import ApiSettings
 from catalens.store.admin import IndexAdmin
 from catalens.store.client import Milvus
-from catalens.store.memory import MemoryIndex
+from catalens.store.empty import EmptyIndex
 from catalens.store.reader import MilvusReader
+from catalens.store.values import ModelIdentity
 
 log = logging.getLogger(__name__)
 
@@ -88,12 +88,15 @@ class AliasFollower:
 
     def initial(self) -> Services:
         """What the alias serves now. Before any generation exists: the configured model
-        over an empty index — never over the alias itself, which the first sink to write
-        may point at another model's generation — until the follower sees one."""
+        over an explicitly empty index (every search, whatever its filters, finds nothing)
+        — never over the alias itself, which the first sink to write may point at another
+        model's generation — until the follower sees one."""
         target = self._milvus.alias_target(self._settings.collection)
         if target is None:
             services = self._load(self._settings.model, "")
-            return replace(services, store=MemoryIndex(), collection="", refresh=self.refresh)
+            reader = MilvusReader(self._milvus, self._settings.collection)
+            empty = EmptyIndex(reader.capabilities())
+            return replace(services, store=empty, collection="", refresh=self.refresh)
         served = self._serve(target, None)
         assert served is not None  # with nothing served yet, a failure raises
         return served
@@ -117,7 +120,7 @@ class AliasFollower:
                 return replace(current, store=MilvusReader(self._milvus, target), collection=target)
             services = self._load(identity.name, target)
             self._check(services, identity)
-        except (OperatorError, ModelNotFound, OSError) as exc:
+        except (OperatorError, OSError) as exc:  # ModelNotFound is an OperatorError
             problem = f"the alias serves {target}, which this API cannot serve: {exc}"
             log.error(problem)
             if current is None:

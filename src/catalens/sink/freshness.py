@@ -4,7 +4,7 @@ Two clocks, both ending when the write returned: *freshness* starts at the event
 ``occurred_at`` (the catalog's own clock: how stale search results can be), *pipeline
 latency* at the input record's Kafka timestamp (Catalens' own share of it, carried by the
 embedder in the ``catalens-input-timestamp`` header). Only the records whose change was
-applied count — a row written or a row deleted — so records that changed nothing
+applied count — a product written or deleted — so records that changed nothing
 (stale, re-emitted, skipped) do not make the pipeline look slower or faster than it is.
 A tombstone has no ``occurred_at``: it counts for pipeline latency only.
 """
@@ -14,10 +14,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from catalens.records import Plan, Record
+from catalens.kafka.records import Record
 from catalens.schemas import Op
 from catalens.schemas.embedding import INPUT_TIMESTAMP_HEADER
 from catalens.sink.plan import Item
+from catalens.store.values import Plan
 
 
 @dataclass(slots=True)
@@ -41,8 +42,9 @@ def applied_ages(items: Sequence[tuple[Record, Item]], plan: Plan, now_s: float)
         if deleting and (product_id not in last or position > last[product_id][1][2]):
             last[product_id] = (record, item)
     ages = Ages()
-    applied = [by_position.get((row.product_id, row.input_offset)) for row in plan.upserts]
-    applied += [last.get(product_id) for product_id in plan.deletes]
+    written = dict.fromkeys((row.product_id, row.input_offset) for row in plan.upserts)
+    applied = [by_position.get(product) for product in written]  # once per product
+    applied += [last.get(product_id) for product_id in plan.deleted()]
     for match in applied:
         if match is None:
             continue

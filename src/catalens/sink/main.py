@@ -3,69 +3,74 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
-from catalens.health import serve_worker
-from catalens.kafka.client import Publisher, Source, ensure_topics, partition_lag
-from catalens.retry import Backoff, retry_transient
+from catalens.kafka import Partition, RecordSource
+from catalens.kafka.client import Publisher, Source, prefetch_config
+from catalens.retry import Backoff
 from catalens.settings import SinkSettings
 from catalens.sink.service import SinkConfig, SinkService
 from catalens.store.client import Milvus
+from catalens.store.indexes import IndexSpec
 from catalens.store.writer import MilvusWriter
-from catalens.telemetry import SINK, WorkerMetrics
+from catalens.worker.metrics import SinkMetrics
+from catalens.worker.run import run_worker
+
+
+@contextmanager
+def build_service(
+    settings: SinkSettings, stop: threading.Event, metrics: SinkMetrics
+) -> Iterator[SinkService]:
+    """The sink service over Kafka and Milvus; its Milvus connection is closed when the
+    context is left."""
+    store = MilvusWriter(
+        Milvus.from_settings(settings),
+        alias=settings.collection,
+        model=settings.model,
+        generation=settings.generation,
+        index=IndexSpec.of(settings.index, settings.index_build_params(), settings.search_params),
+        read_concurrency=settings.sink_read_concurrency,
+    )
+
+    def make_source(on_revoke: Callable[[list[Partition]], None]) -> RecordSource:
+        return Source(
+            settings,
+            group_id=settings.sink_group,
+            topics=[settings.embeddings_topic],
+            on_revoke=on_revoke,
+            # A batch's worth fetched ahead: the next batch is there when a write returns.
+            extra=prefetch_config(settings.sink_batch_bytes),
+        )
+
+    try:
+        yield SinkService(
+            SinkConfig(
+                model=settings.model,
+                dlq_topic=settings.dlq_topic,
+                batch_size=settings.sink_batch_size,
+                batch_bytes=settings.sink_batch_bytes,
+                batch_wait_s=settings.sink_batch_wait_ms / 1000,
+                backoff=Backoff(settings.retry_initial_s, settings.retry_max_s),
+            ),
+            make_source=make_source,
+            publisher=Publisher(settings),
+            store=store,
+            stop=stop,
+            metrics=metrics,
+        )
+    finally:
+        store.close()
 
 
 def run(settings: SinkSettings, stop: threading.Event) -> None:
-    backoff = Backoff(settings.retry_initial_s, settings.retry_max_s)
-    topics = [settings.embeddings_topic, settings.dlq_topic]
-    retry_transient(
-        lambda: ensure_topics(settings, topics), what="create topics", backoff=backoff, stop=stop
-    )
-    token = settings.milvus_token.get_secret_value() if settings.milvus_token else None
-    store = MilvusWriter(
-        Milvus(settings.milvus_uri, token),
-        alias=settings.collection,
-        model=settings.model,
-        hnsw_m=settings.hnsw_m,
-        ef_construction=settings.hnsw_ef_construction,
-        read_concurrency=settings.sink_read_concurrency,
-    )
-    revoked: list[SinkService] = []  # the service, once built: the source tells it of losses
-    source = Source(
+    metrics = SinkMetrics()
+    run_worker(
         settings,
-        group_id=settings.sink_group,
-        topics=[settings.embeddings_topic],
-        on_revoke=lambda partitions: revoked[0].revoked(partitions),
-    )
-    service = SinkService(
-        SinkConfig(
-            model=settings.model,
-            dlq_topic=settings.dlq_topic,
-            batch_size=settings.sink_batch_size,
-            batch_wait_s=settings.sink_batch_wait_ms / 1000,
-            backoff=backoff,
-        ),
-        source=source,
-        publisher=Publisher(settings),
-        store=store,
+        lambda: build_service(settings, stop, metrics),
+        metrics=metrics,
+        topics=[settings.embeddings_topic, settings.dlq_topic],
+        group=settings.sink_group,
+        consumes=settings.embeddings_topic,
         stop=stop,
-        metrics=WorkerMetrics(SINK),
     )
-    revoked.append(service)
-    health = None
-    if settings.health_port:
-        health = serve_worker(
-            settings.health_port,
-            last_turn=lambda: service.healthy_at,
-            ready=service.ready.is_set,
-            metrics=service.metrics,
-            lag=lambda: partition_lag(settings, settings.sink_group, settings.embeddings_topic),
-            group=settings.sink_group,
-            topic=settings.embeddings_topic,
-            stop=stop,
-        )
-    try:
-        service.run()
-    finally:
-        store.close()
-        if health is not None:
-            health.shutdown()

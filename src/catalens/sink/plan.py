@@ -2,8 +2,10 @@
 
 The rule, per product: the highest version wins, and a delete at version v removes every
 version ≤ v and leaves v as the product's delete floor. A tombstone (no version) removes
-what the index holds at that point of the stream — a row made from an earlier event —
-and leaves that row's version as the floor.
+what the index holds at that point of the stream — rows made from an earlier event —
+and leaves their version as the floor. A product is its whole image set: the upsert that
+wins writes a row for each of its images and removes the product's rows of images it no
+longer lists, and a delete removes every row.
 
 "Earlier" is decided by the *input position*: the offset, in the input topic, of the
 event a record was made from (all events of a product share one input partition). It is
@@ -16,6 +18,12 @@ a sink re-reads the embedding topic, so:
   position behind, so that an upsert from before it stays out however late it arrives
   (an image that failed to load at first and loads on a re-emission, say).
 
+A write cut short after some of a product's rows (a crash, a lost answer) leaves rows of
+two events, or fewer rows than the product has images: the stored state is not
+:attr:`~catalens.store.values.Stored.complete`. Its newest version is then written again
+by the record that made it, which the redelivery (or the retry) brings back: the one case
+where an upsert of the stored version is not stale.
+
 Hence applying a plan is idempotent, and re-applying any suffix of the embedding topic,
 from any consumer group, leaves the index as it was (``tests/contract/test_store.py``
 proves it against the in-memory store and against Milvus).
@@ -26,14 +34,14 @@ from __future__ import annotations
 from collections.abc import Container, Iterable, Mapping
 from dataclasses import dataclass
 
-from catalens.records import UNKNOWN_OFFSET, Floor, Plan, Row, Stored
 from catalens.schemas import EmbeddingRecord, Op
+from catalens.store.values import UNKNOWN_OFFSET, Floor, Plan, Row, Stored
 
 # product id, record (None: a tombstone), input position (≥ 0; the sink skips records
 # that carry none)
 Item = tuple[str, EmbeddingRecord | None, int]
 
-__all__ = ["Change", "Item", "Plan", "attempted", "collapse", "plan_writes", "to_row"]
+__all__ = ["Change", "Item", "Plan", "attempted", "collapse", "plan_writes", "to_rows"]
 
 
 @dataclass(slots=True)
@@ -97,14 +105,23 @@ def plan_writes(changes: Mapping[str, Change], stored: Mapping[str, Stored]) -> 
             upsert is not None
             and change.upsert_offset > now.wiped_upto  # not from before a tombstone applied
             and (floor is None or upsert.version > floor)
-            and (now.live is None or wiped or upsert.version > now.live)
+            and (
+                now.live is None
+                or wiped
+                or upsert.version > now.live
+                # a write of this version cut short: the redelivery completes it
+                or (upsert.version == now.live and not now.complete)
+            )
         )
         if upsert is not None and newest:
-            plan.upserts.append(to_row(upsert, change.upsert_offset))  # replaces any stored row
+            rows = to_rows(upsert, change.upsert_offset)  # replace any stored row of theirs
+            listed = {row.image_id for row in rows}
+            plan.removals += [(product_id, i) for i in now.image_ids if i not in listed]
+            plan.upserts += rows
         else:
             plan.stale += upsert is not None
             if now.live is not None and floor is not None and now.live <= floor:
-                plan.deletes.append(product_id)
+                plan.removals += [(product_id, i) for i in now.image_ids]
         raised = floor is not None and (now.deleted_upto is None or floor > now.deleted_upto)
         if raised or wiped_upto > now.wiped_upto:
             plan.floors.append(Floor(product_id, floor, wiped_upto))
@@ -114,26 +131,42 @@ def plan_writes(changes: Mapping[str, Change], stored: Mapping[str, Stored]) -> 
 def attempted(plans: Iterable[Plan], products: Container[str]) -> Plan:
     """The writes of ``products`` that any of ``plans`` (the attempts at one batch) may
     have made: an attempt whose answer was lost may have written, and the retry, planned
-    against what it wrote, finds those records stale. Each row or delete once; ``stale``
+    against what it wrote, finds those records stale. Each row or removal once; ``stale``
     and floors are left out."""
     out = Plan()
-    rows: set[tuple[str, int]] = set()
+    rows: set[tuple[str, str, int]] = set()
+    removed: set[tuple[str, str]] = set()
     for plan in plans:
         for row in plan.upserts:
-            if row.product_id in products and (row.product_id, row.input_offset) not in rows:
-                rows.add((row.product_id, row.input_offset))
+            if row.product_id in products and (*row.key, row.input_offset) not in rows:
+                rows.add((*row.key, row.input_offset))
                 out.upserts.append(row)
-        out.deletes += [p for p in plan.deletes if p in products and p not in out.deletes]
+        for key in plan.removals:
+            if key[0] in products and key not in removed:
+                removed.add(key)
+                out.removals.append(key)
     return out
 
 
-def to_row(record: EmbeddingRecord, offset: int) -> Row:
-    return Row(
-        product_id=record.product_id,
-        version=record.version,
-        vector=record.unpack(),
-        attributes=dict(record.attributes),
-        image=record.image,
-        updated_at_ms=int(record.occurred_at.timestamp() * 1000),
-        input_offset=offset,
-    )
+def to_rows(record: EmbeddingRecord, offset: int) -> list[Row]:
+    """The rows of an upsert: one per image, main image first, each saying how many the
+    product has, so a set left incomplete is recognisable."""
+    images = record.image_vectors()
+    updated_at_ms = int(record.occurred_at.timestamp() * 1000)
+    return [
+        Row(
+            product_id=record.product_id,
+            image_id=image.id,
+            version=record.version,
+            vector=image.vector,
+            image=image.image,
+            position=image.position,
+            images=len(images),
+            attributes=dict(record.attributes),
+            name=record.name or "",
+            description=record.description or "",
+            updated_at_ms=updated_at_ms,
+            input_offset=offset,
+        )
+        for image in images
+    ]

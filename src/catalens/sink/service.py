@@ -1,7 +1,8 @@
 """The sink service: a consumer-group member that writes one model's embedding records
 into that model's generation of the index.
 
-Per batch: decode ▸ skip other models' records ▸ collapse per product ▸ read stored
+Per batch (at most ``batch_size`` records and ``batch_bytes`` bytes of them, or one larger
+record alone): decode ▸ skip other models' records ▸ collapse per product ▸ read stored
 versions ▸ plan ▸ write ▸ mark the batch's offsets done. Offsets are only marked after
 Milvus returned, so a crash anywhere replays the batch, and replaying changes nothing
 (catalens.sink.plan). While Milvus is away the batch is retried with capped backoff and
@@ -23,8 +24,8 @@ from typing import TypeVar
 from pydantic import ValidationError
 
 from catalens.errors import OperatorError, Stopped, TransientError
-from catalens.kafka import DeliveryError, Record, RecordPublisher, RecordSource
-from catalens.records import ModelIdentity, Partition
+from catalens.kafka import DeliveryError, Record, RecordPublisher, SourceFactory
+from catalens.kafka.records import Partition
 from catalens.retry import Backoff, retry_transient
 from catalens.schemas import DeadLetter, EmbeddingRecord, Op, Reason
 from catalens.schemas.embedding import INPUT_OFFSET_HEADER, MODEL_HEADER
@@ -32,7 +33,8 @@ from catalens.settings import SinkSettings, default
 from catalens.sink.freshness import applied_ages
 from catalens.sink.plan import Item, Plan, attempted, collapse, plan_writes
 from catalens.store import IndexWriter
-from catalens.telemetry import SINK, WorkerMetrics
+from catalens.store.values import ModelIdentity
+from catalens.worker.metrics import SinkMetrics
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -44,6 +46,7 @@ class SinkConfig:
     dlq_topic: str
     # Defaults as the settings have them (catalens.settings.SinkSettings says why).
     batch_size: int = default(SinkSettings, "sink_batch_size")
+    batch_bytes: int = default(SinkSettings, "sink_batch_bytes")
     batch_wait_s: float = default(SinkSettings, "sink_batch_wait_ms") / 1000
     backoff: Backoff = field(default_factory=Backoff)
 
@@ -53,15 +56,16 @@ class SinkService:
         self,
         config: SinkConfig,
         *,
-        source: RecordSource,
+        make_source: SourceFactory,
         publisher: RecordPublisher,
         store: IndexWriter,
         stop: threading.Event,
-        metrics: WorkerMetrics | None = None,
+        metrics: SinkMetrics | None = None,
     ) -> None:
         self.config = config
-        self.metrics = metrics if metrics is not None else WorkerMetrics(SINK)
-        self._source = source
+        self.metrics = metrics if metrics is not None else SinkMetrics()
+        # The source calls revoked() from inside a poll when the group takes partitions.
+        self._source = make_source(self.revoked)
         self._publisher = publisher
         self._store = store
         self._stop = stop
@@ -111,15 +115,7 @@ class SinkService:
     def _serve(self) -> None:
         last_report = time.monotonic()
         while not self._stop.is_set():
-            if self._held:  # fetched while waiting: they come first, in the order they came
-                records, self._held = (
-                    self._held[: self.config.batch_size],
-                    self._held[self.config.batch_size :],
-                )
-            else:
-                records = self._source.poll(
-                    self.config.batch_size, 0.5, fill_s=self.config.batch_wait_s
-                )
+            records = self._next_batch()
             self.healthy_at = time.monotonic()
             if records:
                 self.process(records)
@@ -135,6 +131,26 @@ class SinkService:
                     self.other_model,
                     self.unpositioned,
                 )
+
+    def _next_batch(self) -> list[Record]:
+        """Records held back come first, in the order they came (fetched while a write
+        waited, or the one that would have taken the last batch past its bytes), topped up
+        from the source within both bounds; what goes past them is held for the next."""
+        count, nbytes = self.config.batch_size, self.config.batch_bytes
+        batch, self._held = _within(self._held, count, nbytes)
+        if self._held:
+            return batch
+        room = nbytes - sum(record.nbytes for record in batch)
+        if len(batch) >= count or (batch and room <= 0):
+            return batch
+        polled = self._source.poll(
+            count - len(batch),
+            0 if batch else 0.5,
+            fill_s=0 if batch else self.config.batch_wait_s,
+            max_bytes=max(1, room),
+        )
+        more, self._held = _within(polled, count - len(batch), room, alone=not batch)
+        return batch + more
 
     def _halt(self, reason: str) -> None:
         """Stop consuming and stay unready until stopped, staying in the group so the
@@ -176,6 +192,7 @@ class SinkService:
         if identities:
             self._retry(lambda: self._check_generation(identities), "open the generation")
         self.metrics.in_flight.set(len(records))
+        self.metrics.in_flight_bytes.set(sum(record.nbytes for record in records))
         self.metrics.batch_size.observe(len(records))
         self.metrics.count("skipped", len(records) - len(items) - len(letters))
         if items:
@@ -196,11 +213,12 @@ class SinkService:
             offsets[record.tp] = max(offsets.get(record.tp, 0), record.offset + 1)
         self._source.mark_done(offsets)  # skips partitions no longer owned
         self.metrics.in_flight.set(0)
+        self.metrics.in_flight_bytes.set(0)
 
     def _observe(self, items: list[tuple[Record, Item]], plan: Plan, now_s: float) -> None:
         """Count what a batch's write did, and how old its applied changes were."""
-        written, deleted = len(plan.upserts), len(plan.deletes)
-        # Collapsed away, older than the stored row, or a delete of nothing stored.
+        written, deleted = len(plan.written()), len(plan.deleted())
+        # Collapsed away, older than the stored rows, or a delete of nothing stored.
         stale = max(0, len(items) - written - deleted)
         self.metrics.count("written", written)
         self.metrics.count("deleted", deleted)
@@ -366,6 +384,22 @@ class Skip(Enum):
 
     OTHER_MODEL = "other_model"
     UNPOSITIONED = "unpositioned"
+
+
+def _within(
+    records: list[Record], count: int, nbytes: int, *, alone: bool = True
+) -> tuple[list[Record], list[Record]]:
+    """The longest start of ``records`` within ``count`` records and ``nbytes`` bytes, and
+    the rest; with ``alone``, a first record larger than ``nbytes`` is a start of its own."""
+    end = total = 0
+    for record in records[:count]:
+        total += record.nbytes
+        if total > nbytes and (end or not alone):
+            break
+        end += 1
+        if total >= nbytes:
+            break
+    return records[:end], records[end:]
 
 
 def _identity(record: EmbeddingRecord | None) -> ModelIdentity | None:

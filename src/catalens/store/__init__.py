@@ -2,9 +2,11 @@
 
 The sink is typed against :class:`IndexWriter`, the query API against
 :class:`IndexReader`. ``catalens.store.writer`` / ``reader`` implement them over Milvus
-(``client`` wraps pymilvus, ``admin`` owns the layout) and ``catalens.store.memory`` in
-memory; one contract suite (``tests/contract/test_store.py``) runs against both, the
-sink's property tests included. This module imports no client library.
+(``client`` wraps pymilvus, ``admin`` owns the layout), ``catalens.store.memory`` in
+memory, and ``catalens.store.empty`` is what the API serves before any generation exists.
+One contract suite (``tests/contract/test_store.py``) runs against the in-memory index,
+Milvus 2.3.5 and Milvus Lite, the sink's property tests included. This module imports no
+client library.
 """
 
 from __future__ import annotations
@@ -12,8 +14,15 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Protocol
 
-from catalens.records import Hit, ModelIdentity, Plan, Row, Stored
-from catalens.schemas.embedding import Vector
+from catalens.store.values import (
+    Capabilities,
+    Hit,
+    ModelIdentity,
+    Plan,
+    Product,
+    Search,
+    Stored,
+)
 
 __all__ = ["IndexReader", "IndexWriter"]
 
@@ -35,23 +44,26 @@ class IndexWriter(Protocol):
         when it exists for another identity."""
 
     def stored(self, product_ids: Sequence[str]) -> Mapping[str, Stored]:
-        """What the index holds for each product: live version, the input position of the
-        live row, and the delete floor. Sees every write that :meth:`apply` returned
+        """What the index holds for each product: its rows (image, version, input position,
+        image count) and its delete floor. Sees every write that :meth:`apply` returned
         from, so a batch is planned against its predecessor's effect."""
 
     def apply(self, plan: Plan) -> None:
-        """Write floors, then deletes, then upserts (upserts need :meth:`create` first).
-        A crash between the steps leaves a state that applying the plan again completes."""
+        """Write floors, then remove rows, then upsert rows (upserts need :meth:`create`
+        first). A crash between or inside the steps leaves a state that applying the plan
+        again completes (:attr:`Stored.complete` tells a half-written product)."""
 
 
 class IndexReader(Protocol):
-    """The generation the alias serves, as the query API sees it."""
+    """The generation the alias serves, as the query API sees it. Every search answers
+    products, each at most once, ranked by its best-matching image."""
 
-    def search(
-        self, vectors: Sequence[Vector], *, k: int, offset: int = 0, expr: str = "", ef: int = 64
-    ) -> list[list[Hit]]: ...
+    def capabilities(self) -> Capabilities: ...
 
-    def get(self, product_ids: Sequence[str], *, with_vector: bool = False) -> list[Row]: ...
+    def search(self, search: Search) -> list[Hit]: ...
+
+    def products(self, product_ids: Sequence[str], *, with_vectors: bool = False) -> list[Product]:
+        """The products among ``product_ids`` that the index holds, with every image."""
 
     def ping(self) -> None: ...
 

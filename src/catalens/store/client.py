@@ -37,7 +37,14 @@ from pymilvus.exceptions import (
 )
 from pymilvus.milvus_client.index import IndexParams
 
+try:  # pymilvus >= 2.6: the highlighter of full-text search
+    from pymilvus.orm.schema import LexicalHighlighter
+except ImportError:  # pragma: no cover - older pymilvus: searches without highlights
+    LexicalHighlighter = None
+
 from catalens.errors import TransientError
+from catalens.settings import CatalensSettings
+from catalens.store.waiting import server_call
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -62,10 +69,21 @@ def is_transient(exc: BaseException) -> bool:
 class Milvus:
     """A resilient :class:`MilvusClient`: typed calls, one transient rule, reconnects."""
 
-    def __init__(self, uri: str, token: str | None = None, *, timeout_s: float = 10) -> None:
+    def __init__(
+        self,
+        uri: str,
+        token: str | None = None,
+        *,
+        timeout_s: float = 10,
+        connect_timeout_s: float | None = None,
+    ) -> None:
+        """``timeout_s`` bounds every call; ``connect_timeout_s`` (default: the same)
+        bounds reaching the server, so a long call need not mean a long wait for an
+        unreachable server."""
         self.uri = uri
         self._token = token or ""
         self._timeout = timeout_s
+        self._connect_timeout = timeout_s if connect_timeout_s is None else connect_timeout_s
         self._client: MilvusClient | None = None
         # The column-based writes' own connection and the collections it writes to.
         # Unique for the process's life: an id() could be reused by a later instance.
@@ -75,13 +93,27 @@ class Milvus:
         self._loaded: set[str] = set()
         self._reload = False
         self._connecting = threading.Lock()
+        self._version: str | None = None
+
+    @classmethod
+    def from_settings(cls, settings: CatalensSettings, *, timeout_s: float = 10) -> Milvus:
+        """The Milvus that ``settings`` name, with their token when they hold one; reaching
+        it takes at most ``settings.connect_timeout_s`` of a call's ``timeout_s``."""
+        token = settings.milvus_token
+        return cls(
+            settings.milvus_uri,
+            token.get_secret_value() if token is not None else None,
+            timeout_s=timeout_s,
+            connect_timeout_s=min(timeout_s, settings.connect_timeout_s),
+        )
 
     # -- the one place where calls are made -----------------------------------------------
 
     def _run(self, what: str, call: Callable[[MilvusClient], T]) -> T:
         try:
             client = self._connected()
-            return call(client)
+            with server_call():
+                return call(client)
         except Exception as exc:
             if not is_transient(exc):
                 raise
@@ -94,7 +126,9 @@ class Milvus:
 
     def _connect(self) -> MilvusClient:
         if self._client is None:
-            self._client = MilvusClient(uri=self.uri, token=self._token, timeout=self._timeout)
+            self._client = MilvusClient(
+                uri=self.uri, token=self._token, timeout=self._connect_timeout
+            )
         if self._reload:
             for name in sorted(self._loaded):
                 log.info("loading %s again", name)
@@ -107,7 +141,7 @@ class Milvus:
         with self._connecting:
             if not self._orm_connected:
                 connections.connect(
-                    self._orm, uri=self.uri, token=self._token, timeout=self._timeout
+                    self._orm, uri=self.uri, token=self._token, timeout=self._connect_timeout
                 )
                 self._orm_connected = True
             if name not in self._columns:
@@ -131,6 +165,14 @@ class Milvus:
     def close(self) -> None:
         self._reset()
 
+    def server_version(self) -> str:
+        """The server's version string (``v2.3.5``, ``milvus_lite-3.2.2``), read once."""
+        if self._version is None:
+            self._version = str(
+                self._run("server version", lambda c: c.get_server_version(timeout=self._timeout))
+            )
+        return self._version
+
     # -- collections and aliases ----------------------------------------------------------
 
     def list_collections(self) -> list[str]:
@@ -151,8 +193,15 @@ class Milvus:
         )
 
     def create_collection(
-        self, name: str, schema: CollectionSchema, index: IndexParams, *, consistency: str
+        self,
+        name: str,
+        schema: CollectionSchema,
+        index: IndexParams,
+        *,
+        consistency: str,
+        properties: dict[str, str] | None = None,
     ) -> None:
+        extra: dict[str, Any] = {"properties": properties} if properties else {}
         self._run(
             "create collection",
             lambda c: c.create_collection(
@@ -161,6 +210,7 @@ class Milvus:
                 index_params=index,
                 consistency_level=consistency,
                 timeout=self._timeout,
+                **extra,
             ),
         )
 
@@ -227,7 +277,12 @@ class Milvus:
 
         def write(_: MilvusClient) -> None:
             collection = self._writing(name)
-            columns = [_column(rows, field.name, field.dtype) for field in collection.schema.fields]
+            columns = [
+                _column(rows, field.name, field.dtype)
+                for field in collection.schema.fields
+                # Made by the server from other fields (full-text search's sparse vectors).
+                if not getattr(field, "is_function_output", False)
+            ]
             collection.upsert(columns, timeout=self._timeout)
 
         self._run("upsert", write)
@@ -238,26 +293,40 @@ class Milvus:
     def search(
         self,
         name: str,
-        vectors: list[list[float]],
+        data: list[Any],
         *,
         limit: int,
         expr: str,
         params: dict[str, Any],
         fields: Sequence[str],
+        anns_field: str = "vector",
+        group_by: str | None = None,
+        highlight: tuple[str, str] | None = None,
     ) -> list[list[dict[str, Any]]]:
+        """One search call: ``data`` holds the query vectors (or texts, for a BM25 field).
+        ``group_by`` keeps each value of that field once, with its best hit (Milvus 2.4;
+        older servers ignore it). ``highlight`` (opening and closing mark) asks a full-text
+        search for the fragments of text its words matched, in each hit's ``highlight``
+        (Milvus 2.6)."""
+        extra: dict[str, Any] = {"group_by_field": group_by} if group_by else {}
+        if highlight is not None and LexicalHighlighter is not None:
+            extra["highlighter"] = LexicalHighlighter(
+                pre_tags=[highlight[0]], post_tags=[highlight[1]], highlight_search_text=True
+            )
         return [
             list(hits)
             for hits in self._run(
                 "search",
                 lambda c: c.search(
                     name,
-                    data=vectors,
-                    anns_field="vector",
+                    data=data,
+                    anns_field=anns_field,
                     limit=limit,
                     filter=expr,
                     search_params=params,
                     output_fields=list(fields),
                     timeout=self._timeout,
+                    **extra,
                 ),
             )
         ]
@@ -267,22 +336,24 @@ class Milvus:
         rows = self.query(name, "", ["count(*)"], strong=True)
         return int(rows[0]["count(*)"]) if rows else 0
 
-    def all_ids(self, name: str, batch: int = 10_000) -> set[str]:
-        """Every primary key of a collection, read in batches."""
+    def all_rows(
+        self, name: str, fields: Sequence[str], batch: int = 10_000
+    ) -> list[dict[str, Any]]:
+        """``fields`` of every row of a collection, read in batches."""
 
-        def read(client: MilvusClient) -> set[str]:
-            ids: set[str] = set()
+        def read(client: MilvusClient) -> list[dict[str, Any]]:
+            found: list[dict[str, Any]] = []
             iterator = client.query_iterator(
-                name, batch_size=batch, output_fields=["product_id"], timeout=self._timeout
+                name, batch_size=batch, output_fields=list(fields), timeout=self._timeout
             )
             try:
                 while rows := iterator.next():
-                    ids.update(str(r["product_id"]) for r in rows)
+                    found += ({f: r[f] for f in fields} for r in rows)
             finally:
                 iterator.close()
-            return ids
+            return found
 
-        return self._run("read ids", read)
+        return self._run(f"read {', '.join(fields)}", read)
 
     def flush(self, name: str) -> None:
         self._run("flush", lambda c: c.flush(name, timeout=self._timeout))

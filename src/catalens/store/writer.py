@@ -8,18 +8,33 @@ from typing import Any
 
 import numpy as np
 
-from catalens.records import UNKNOWN_OFFSET, ModelIdentity, Plan, Row, Stored, quote
 from catalens.store.admin import (
+    KEY_FIELD,
     MAX_IMAGE_LENGTH,
-    MAX_TEXT_LENGTH,
+    MAX_SEARCH_TEXT_LENGTH,
     ORDER_FIELD,
+    TEXT_FIELD,
     TOMBSTONE_DIM,
     IndexAdmin,
+    Layout,
     floors_name,
+    row_key,
 )
 from catalens.store.client import Milvus
+from catalens.store.expressions import one_of
+from catalens.store.indexes import IndexSpec
+from catalens.store.values import (
+    UNKNOWN_OFFSET,
+    ModelIdentity,
+    Plan,
+    Row,
+    Stored,
+    StoredImage,
+    category_of,
+)
 
-# Milvus answers an `in [...]` filter over this many primary keys quickly.
+# Milvus answers an `in [...]` filter over this many products quickly; at 16 images each
+# that is 8,000 rows, under the 16,384 a query may return.
 QUERY_CHUNK = 500
 # One upsert call carries at most this many bytes of rows (an estimate), far under gRPC's
 # 64 MB message limit: big batches with inline thumbnails would otherwise exceed it.
@@ -28,7 +43,7 @@ _NONE = -1  # a floor's version when no version was deleted (versions are ≥ 0)
 
 
 class MilvusWriter:
-    """One model's generation of an alias; implements :class:`catalens.store.IndexWriter`.
+    """One generation of an alias; implements :class:`catalens.store.IndexWriter`.
 
     The generation's collection is made by :meth:`create`, for the identity of the first
     vectors; until then the index holds only delete floors.
@@ -40,8 +55,8 @@ class MilvusWriter:
         *,
         alias: str,
         model: str,
-        hnsw_m: int = 16,
-        ef_construction: int = 200,
+        generation: str = "",
+        index: IndexSpec | None = None,
         read_concurrency: int = 8,
     ) -> None:
         self._milvus = milvus
@@ -51,10 +66,11 @@ class MilvusWriter:
         self._reads = ThreadPoolExecutor(max(1, read_concurrency), thread_name_prefix="stored")
         self._admin = IndexAdmin(milvus, alias)
         self._model = model
-        self._hnsw = {"hnsw_m": hnsw_m, "ef_construction": ef_construction}
+        self._generation = generation
+        self._index = index or IndexSpec.of()
         self._collection: str | None = None
-        self._floors = floors_name(alias, model)
-        self._identity: ModelIdentity | None = None
+        self._layout: Layout | None = None
+        self._floors = floors_name(alias, model, generation, self._index)
         self._opened = False
 
     @property
@@ -63,47 +79,59 @@ class MilvusWriter:
 
     def open(self) -> ModelIdentity | None:
         if not self._opened:
-            self._admin.ensure_floors(self._model)
+            self._admin.ensure_floors(self._model, self._generation, self._index)
             self._opened = True
         if self._collection is None:
             # Another replica may have created the generation since: a partition it wrote
             # can move here, and its rows must be seen before this one writes over them.
-            found = self._admin.open_generation(self._model)
+            found = self._admin.open_generation(self._model, self._generation, self._index)
             if found is not None:
-                self._collection, self._identity = found
-        return self._identity
+                self._collection, self._layout = found
+        return None if self._layout is None else self._layout.identity
 
     def create(self, identity: ModelIdentity) -> None:
-        self._collection = self._admin.ensure_generation(identity, **self._hnsw)
-        self._identity = identity
+        self._collection = self._admin.ensure_generation(
+            identity, name=self._generation, index=self._index
+        )
+        self._layout = self._admin.layout(self._collection)
 
     def stored(self, product_ids: Sequence[str]) -> dict[str, Stored]:
         """Read with Strong consistency, so the sink's own previous writes are seen."""
         self.open()
-        fields = ["product_id", "version", ORDER_FIELD]
         queries = [
-            (name, f"product_id in [{', '.join(quote(p) for p in chunk)}]")
+            (name, fields, one_of("product_id", chunk))
             for chunk in _chunks(product_ids, QUERY_CHUNK)
-            for name in (self._floors, self._collection)
+            for name, fields in (
+                (self._floors, ["product_id", "version", ORDER_FIELD]),
+                (self._collection, ["product_id", "image_id", "version", ORDER_FIELD, "images"]),
+            )
             if name is not None
         ]
         answers = self._reads.map(
-            lambda query: self._milvus.query(query[0], query[1], fields, strong=True), queries
+            lambda query: self._milvus.query(query[0], query[2], query[1], strong=True), queries
         )
-        live: dict[str, tuple[int, int]] = {}
+        rows: dict[str, list[StoredImage]] = {}
         floors: dict[str, tuple[int, int]] = {}
-        for (name, _), rows in zip(queries, answers, strict=True):
-            found = floors if name == self._floors else live
-            for row in rows:
-                found[row["product_id"]] = (int(row["version"]), int(row[ORDER_FIELD]))
+        for (name, _fields, _expr), found in zip(queries, answers, strict=True):
+            for row in found:
+                product_id = row["product_id"]
+                if name == self._floors:
+                    floors[product_id] = (int(row["version"]), int(row[ORDER_FIELD]))
+                else:
+                    rows.setdefault(product_id, []).append(
+                        StoredImage(
+                            str(row["image_id"]),
+                            int(row["version"]),
+                            int(row[ORDER_FIELD]),
+                            int(row["images"]),
+                        )
+                    )
         out: dict[str, Stored] = {}
         for p in product_ids:
-            version, position = live.get(p, (None, UNKNOWN_OFFSET))
             deleted, wiped = floors.get(p, (_NONE, UNKNOWN_OFFSET))
-            out[p] = Stored(
-                live=version,
+            out[p] = Stored.of(
+                rows.get(p, []),
                 deleted_upto=None if deleted == _NONE else deleted,
-                input_offset=position,
                 wiped_upto=wiped,
             )
         return out
@@ -128,30 +156,55 @@ class MilvusWriter:
                     for f in plan.floors
                 ],
             )
-        if plan.deletes and self._collection is not None:
-            for chunk in _chunks(plan.deletes, QUERY_CHUNK):
+        if plan.removals and self._collection is not None:
+            keys = [row_key(product_id, image_id) for product_id, image_id in plan.removals]
+            for chunk in _chunks(keys, QUERY_CHUNK):
                 self._milvus.delete(self._collection, list(chunk))
         if plan.upserts and self._collection is not None:
-            for rows in _by_size([_to_entity(row) for row in plan.upserts], UPSERT_BYTES):
-                self._milvus.upsert(self._collection, rows)
+            text = self._layout is not None and self._layout.text
+            entities = [_to_entity(row, text=text) for row in plan.upserts]
+            for run in _by_size(entities, UPSERT_BYTES):
+                self._milvus.upsert(self._collection, run)
 
     def close(self) -> None:
         self._reads.shutdown(wait=False, cancel_futures=True)
         self._milvus.close()
 
 
-def _to_entity(row: Row) -> dict[str, Any]:
-    category = row.attributes.get("category", "")
-    return {
+def _to_entity(row: Row, *, text: bool) -> dict[str, Any]:
+    main = row.position == 0
+    entity: dict[str, Any] = {
+        KEY_FIELD: row_key(row.product_id, row.image_id),
         "product_id": row.product_id,
+        "image_id": row.image_id,
+        "position": row.position,
+        "images": row.images,
         "version": row.version,
-        "category": str(category)[:MAX_TEXT_LENGTH],
+        "category": category_of(row.attributes),
         "image": row.image if row.image and len(row.image) <= MAX_IMAGE_LENGTH else "",
+        "name": row.name,
+        # On the main image's row only: a product's text is stored, and counted, once.
+        "description": row.description if main else "",
         "updated_at_ms": row.updated_at_ms,
         ORDER_FIELD: row.input_offset,
         "attributes": row.attributes,
         "vector": np.asarray(row.vector, dtype=np.float32),
     }
+    if text:
+        entity[TEXT_FIELD] = search_text(row) if main else ""
+    return entity
+
+
+def search_text(row: Row) -> str:
+    """What full-text search matches a product by: its name, its description and its
+    string attributes, cut to what the field holds (in UTF-8 bytes, whole characters)."""
+    parts = [row.name, row.description]
+    parts += [v for v in row.attributes.values() if isinstance(v, str)]
+    joined = "\n".join(p for p in parts if p)
+    encoded = joined.encode()
+    if len(encoded) <= MAX_SEARCH_TEXT_LENGTH:
+        return joined
+    return encoded[:MAX_SEARCH_TEXT_LENGTH].decode(errors="ignore")
 
 
 def _by_size(rows: list[dict[str, Any]], limit: int) -> Iterable[list[dict[str, Any]]]:
@@ -160,8 +213,16 @@ def _by_size(rows: list[dict[str, Any]], limit: int) -> Iterable[list[dict[str, 
     size = 0
     for row in rows:
         # The vector, the variable-length fields in UTF-8, and a margin for the rest.
-        text = (row["product_id"], row.get("category", ""), row["image"], str(row["attributes"]))
-        cost = 4 * len(row["vector"]) + sum(_utf8_len(t) for t in text) + 256
+        variable = (
+            row["product_id"],
+            row.get("category", ""),
+            row["image"],
+            row.get("name", ""),
+            row.get("description", ""),
+            row.get(TEXT_FIELD, ""),
+            str(row["attributes"]),
+        )
+        cost = 4 * len(row["vector"]) + sum(_utf8_len(t) for t in variable) + 256
         if run and size + cost > limit:
             yield run
             run, size = [], 0

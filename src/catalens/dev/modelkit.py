@@ -16,11 +16,12 @@ from typing import Any, Literal
 import torch
 from transformers import CLIPConfig, CLIPImageProcessorPil, CLIPModel, CLIPProcessor, CLIPTokenizer
 
+from catalens.encoder.files import RANDOM_WEIGHTS_MARKER
+
 Size = Literal["tiny", "vit-b-32"]
 
 # Written beside the weights, so whoever serves the model can tell people its results
 # carry no meaning (the query API shows it on the search page).
-RANDOM_WEIGHTS_MARKER = "catalens-random-weights.json"
 
 _ARCHITECTURES: dict[str, dict[str, Any]] = {
     # ViT-B/32 as released by OpenAI (openai/clip-vit-base-patch32).
@@ -124,11 +125,11 @@ def build_random_clip(
     words: Sequence[str] = (),
 ) -> Path:
     """Write a random CLIP (weights, config, tokenizer, image processor) to ``directory``,
-    marked as such (:func:`has_random_weights`); ``projection_dim`` changes the vectors'
-    dimension (two models that cannot mix); ``image_size`` (a multiple of the patch
-    size, 32) the side of the image tower's input, for a model that costs next to
-    nothing beside the work of the pipeline around it; ``words`` the tokenizer's whole-word
-    tokens (:func:`write_tokenizer_files`)."""
+    marked as such (:func:`catalens.encoder.files.has_random_weights`);
+    ``projection_dim`` changes the vectors' dimension (two models that cannot mix);
+    ``image_size`` (a multiple of the patch size, 32) the side of the image tower's input,
+    for a model that costs next to nothing beside the work of the pipeline around it;
+    ``words`` the tokenizer's whole-word tokens (:func:`write_tokenizer_files`)."""
     directory.mkdir(parents=True, exist_ok=True)
     arch = _ARCHITECTURES[size]
     write_tokenizer_files(directory, words)
@@ -159,9 +160,3 @@ def build_random_clip(
     marker = {"random_weights": True, "size": size, "seed": seed}
     (directory / RANDOM_WEIGHTS_MARKER).write_text(json.dumps(marker) + "\n")
     return directory
-
-
-def has_random_weights(model: str | Path) -> bool:
-    """Whether ``model`` (a ``CATALENS_MODEL`` value) is a directory that
-    :func:`build_random_clip` wrote. Named models are pretrained; this never downloads."""
-    return (Path(model).expanduser() / RANDOM_WEIGHTS_MARKER).is_file()

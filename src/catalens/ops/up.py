@@ -1,7 +1,14 @@
 """``catalens up``: broker, Milvus, embedder, sink and API on one machine, plus a sample
 catalog, until Ctrl-C. A Kafka bootstrap or Milvus URI given (``CATALENS_*`` or option) is
 used as is instead of starting the local one; every other setting ``up`` was given reaches
-the services it starts."""
+the services it starts.
+
+The local Milvus is Milvus Lite by default: it starts in about a second, needs no fixed
+ports, and has what Milvus 2.5 and later have (full-text, hybrid and grouped search), so
+the sample shows keyword and hybrid search; it is pure Python, which a sample catalog
+does not notice. ``--milvus-server standalone`` runs Milvus 2.3.5 instead (vector search
+only; its etcd binds the fixed ports 2379/2380). The integration tests of the guarantees
+run on Milvus 2.3.5 either way (README, "Supported Milvus versions")."""
 
 from __future__ import annotations
 
@@ -12,8 +19,16 @@ from pathlib import Path
 
 import httpx
 
+from catalens.dev.localstack import (
+    Child,
+    ServiceExited,
+    free_port,
+    start_broker,
+    start_milvus,
+    start_milvus_lite,
+)
 from catalens.errors import Stopped, TransientError
-from catalens.localstack import Child, free_port, start_broker, start_milvus
+from catalens.ops.bounded import bounded, try_timeout
 from catalens.retry import Backoff, retry_transient
 from catalens.settings import DEFAULT_MODEL, ApiSettings, CatalensSettings, to_env
 
@@ -39,7 +54,8 @@ def _model_for_demo(settings: ApiSettings, data_dir: Path) -> str:
             "Set CATALENS_MODEL to a local CLIP directory for real results.",
             fallback,
         )
-        from catalens.modelkit import build_random_clip, has_random_weights
+        from catalens.dev.modelkit import build_random_clip
+        from catalens.encoder.files import has_random_weights
 
         if not has_random_weights(fallback):  # also rebuilds one written before the marker
             build_random_clip(fallback, size="vit-b-32")
@@ -47,7 +63,12 @@ def _model_for_demo(settings: ApiSettings, data_dir: Path) -> str:
 
 
 def run_up(
-    settings: ApiSettings, *, data_dir: Path, sample_size: int, stop: threading.Event
+    settings: ApiSettings,
+    *,
+    data_dir: Path,
+    sample_size: int,
+    stop: threading.Event,
+    milvus_server: str = "lite",
 ) -> int:
     data_dir = data_dir.resolve()
     logs = data_dir / "logs"
@@ -61,8 +82,15 @@ def run_up(
             log.info("local broker at %s", settings.kafka_bootstrap)
         if "milvus_uri" not in settings.model_fields_set:
             port = 19530 if _port_free(19530) else free_port()
-            log.info("starting Milvus standalone (data in %s)", data_dir / "milvus")
-            infra.append(start_milvus(data_dir / "milvus", port, logs / "milvus.log", stop=stop))
+            if milvus_server == "lite":
+                log.info("starting Milvus Lite (data in %s)", data_dir / "milvus-lite")
+                milvus = start_milvus_lite(
+                    data_dir / "milvus-lite", port, logs / "milvus-lite.log", stop=stop
+                )
+            else:
+                log.info("starting Milvus standalone (data in %s)", data_dir / "milvus")
+                milvus = start_milvus(data_dir / "milvus", port, logs / "milvus.log", stop=stop)
+            infra.append(milvus)
             settings = settings.model_copy(update={"milvus_uri": f"http://127.0.0.1:{port}"})
         settings = settings.model_copy(update={"model": _model_for_demo(settings, data_dir)})
 
@@ -77,12 +105,14 @@ def run_up(
                     role, [sys.executable, "-m", "catalens", role], logs / f"{role}.log", env=env
                 ).start()
             )
-        published = _publish(csv_path, settings)
+        published = _publish(csv_path, settings, stop)
         base = f"http://{settings.api_host}:{settings.api_port}"
         _wait_searchable(base, published, services, stop)
         print(
             f"\nCatalens is up: {base}/\n"
             f"  search API: {base}/search?q=black+dress&k=5  (docs: {base}/docs)\n"
+            f"  relevance:  catalens eval {sample / 'judgments.jsonl'} "
+            f"--milvus-uri {settings.milvus_uri}\n"
             f"logs in {logs}; Ctrl-C stops everything.",
             flush=True,
         )
@@ -122,13 +152,19 @@ def _port_free(port: int) -> bool:
         return sock.connect_ex(("127.0.0.1", port)) != 0
 
 
-def _publish(csv_path: Path, settings: CatalensSettings) -> int:
+def _publish(csv_path: Path, settings: CatalensSettings, stop: threading.Event) -> int:
+    from catalens.kafka import DeliveryError
     from catalens.kafka.client import Publisher, ensure_topics
     from catalens.producer.catalog import read_csv
     from catalens.producer.publisher import EventPublisher
     from catalens.schemas import ProductImageEvent
 
-    ensure_topics(settings, [settings.input_topic])
+    bounded(
+        settings,
+        lambda: ensure_topics(settings, [settings.input_topic], timeout_s=try_timeout(settings)),
+        what="create topics",
+        stop=stop,
+    )
     events = [
         e
         for e in read_csv(csv_path, csv_path.parent / "images")
@@ -136,7 +172,11 @@ def _publish(csv_path: Path, settings: CatalensSettings) -> int:
     ]
     sent, failures = EventPublisher(Publisher(settings), settings.input_topic).publish_many(events)
     if failures:
-        raise RuntimeError(f"{len(failures)} sample events not delivered: {failures[0]}")
+        event_id, error = failures[0]
+        raise DeliveryError(
+            f"{len(failures)} sample events not delivered (first: {event_id}: {error})",
+            fatal=any(error.fatal for _, error in failures),
+        )
     log.info("published %d sample products", sent)
     return sent
 
@@ -152,7 +192,7 @@ def _wait_searchable(
         nonlocal found
         for child in services:
             if not child.running:
-                raise RuntimeError(f"{child.name} exited; see {child.log_file}")
+                raise ServiceExited(f"{child.name} exited; see {child.log_file}")
         try:
             response = httpx.get(f"{base}/search", params={"q": "product", "k": 1000}, timeout=10)
         except httpx.HTTPError as exc:

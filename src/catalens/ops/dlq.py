@@ -3,21 +3,29 @@
 ``show`` reads the whole dead-letter topic without committing anything. ``replay``
 re-publishes each selected letter's original key and value to its source topic; it
 reads as the consumer group ``catalens-dlq-replay`` and commits what it replayed, so a
-second replay only sends letters that arrived since.
+second replay only sends letters that arrived since. A letter that could not carry its
+event (``value_omitted``: an event too large) is passed over, saying so: replaying it
+would publish a tombstone, deleting the product.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 import uuid
 
 from pydantic import ValidationError
 
-from catalens.kafka.client import Publisher, Source
+from catalens.errors import TransientError
+from catalens.kafka.client import Publisher, Source, broker_topics
+from catalens.ops.bounded import bounded, try_timeout
 from catalens.schemas import DeadLetter
 from catalens.settings import CatalensSettings
+
+# How long a replayed event may wait for the broker's acknowledgement.
+REPLAY_ACK_S = 30
 
 
 def read_letters(source: Source, idle_timeout_s: float, limit: int):  # type: ignore[no-untyped-def]
@@ -38,13 +46,21 @@ def read_letters(source: Source, idle_timeout_s: float, limit: int):  # type: ig
 
 
 def run_dlq(settings: CatalensSettings, args: argparse.Namespace) -> int:
+    """Show or replay the selected dead letters; :class:`TransientError` when the broker
+    cannot be reached within ``settings.connect_timeout_s`` (reading an unreachable broker
+    would look like an empty topic) or a replayed event is not acknowledged."""
+    bounded(
+        settings,
+        lambda: broker_topics(settings, timeout_s=try_timeout(settings)),
+        what="reach Kafka",
+    )
     replay = args.action == "replay"
     group = "catalens-dlq-replay" if replay else f"catalens-dlq-show-{uuid.uuid4()}"
     source = Source(settings, group_id=group, topics=[settings.dlq_topic])
     publisher = Publisher(settings) if replay else None
     reasons = set(args.reason or ())
     products = set(args.product or ())
-    shown = replayed = 0
+    shown = replayed = omitted = 0
     try:
         for record, letter in read_letters(source, args.timeout, args.limit):
             if (reasons and letter.reason.value not in reasons) or (
@@ -65,16 +81,35 @@ def run_dlq(settings: CatalensSettings, args: argparse.Namespace) -> int:
                             "source": f"{letter.source_topic}/{letter.source_partition}"
                             f"@{letter.source_offset}",
                             "failed_at": letter.failed_at.isoformat(),
+                            "value_omitted": letter.value_omitted,
                         }
                     )
                 )
                 continue
+            if letter.value_omitted:
+                # Replaying the letter would publish a tombstone: the product deleted.
+                omitted += 1
+                print(
+                    f"not replayed: {letter.source_topic}/{letter.source_partition}"
+                    f"@{letter.source_offset} ({letter.reason.value}) was too large to keep in"
+                    " its dead letter; publish it again from the catalog",
+                    file=sys.stderr,
+                )
+                source.mark_done({record.tp: record.offset + 1})
+                continue
             publisher.produce(letter.source_topic, letter.original_key(), letter.original_value())
-            if publisher.flush(30):
-                raise RuntimeError("replayed event not acknowledged; nothing more committed")
+            if publisher.flush(REPLAY_ACK_S):
+                raise TransientError(
+                    f"a replayed event was not acknowledged within {REPLAY_ACK_S} s; the"
+                    f" {replayed} replayed before it are committed, nothing after"
+                )
             source.mark_done({record.tp: record.offset + 1})
             replayed += 1
     finally:
         source.close()
-    print(f"replayed {replayed} dead letters" if replay else f"{shown} dead letters")
+    if replay:
+        left = f" ({omitted} without their event, not replayed)" if omitted else ""
+        print(f"replayed {replayed} dead letters{left}")
+    else:
+        print(f"{shown} dead letters")
     return 0

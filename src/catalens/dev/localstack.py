@@ -15,13 +15,33 @@ import signal
 import socket
 import subprocess
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import IO
 
-from catalens.errors import TransientError
+from catalens.errors import OperatorError, TransientError
 from catalens.retry import Backoff, retry_transient
 
 log = logging.getLogger(__name__)
+
+
+def _wait(
+    probe: Callable[[], None],
+    what: str,
+    backoff: Backoff,
+    timeout_s: float,
+    stop: threading.Event | None,
+) -> None:
+    """Call ``probe`` until it stops raising :class:`TransientError` (quietly: a service
+    starting up is expected to refuse for a while)."""
+    retry_transient(
+        probe,
+        what=what,
+        backoff=backoff,
+        stop=stop or threading.Event(),
+        timeout_s=timeout_s,
+        log_level=logging.DEBUG,
+    )
 
 
 def free_port() -> int:
@@ -33,7 +53,7 @@ def free_port() -> int:
 def wait_for_port(
     port: int, timeout_s: float, host: str = "127.0.0.1", stop: threading.Event | None = None
 ) -> None:
-    """Return once ``host:port`` accepts connections; :class:`TimeoutError` after
+    """Return once ``host:port`` accepts connections; :class:`TransientError` after
     ``timeout_s``, :class:`~catalens.retry.Stopped` once ``stop`` is set."""
 
     def connect() -> None:
@@ -44,16 +64,14 @@ def wait_for_port(
             raise TransientError(f"nothing listens on {host}:{port}: {exc}") from None
 
     try:
-        retry_transient(
-            connect,
-            what=f"connecting to {host}:{port}",
-            backoff=Backoff(initial_s=0.05, max_s=0.2),
-            stop=stop or threading.Event(),
-            timeout_s=timeout_s,
-            log_level=logging.DEBUG,
-        )
+        _wait(connect, f"connecting to {host}:{port}", Backoff(0.05, 0.2), timeout_s, stop)
     except TransientError:
-        raise TimeoutError(f"nothing listens on {host}:{port} after {timeout_s}s") from None
+        raise TransientError(f"nothing listens on {host}:{port} after {timeout_s}s") from None
+
+
+class ServiceExited(OperatorError):
+    """A process started here exited while it was expected to serve: its log says why (a
+    wrong setting, a model it cannot load, a port taken)."""
 
 
 class Child:
@@ -201,11 +219,10 @@ def start_milvus(
     stop: threading.Event | None = None,
 ) -> Child:
     """Start Milvus standalone on ``port`` and wait until it serves requests. Restarting on
-    the same ``data_dir`` after a crash keeps the data. :class:`TimeoutError` after
-    ``timeout_s``, :class:`~catalens.retry.Stopped` once ``stop`` is set (Milvus stopped)."""
+    the same ``data_dir`` after a crash keeps the data. :class:`ServiceExited` when it
+    exits, :class:`TransientError` when it does not serve within ``timeout_s``,
+    :class:`~catalens.retry.Stopped` once ``stop`` is set (Milvus stopped)."""
     import sys
-
-    from catalens.store.client import Milvus
 
     data_dir.mkdir(parents=True, exist_ok=True)
     argv = [
@@ -217,11 +234,44 @@ def start_milvus(
         "--proxy-port",
         str(port),
     ]
-    child = Child("milvus", argv, log_file).start()
+    return _serving(Child("milvus", argv, log_file).start(), port, timeout_s, stop)
+
+
+def start_milvus_lite(
+    data_dir: Path,
+    port: int,
+    log_file: Path,
+    timeout_s: float = 60,
+    stop: threading.Event | None = None,
+) -> Child:
+    """Start Milvus Lite (PyPI ``milvus-lite``, the API of Milvus ≥ 2.5 in pure Python:
+    full-text search, hybrid search, grouping) as a gRPC server on ``port`` and wait
+    until it serves requests. It binds no other port, so it runs beside Milvus 2.3.5."""
+    import sys
+
+    data_dir.mkdir(parents=True, exist_ok=True)
+    argv = [
+        sys.executable,
+        "-m",
+        "milvus_lite",
+        "server",
+        "--data-dir",
+        str(data_dir),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+    ]
+    return _serving(Child("milvus-lite", argv, log_file).start(), port, timeout_s, stop)
+
+
+def _serving(child: Child, port: int, timeout_s: float, stop: threading.Event | None) -> Child:
+    """``child`` once the Milvus on ``port`` answers; stopped and an error otherwise."""
+    from catalens.store.client import Milvus
 
     def serving() -> None:
         if not child.running:
-            raise RuntimeError(f"Milvus exited at start; see {log_file}")
+            raise ServiceExited(f"{child.name} exited at start; see {child.log_file}")
         milvus = Milvus(f"http://127.0.0.1:{port}", timeout_s=2)
         try:
             milvus.list_collections()
@@ -229,17 +279,12 @@ def start_milvus(
             milvus.close()
 
     try:
-        retry_transient(
-            serving,
-            what="waiting for Milvus",
-            backoff=Backoff(initial_s=0.25, max_s=1.0),
-            stop=stop or threading.Event(),
-            timeout_s=timeout_s,
-            log_level=logging.DEBUG,
-        )
+        _wait(serving, f"waiting for {child.name}", Backoff(0.25, 1.0), timeout_s, stop)
     except TransientError:
         child.stop()
-        raise TimeoutError(f"Milvus not ready after {timeout_s}s; see {log_file}") from None
+        raise TransientError(
+            f"{child.name} not ready after {timeout_s}s; see {child.log_file}"
+        ) from None
     except BaseException:
         child.stop()
         raise

@@ -3,7 +3,9 @@
 ``GET /healthz``: 200 while the service loop has turned within ``stale_after_s``
 (liveness: a stuck loop turns it 503 and the supervisor restarts the process).
 ``GET /readyz``: 200 while the service reports its dependencies usable (readiness).
-``GET /metrics``: the worker's Prometheus metrics, when it has them (catalens.telemetry).
+``GET /metrics``: the worker's Prometheus metrics, when it has them (catalens.worker.metrics).
+Every error (a 503 of the checks, an unknown path, an unsupported method) answers JSON
+``{"error": code, "message": text}``, the query API's shape.
 """
 
 from __future__ import annotations
@@ -13,13 +15,22 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Mapping
+from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from catalens.telemetry import WorkerMetrics, watch_lag
+from catalens.worker.lag import watch_lag
+from catalens.worker.metrics import WorkerMetrics
 
 log = logging.getLogger(__name__)
+
+NOT_READY = (
+    "not ready: Kafka or Milvus cannot be used now, or the worker stopped consuming"
+    " (its log says why)"
+)
+# The error codes the query API gives the same statuses (catalens.query_api.errors).
+ERROR_CODES = {404: "not_found", 503: "unavailable"}
 
 
 def serve_health(
@@ -38,14 +49,36 @@ def serve_health(
                 return
             age = time.monotonic() - last_turn()
             if self.path == "/healthz":
-                ok = age < stale_after_s
+                if age >= stale_after_s:
+                    self.send_error(
+                        503,
+                        f"the service loop last turned {age:.1f} s ago"
+                        f" (limit {stale_after_s:g} s): it is stuck",
+                    )
+                    return
             elif self.path == "/readyz":
-                ok = ready()
+                if not ready():
+                    self.send_error(503, NOT_READY)
+                    return
             else:
-                self.send_error(404)
+                paths = "/healthz, /readyz" + (", /metrics" if metrics is not None else "")
+                self.send_error(404, f"no such path: {self.path} (this worker serves {paths})")
                 return
-            body = json.dumps({"ok": ok, "loop_age_s": round(age, 3)}).encode()
-            self._send(200 if ok else 503, "application/json", body)
+            body = json.dumps({"ok": True, "loop_age_s": round(age, 3)}).encode()
+            self._send(200, "application/json", body)
+
+        def send_error(
+            self, code: int, message: str | None = None, explain: str | None = None
+        ) -> None:
+            """Every error, the server's own included (an unsupported method, a malformed
+            request), as JSON ``{"error": code, "message": text}``, as the query API answers."""
+            status = HTTPStatus(code)
+            error = ERROR_CODES.get(code, status.phrase.lower().replace(" ", "_").replace("-", "_"))
+            body = json.dumps({"error": error, "message": message or status.phrase}).encode()
+            if getattr(self, "command", None) == "HEAD":
+                body = b""
+            self.close_connection = True
+            self._send(code, "application/json", body)
 
         def _send(self, status: int, content_type: str, body: bytes) -> None:
             self.send_response(status)

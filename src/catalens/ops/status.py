@@ -27,6 +27,7 @@ from pydantic import ValidationError
 from catalens.errors import OperatorError, TransientError
 from catalens.index import commands
 from catalens.kafka.client import partition_lag, read_tail
+from catalens.ops.table import render_table
 from catalens.schemas import DeadLetter
 from catalens.settings import StatusSettings
 from catalens.store.admin import Generation
@@ -158,7 +159,7 @@ class GroupLag:
 
 
 @dataclass(frozen=True)
-class WorkerMetrics:
+class WorkerScrape:
     """What one worker's ``/metrics`` said; ``error`` says why it could not be read."""
 
     url: str
@@ -178,10 +179,10 @@ class WorkerMetrics:
         }
 
 
-def read_worker(url: str, text: str) -> WorkerMetrics:
+def read_worker(url: str, text: str) -> WorkerScrape:
     """Interpret a worker's ``/metrics`` text."""
     ready = gauge_values(text, "catalens_ready")
-    return WorkerMetrics(
+    return WorkerScrape(
         url,
         roles=tuple(sorted({labels["role"] for labels, _ in ready if "role" in labels})),
         ready=all(value == 1 for _, value in ready) if ready else None,
@@ -196,7 +197,7 @@ class Status:
     groups: list[GroupLag] = field(default_factory=list)
     generations: list[commands.GenerationStatus] = field(default_factory=list)
     dead_letters: DeadLetterCounts | None = None
-    workers: list[WorkerMetrics] = field(default_factory=list)
+    workers: list[WorkerScrape] = field(default_factory=list)
     errors: dict[str, str] = field(default_factory=dict)
 
     def freshness(self) -> dict[str, Any]:
@@ -214,7 +215,11 @@ class Status:
 
     @property
     def complete(self) -> bool:
-        return not self.errors and all(w.error is None for w in self.workers)
+        return not self.unread()
+
+    def unread(self) -> list[str]:
+        """The parts that could not be read, the unreachable workers among them."""
+        return [*self.errors, *(f"worker {w.url}" for w in self.workers if w.error is not None)]
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -231,7 +236,7 @@ def render(status: Status) -> str:
     """The report for people: one short table per part."""
     parts = ["consumer groups (lag = records not yet committed)"]
     parts.append(
-        _table(
+        render_table(
             ("group", "topic", "lag", "by partition"),
             [
                 (
@@ -242,6 +247,7 @@ def render(status: Status) -> str:
                 )
                 for g in status.groups
             ],
+            indent="  ",
         )
         if status.groups
         else "  (none)"
@@ -250,7 +256,7 @@ def render(status: Status) -> str:
     parts.append(
         "  unknown (see below)"
         if "generations" in status.errors
-        else "\n".join("  " + line for line in commands.table(status.generations).splitlines())
+        else render_generations(status.generations, indent="  ")
     )
     parts += ["", "dead letters"]
     letters = status.dead_letters
@@ -264,7 +270,7 @@ def render(status: Status) -> str:
             parts.append(f"  (and {letters.unreadable} records that are not dead letters)")
     parts += ["", "workers"]
     parts.append(
-        _table(
+        render_table(
             ("url", "state", "roles", "freshness samples"),
             [
                 (
@@ -277,6 +283,7 @@ def render(status: Status) -> str:
                 )
                 for w in status.workers
             ],
+            indent="  ",
         )
         if status.workers
         else "  (none given: --worker URL or CATALENS_STATUS_WORKERS)"
@@ -295,13 +302,54 @@ def render(status: Status) -> str:
     return "\n".join(parts)
 
 
-def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    lines = [tuple(header), *(tuple(r) for r in rows)]
-    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
-    return "\n".join(
-        "  " + "  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip()
-        for line in lines
+def render_generations(rows: Sequence[commands.GenerationStatus], *, indent: str = "") -> str:
+    """Index generations for people, one line each: ``catalens index status`` and the
+    generations part of ``catalens status``. ``memory`` estimates what the vectors' index
+    takes in the query nodes' RAM; ``words``: whether the generation answers keyword and
+    hybrid search."""
+    return render_table(
+        (
+            "name",
+            "model",
+            "index",
+            "dim",
+            "rows",
+            "memory",
+            "words",
+            "serving",
+            "embedder behind",
+            "sink behind",
+        ),
+        [
+            (
+                row.generation.name(row.alias),
+                row.generation.model,
+                row.generation.layout.index.type,
+                "?" if row.generation.identity is None else str(row.generation.identity.dim),
+                str(row.generation.rows),
+                _size(row.generation.memory_bytes()),
+                "yes" if row.generation.layout.text else "no",
+                "yes" if row.generation.serving else "no",
+                _count(row.embedder_behind),
+                _count(row.sink_behind),
+            )
+            for row in rows
+        ],
+        indent=indent,
     )
+
+
+def _size(value: int | None) -> str:
+    if value is None:
+        return "?"
+    for unit, size in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if value >= size:
+            return f"{value / size:.1f} {unit}"
+    return f"{value} B"
+
+
+def _count(value: int | None) -> str:
+    return "-" if value is None else str(value)
 
 
 def _seconds(value: float | None) -> str:
@@ -330,9 +378,11 @@ def collect(
         status.errors["consumer groups"] = lag_error
     lags = {g.group: g.total for g in status.groups}
     for generation in generations:
-        embedder, sink = commands.generation_groups(generation)
+        embedder, sink = commands.generation_groups(generation, settings.collection)
         status.generations.append(
-            commands.GenerationStatus(generation, lags.get(embedder), lags.get(sink))
+            commands.GenerationStatus(
+                generation, settings.collection, lags.get(embedder), lags.get(sink)
+            )
         )
     since = datetime.now(UTC) - dead_letters_since
     try:
@@ -351,7 +401,7 @@ def _groups(settings: StatusSettings, generations: Sequence[Generation]) -> list
     default embedder and sink groups, and the ones set explicitly."""
     pairs: list[tuple[str, str]] = []
     for generation in generations:
-        embedder, sink = commands.generation_groups(generation)
+        embedder, sink = commands.generation_groups(generation, settings.collection)
         pairs += [(embedder, settings.input_topic), (sink, settings.embeddings_topic)]
     if settings.embedder_group:
         pairs.append((settings.embedder_group, settings.input_topic))
@@ -373,19 +423,19 @@ def _group_lags(
     return out, None
 
 
-def fetch_worker(url: str, timeout_s: float = 5.0) -> WorkerMetrics:
+def fetch_worker(url: str, timeout_s: float = 5.0) -> WorkerScrape:
     """Read one worker's ``/metrics`` (``url`` may be its base URL)."""
     target = url if urlsplit(url).path not in ("", "/") else url.rstrip("/") + "/metrics"
     try:
         response = httpx.get(target, timeout=timeout_s)
     except httpx.HTTPError as error:
-        return WorkerMetrics(url, error=f"{type(error).__name__}: {error}")
+        return WorkerScrape(url, error=f"{type(error).__name__}: {error}")
     if response.status_code != 200:
-        return WorkerMetrics(url, error=f"{target} answered {response.status_code}")
+        return WorkerScrape(url, error=f"{target} answered {response.status_code}")
     try:
         return read_worker(url, response.text)
     except ValueError as error:  # not Prometheus text
-        return WorkerMetrics(url, error=f"{target} is not Prometheus text: {error}")
+        return WorkerScrape(url, error=f"{target} is not Prometheus text: {error}")
 
 
 def as_json(status: Status) -> str:

@@ -2,22 +2,29 @@
 
 Options override the ``CATALENS_*`` environment variables of the same name
 (``--kafka-bootstrap`` ↔ ``CATALENS_KAFKA_BOOTSTRAP``).
+
+Exit status: 0 done (a service asked to stop by SIGTERM or Ctrl-C has done); 1 a
+Catalens error (something missing or refused, a dependency away after the command's
+wait, CATALENS_CONNECT_TIMEOUT_S); 2 a command line or configuration that cannot be read;
+130 a command interrupted by Ctrl-C. Every failure ends with one line on stderr,
+``catalens <command>: <message>``; a bug crashes with its traceback.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import signal
 import sys
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
 
-from catalens.errors import OperatorError, Stopped
+from catalens.errors import CatalensError, OperatorError, Stopped, TransientError, UsageError
 from catalens.logs import configure_logging
 from catalens.settings import (
     ApiSettings,
@@ -56,7 +63,25 @@ def _settings(cls: type[CatalensSettings], args: argparse.Namespace) -> Any:
     try:
         return cls(**overrides)
     except ValidationError as exc:
-        sys.exit(f"catalens: invalid configuration:\n{exc}")
+        raise UsageError(f"invalid configuration: {_problems(exc, overrides)}") from None
+
+
+def _problems(exc: ValidationError, options: Iterable[str]) -> str:
+    """Each problem of ``exc`` naming the setting as it was given: the option, or the
+    ``CATALENS_*`` variable."""
+    problems = []
+    for error in exc.errors():
+        field = ".".join(str(part) for part in error["loc"])
+        if not field:
+            where = "settings"
+        elif field in options:
+            where = f"--{field.replace('_', '-')}"
+        else:
+            where = f"CATALENS_{field.upper()}"
+        given = error.get("input")
+        shown = f" (got {given!r})" if isinstance(given, str | int | float) else ""
+        problems.append(f"{where}: {error['msg']}{shown}")
+    return "; ".join(problems)
 
 
 def _configure_logging(settings: CatalensSettings) -> None:
@@ -97,35 +122,52 @@ def cmd_sink(args: argparse.Namespace) -> int:
 def cmd_api(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from catalens.query_api.app import create_app
+    from catalens.query_api.app import build_services, create_app
+    from catalens.query_api.deps import Services
+    from catalens.query_api.metrics import Metrics
 
     settings = _settings(ApiSettings, args)
     _configure_logging(settings)
-    uvicorn.run(
-        create_app(settings),
-        host=settings.api_host,
-        port=settings.api_port,
-        loop=settings.api_loop,
-        http=settings.api_http,
-        log_level=settings.log_level.lower(),
-        access_log=False,
-    )
+    failed: list[CatalensError] = []
+
+    def build(settings: ApiSettings, metrics: Metrics) -> Services:
+        try:
+            return build_services(settings, metrics)
+        except OperatorError as error:  # the server logs it and exits; we say it last
+            failed.append(error)
+            raise
+
+    try:
+        uvicorn.run(
+            create_app(settings, build),
+            host=settings.api_host,
+            port=settings.api_port,
+            loop=settings.api_loop,
+            http=settings.api_http,
+            log_level=settings.log_level.lower(),
+            access_log=False,
+        )
+    except SystemExit:  # uvicorn's exit when the application could not start
+        if failed:
+            raise failed[-1] from None
+        raise
     return 0
 
 
 def cmd_publish(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
+    from catalens.kafka import DeliveryError
     from catalens.kafka.client import Publisher, ensure_topics
+    from catalens.ops.bounded import bounded, try_timeout
     from catalens.producer.catalog import CatalogError, read_csv, read_jsonl
     from catalens.producer.publisher import EventPublisher
-    from catalens.retry import Backoff, retry_transient
 
     settings = _settings(CatalensSettings, args)
     _configure_logging(settings)
     path = Path(args.path)
     if not path.is_file():
-        sys.exit(f"catalens publish: no such file: {path}")
+        raise OperatorError(f"no such file: {path}")
     if path.suffix.lower() == ".csv":
         images = Path(args.images) if args.images else path.parent / "images"
         rows = read_csv(path, images, version=args.version, image_base_url=args.image_base_url)
@@ -140,11 +182,10 @@ def cmd_publish(args: argparse.Namespace) -> int:
             else:
                 yield row
 
-    retry_transient(
-        lambda: ensure_topics(settings, [settings.input_topic]),
+    bounded(
+        settings,
+        lambda: ensure_topics(settings, [settings.input_topic], timeout_s=try_timeout(settings)),
         what="create topics",
-        backoff=Backoff(),
-        stop=threading.Event(),
     )
     publisher = EventPublisher(Publisher(settings), settings.input_topic)
     with tqdm(desc=f"publishing {path.name}", unit="event", disable=args.quiet) as bar:
@@ -159,11 +200,17 @@ def cmd_publish(args: argparse.Namespace) -> int:
         f"published {sent} events to {settings.input_topic}"
         f" ({len(problems)} rows skipped, {len(failures)} not delivered)"
     )
-    return 1 if failures else 0
+    if failures:
+        event_id, error = failures[0]
+        raise DeliveryError(
+            f"{len(failures)} events not delivered (first: {event_id}: {error})",
+            fatal=any(error.fatal for _, error in failures),
+        )
+    return 0
 
 
 def cmd_model(args: argparse.Namespace) -> int:
-    from catalens.modelkit import build_random_clip
+    from catalens.dev.modelkit import build_random_clip
 
     path = build_random_clip(Path(args.directory), size=args.size, seed=args.seed)
     print(f"wrote a random-weights CLIP ({args.size}) to {path}")
@@ -171,47 +218,88 @@ def cmd_model(args: argparse.Namespace) -> int:
 
 
 def cmd_up(args: argparse.Namespace) -> int:
-    from catalens.up import run_up
+    from catalens.ops.up import run_up
 
     settings = _settings(ApiSettings, args)
     _configure_logging(settings)
     return run_up(
-        settings, data_dir=Path(args.data_dir), sample_size=args.sample_size, stop=stop_on_signals()
+        settings,
+        data_dir=Path(args.data_dir),
+        sample_size=args.sample_size,
+        stop=stop_on_signals(),
+        milvus_server=args.milvus_server,
     )
 
 
 def cmd_index(args: argparse.Namespace) -> int:
     from catalens.index import commands
+    from catalens.ops.bounded import bounded
+    from catalens.ops.status import render_generations
 
     settings = _settings(CatalensSettings, args)
     _configure_logging(settings)
+    if args.action != "status" and not args.model:
+        raise UsageError(f"name the MODEL to {args.action}")
     if args.action == "status":
-        rows = commands.status(settings)
-        print(commands.as_json(rows) if args.json else commands.table(rows))
-        return 0
-    if not args.model:
-        sys.exit(f"catalens index {args.action}: name the MODEL")
-    try:
-        if args.action == "promote":
-            print(
-                commands.promote(settings, args.model, tolerance=args.tolerance, force=args.force)
+        rows = bounded(settings, lambda: commands.status(settings), what="index status")
+        print(commands.as_json(rows) if args.json else render_generations(rows))
+    elif args.action == "promote":
+        quality = None
+        if args.eval:
+            from catalens.index.relevance import read_judgments
+
+            quality = commands.QualityCheck(
+                read_judgments(Path(args.eval)), args.eval_tolerance, mode=args.eval_mode
             )
-        else:
-            print(commands.drop(settings, args.model))
-    except commands.PromotionRefused as refused:
-        problems = "\n".join(f"  - {p}" for p in refused.problems)
-        print(f"not promoted:\n{problems}\n(--force promotes anyway)", file=sys.stderr)
-        return 1
-    except (LookupError, OperatorError) as error:
-        print(f"catalens index {args.action}: {error}", file=sys.stderr)
-        return 1
+        try:
+            done = bounded(
+                settings,
+                lambda: commands.promote(
+                    settings,
+                    args.model,
+                    tolerance=args.tolerance,
+                    force=args.force,
+                    quality=quality,
+                ),
+                what="promote",
+            )
+        except commands.PromotionRefused as refused:
+            raise OperatorError(f"{refused.message} (--force promotes anyway)") from None
+        print(done)
+    else:
+        print(bounded(settings, lambda: commands.drop(settings, args.model), what="drop"))
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from catalens.ops import eval as evaluation
+    from catalens.ops.bounded import bounded
+
+    settings = _settings(ApiSettings, args)
+    _configure_logging(settings)
+    path = Path(args.judgments)
+    # The text tower's libraries print as they load (NNCF's report of its quantising):
+    # to stderr with the logs, so that standard output holds the figures alone.
+    with contextlib.redirect_stdout(sys.stderr):
+        done = bounded(
+            settings,
+            lambda: evaluation.evaluate(
+                settings,
+                path,
+                modes=tuple(args.mode or ()),
+                k=args.k,
+                generation=args.generation,
+            ),
+            what="eval",
+        )
+    print(evaluation.as_json(done) if args.json else done.render(), flush=True)
     return 0
 
 
 def cmd_status(args: argparse.Namespace) -> int:
     from datetime import timedelta
 
-    from catalens import status
+    from catalens.ops import status
 
     settings = _settings(StatusSettings, args)
     _configure_logging(settings)
@@ -221,13 +309,15 @@ def cmd_status(args: argparse.Namespace) -> int:
         dead_letters_per_partition=args.dead_letters,
         dead_letters_since=timedelta(seconds=args.since),
     )
-    print(status.as_json(report) if args.json else status.render(report))
+    print(status.as_json(report) if args.json else status.render(report), flush=True)
     # Scripts learn from the exit status that some part could not be read.
-    return 0 if report.complete else 1
+    if not report.complete:
+        raise TransientError(f"could not read {', '.join(report.unread())}")
+    return 0
 
 
 def cmd_dlq(args: argparse.Namespace) -> int:
-    from catalens.dlq import run_dlq
+    from catalens.ops.dlq import run_dlq
 
     settings = _settings(CatalensSettings, args)
     _configure_logging(settings)
@@ -246,6 +336,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--data-dir", default=".catalens", help="state, logs, sample (default %(default)s)"
     )
     up.add_argument("--sample-size", type=int, default=40, help="products in the sample catalog")
+    up.add_argument(
+        "--milvus-server",
+        choices=["lite", "standalone"],
+        default="lite",
+        help="the local Milvus when no URI is given: Milvus Lite (keyword and hybrid search, "
+        "starts in a second) or Milvus 2.3.5 standalone (default %(default)s)",
+    )
     up.set_defaults(func=cmd_up)
 
     publish = commands.add_parser("publish", help="publish a catalog (CSV + images, or JSONL)")
@@ -286,11 +383,14 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(dlq, ("dlq_topic",))
     dlq.set_defaults(func=cmd_dlq)
 
-    index = commands.add_parser(
-        "index", help="index generations: status, promote MODEL, drop MODEL"
-    )
+    index = commands.add_parser("index", help="index generations: status, promote NAME, drop NAME")
     index.add_argument("action", choices=["status", "promote", "drop"])
-    index.add_argument("model", nargs="?", help="the generation's model (or its collection)")
+    index.add_argument(
+        "model",
+        nargs="?",
+        metavar="NAME",
+        help="the generation: its name (index status), its collection, or its model",
+    )
     index.add_argument("--json", action="store_true", help="status as JSON, for machines")
     index.add_argument(
         "--tolerance",
@@ -301,8 +401,40 @@ def build_parser() -> argparse.ArgumentParser:
     index.add_argument(
         "--force", action="store_true", help="promote even when the check finds differences"
     )
+    index.add_argument(
+        "--eval",
+        metavar="JUDGMENTS",
+        help="promote: refuse a generation whose nDCG@10 on these judgments is worse than "
+        "the served one's by more than --eval-tolerance",
+    )
+    index.add_argument("--eval-tolerance", type=float, default=0.02, metavar="NDCG")
+    index.add_argument(
+        "--eval-mode",
+        choices=["vector", "keyword", "hybrid"],
+        help="the mode --eval compares in (default: the candidate's default mode)",
+    )
     _add_common(index, ("embeddings_topic",))
     index.set_defaults(func=cmd_index)
+
+    evaluate = commands.add_parser(
+        "eval", help="recall@k, nDCG@k and MRR per search mode on a judgments file"
+    )
+    evaluate.add_argument(
+        "judgments", help='JSON Lines: {"query": "...", "relevant": ["product id", ...]}'
+    )
+    evaluate.add_argument(
+        "--mode",
+        action="append",
+        choices=["vector", "keyword", "hybrid"],
+        help="repeatable (default: every mode the generation answers)",
+    )
+    evaluate.add_argument("--k", type=int, default=10, help="the rank cut-off (default 10)")
+    evaluate.add_argument("--json", action="store_true", help="as JSON, for machines")
+    evaluate.add_argument(
+        "--generation", metavar="NAME", help="another generation than the served one"
+    )
+    _add_common(evaluate)
+    evaluate.set_defaults(func=cmd_eval)
 
     status = commands.add_parser(
         "status",
@@ -342,8 +474,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; its exit status (the module's docstring lists them). A usage error
+    of argparse's own exits with 2 from inside ``parse_args``."""
     args = build_parser().parse_args(argv)
     func: Callable[[argparse.Namespace], int] = args.func
+    action = getattr(args, "action", None)  # dlq show|replay, index status|promote|drop
+    command = f"catalens {args.command}" + (f" {action}" if action else "")
     try:
         return func(args)
     except Stopped as stopped:
@@ -351,6 +487,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         # only follow durable effects), so this is a clean exit.
         log.info("stopped while waiting for: %s", stopped)
         return 0
+    except KeyboardInterrupt:
+        return _fail(command, "interrupted", EXIT_INTERRUPTED)
+    except UsageError as error:
+        return _fail(command, error.message, EXIT_USAGE)
+    except CatalensError as error:
+        return _fail(command, error.message, EXIT_ERROR)
+
+
+EXIT_ERROR = 1
+EXIT_USAGE = 2  # argparse's own status for a command line it cannot read
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, what a shell reports for a Ctrl-C'd program
+
+
+def _fail(command: str, message: str, status: int) -> int:
+    """Say what went wrong on one line of stderr; return the exit status."""
+    line = " ".join(message.split()) or "failed"  # one line, whatever the message held
+    print(f"{command}: {line}", file=sys.stderr, flush=True)
+    return status
 
 
 if __name__ == "__main__":

@@ -1,0 +1,1 @@
+"""The operator's commands: ``catalens up|publish|embedder|sink|api|dlq|index|status|eval``."""

@@ -1,0 +1,253 @@
+"""The OpenAPI document says what the query API answers: every status of every route,
+with the one error body, and parameter schemas that are what the API enforces. Checked
+over a stand-in index; tests/integration/test_openapi.py runs schemathesis' checks
+against the real API."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import replace
+from types import SimpleNamespace
+from typing import Any
+from urllib.parse import quote
+
+import jsonschema_rs
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+
+from catalens.images import PreprocessSpec
+from catalens.query_api.app import create_app
+from catalens.query_api.deps import Services
+from catalens.query_api.errors import ErrorBody
+from catalens.query_api.metrics import Metrics
+from catalens.retry import TransientError
+from catalens.settings import ApiSettings
+from catalens.store.memory import MemoryIndex
+from catalens.store.values import Hit, Product, Search
+from tests.conftest import jpeg_bytes
+from tests.unit.test_query_api import index_of, services
+
+Document = dict[str, Any]
+
+
+class AwayStore(MemoryIndex):
+    """Milvus cannot be reached."""
+
+    def products(self, product_ids: Sequence[str], *, with_vectors: bool = False) -> list[Product]:
+        raise TransientError("Milvus query failed: server unavailable")
+
+    def search(self, search: Search) -> list[Hit]:
+        raise TransientError("Milvus search failed: server unavailable")
+
+    def ping(self) -> None:
+        raise TransientError("Milvus ping failed: server unavailable")
+
+
+def searchable(store: MemoryIndex) -> Any:
+    """Services over ``store`` whose towers turn any text or image into one vector."""
+
+    def build(settings: ApiSettings, metrics: Metrics) -> Services:
+        fake = services(settings, metrics, store)
+        encoder = SimpleNamespace(
+            spec=PreprocessSpec(size=32, crop=32),
+            encode_images=lambda images: [np.ones(4, dtype=np.float32) for _ in images],
+        )
+        return replace(
+            fake,
+            encoder=encoder,  # type: ignore[arg-type]
+            texts=lambda q: (np.ones(4, dtype=np.float32), True),  # type: ignore[arg-type]
+        )
+
+    return build
+
+
+@pytest.fixture(scope="module")
+def document() -> Document:
+    document: Document = create_app(ApiSettings()).openapi()
+    return document
+
+
+@pytest.fixture
+def client() -> Iterator[TestClient]:
+    store = index_of(["plain", "ABC/123", "bare"])
+    store.rows[("bare", "0")] = replace(store.rows[("bare", "0")], image=None)
+    with TestClient(create_app(ApiSettings(), build=searchable(store))) as c:
+        yield c
+
+
+@pytest.fixture
+def away() -> Iterator[TestClient]:
+    with TestClient(create_app(ApiSettings(), build=searchable(AwayStore()))) as c:
+        yield c
+
+
+def documented_schema(document: Document, path: str, method: str, status: int) -> Any:
+    """The schema the document gives the JSON body of ``status``, resolvable on its own."""
+    responses = document["paths"][path][method]["responses"]
+    assert str(status) in responses, f"{method.upper()} {path} does not document {status}"
+    schema = responses[str(status)]["content"]["application/json"]["schema"]
+    return {**schema, "components": document["components"]}
+
+
+def image_upload(data: bytes) -> dict[str, Any]:
+    return {"files": {"image": ("q.jpg", data, "image/jpeg")}}
+
+
+ERRORS: list[tuple[str, str, str, dict[str, Any], int, str]] = [
+    # (method, URL, route path, request arguments, status, error code)
+    ("get", "/products/nope", "/products/{product_id}", {}, 404, "not_found"),
+    ("get", "/products/nope/similar", "/products/{product_id}/similar", {}, 404, "not_found"),
+    ("get", "/products/nope/image", "/products/{product_id}/image", {}, 404, "not_found"),
+    ("get", "/products/bare/image", "/products/{product_id}/image", {}, 404, "not_found"),
+    ("get", f"/products/{quote('é' * 257)}", "/products/{product_id}", {}, 422, "invalid_request"),
+    (
+        "get",
+        "/products/plain/similar?k=0",
+        "/products/{product_id}/similar",
+        {},
+        422,
+        "invalid_request",
+    ),
+    ("get", "/search?q=%20%E2%80%83", "/search", {}, 400, "bad_request"),
+    ("get", "/search?q=dress&k=1001", "/search", {}, 422, "invalid_request"),
+    ("get", "/search?q=dress&k=5&k=6", "/search", {}, 422, "invalid_request"),
+    ("get", "/search?q=dress&price_min=nan", "/search", {}, 422, "invalid_request"),
+    ("post", "/search/image", "/search/image", image_upload(b"no image"), 400, "bad_request"),
+    (
+        "post",
+        "/search/image",
+        "/search/image",
+        {
+            "content": b"--x\r\nnot a part",
+            "headers": {"content-type": "multipart/form-data; boundary=x"},
+        },
+        400,
+        "bad_request",
+    ),
+    ("post", "/search/image", "/search/image", {"data": {"other": "x"}}, 422, "invalid_request"),
+]
+
+
+@pytest.mark.parametrize(("method", "url", "path", "arguments", "status", "code"), ERRORS)
+def test_every_error_a_route_answers_is_documented_with_the_one_error_body(
+    client: TestClient,
+    document: Document,
+    method: str,
+    url: str,
+    path: str,
+    arguments: dict[str, Any],
+    status: int,
+    code: str,
+) -> None:
+    response = client.request(method, url, **arguments)
+    assert response.status_code == status, response.text
+    schema = documented_schema(document, path, method, status)
+    jsonschema_rs.validate(schema, response.json())
+    assert ErrorBody.model_validate(response.json()).error == code
+
+
+@pytest.mark.parametrize(
+    ("method", "url", "path", "arguments"),
+    [
+        ("get", "/search?q=dress", "/search", {}),
+        ("post", "/search/image", "/search/image", image_upload(jpeg_bytes(seed=1))),
+        ("get", "/products/plain", "/products/{product_id}", {}),
+        ("get", "/products/plain/similar", "/products/{product_id}/similar", {}),
+        ("get", "/products/plain/image", "/products/{product_id}/image", {}),
+        ("get", "/readyz", "/readyz", {}),
+    ],
+)
+def test_while_milvus_is_away_every_route_that_reads_the_index_answers_a_documented_503(
+    away: TestClient,
+    document: Document,
+    method: str,
+    url: str,
+    path: str,
+    arguments: dict[str, Any],
+) -> None:
+    response = away.request(method, url, **arguments)
+    assert response.status_code == 503, response.text
+    jsonschema_rs.validate(documented_schema(document, path, method, 503), response.json())
+    assert ErrorBody.model_validate(response.json()).error == "unavailable"
+
+
+def test_the_document_lists_exactly_the_statuses_each_route_answers(document: Document) -> None:
+    """No route claims 405 (no listed method answers it), 413 (oversized uploads are a
+    400) or 429 (no rate limits)."""
+    listed = {
+        (method.upper(), path): sorted(operation["responses"])
+        for path, item in document["paths"].items()
+        for method, operation in item.items()
+    }
+    assert listed == {
+        ("GET", "/healthz"): ["200"],
+        ("GET", "/readyz"): ["200", "503"],
+        ("GET", "/info"): ["200"],
+        ("GET", "/search"): ["200", "400", "422", "503"],
+        ("POST", "/search/image"): ["200", "400", "422", "503"],
+        ("GET", "/products/{product_id}"): ["200", "404", "422", "503"],
+        ("GET", "/products/{product_id}/similar"): ["200", "404", "422", "503"],
+        ("GET", "/products/{product_id}/image"): ["200", "307", "404", "422", "503"],
+    }
+
+
+def test_every_documented_error_has_the_error_body_and_examples_that_fit_it(
+    document: Document,
+) -> None:
+    assert "HTTPValidationError" not in document["components"]["schemas"]
+    for path, item in document["paths"].items():
+        for method, operation in item.items():
+            for status, response in operation["responses"].items():
+                if int(status) < 400:
+                    continue
+                media = response["content"]["application/json"]
+                assert media["schema"] == {"$ref": "#/components/schemas/ErrorBody"}, path
+                assert media["examples"], (method, path, status)
+                for example in media["examples"].values():
+                    ErrorBody.model_validate(example["value"])
+
+
+def test_search_results_link_to_the_routes_of_their_first_product(document: Document) -> None:
+    for path, method in (("/search", "get"), ("/search/image", "post")):
+        links = document["paths"][path][method]["responses"]["200"]["links"]
+        assert len(links) == 3
+        for link in links.values():
+            pointer = link["operationRef"].removeprefix("#/paths/")
+            target, _, target_method = pointer.rpartition("/")
+            target_path = target.replace("~1", "/")
+            assert target_method in document["paths"][target_path], link
+            assert link["parameters"] == {"product_id": "$response.body#/results/0/product_id"}
+
+
+def test_the_query_pattern_refuses_exactly_the_texts_the_api_finds_blank(
+    document: Document,
+) -> None:
+    """The document's pattern read as JSON Schema reads it (ECMA-262, by jsonschema_rs)
+    and the API's check (``str.strip()``) agree on every character."""
+    (q,) = [p for p in document["paths"]["/search"]["get"]["parameters"] if p["name"] == "q"]
+    validator = jsonschema_rs.validator_for(q["schema"])
+    disagree = [
+        hex(code)
+        for code in range(0x110000)
+        if not 0xD800 <= code <= 0xDFFF and validator.is_valid(chr(code)) != bool(chr(code).strip())
+    ]
+    assert disagree == []
+
+
+def test_a_repeated_one_value_parameter_is_refused_and_a_repeated_list_is_served(
+    client: TestClient,
+) -> None:
+    repeated = client.get("/search?q=dress&offset=1&offset=2&k=3")
+    assert repeated.status_code == 422
+    assert "offset: given more than once" in repeated.json()["message"]
+    assert client.get("/search?q=dress&category=Dress&category=Top").status_code == 200
+
+
+def test_an_inverted_price_range_is_served_not_refused(
+    client: TestClient,
+) -> None:
+    """The document cannot say that price_min must not exceed price_max; a request it
+    calls valid is served."""
+    response = client.get("/search", params={"q": "dress", "price_min": 5, "price_max": 1})
+    assert response.status_code == 200

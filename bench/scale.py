@@ -351,16 +351,37 @@ def load_catalog(work: Path, size: int, queries: int, text_queries: int, shape: 
     return catalog
 
 
+def float16_recall(catalog: Catalog) -> dict[str, float]:
+    """recall@10 of exact search over the catalog and queries rounded to float16, against
+    float32: what FLOAT16_VECTOR fields (Milvus >= 2.4) cost in recall before any index."""
+    vectors = catalog.vectors.astype(np.float16).astype(np.float32)
+    out = {}
+    for name, queries, truth in (
+        ("image", catalog.image_queries, catalog.image_truth),
+        ("text", catalog.text_queries, catalog.text_truth),
+    ):
+        top, _ = exact_top(vectors, queries.astype(np.float16).astype(np.float32), K)
+        out[name] = recall([row.tolist() for row in top], truth)
+    return out
+
+
 # -- rows ----------------------------------------------------------------------------------
 
 COLOURS = ("black", "white", "navy", "beige", "red", "green", "grey", "pink", "blue", "brown")
 MATERIALS = ("cotton", "linen", "wool", "polyester", "viscose", "denim", "leather", "silk")
 SIZES = ("XS", "S", "M", "L", "XL")
+DESCRIPTION = (
+    "Relaxed-fit shirt in a soft woven fabric with a classic collar, buttons down the front, "
+    "a chest pocket and long sleeves with buttoned cuffs. Rounded hem, slightly longer at the "
+    "back. Machine wash at 40 degrees."
+)
 
 
 def rows(catalog: Catalog, start: int, stop: int, spec: IndexSpec) -> list[dict[str, Any]]:
-    """Rows as a Catalens generation holds them, one per product image: a 22-character
-    key (``<product id>-image-<n>``), a ~60-character image URL, ~150 bytes of JSON."""
+    """Rows as a Catalens generation holds them, one per product image: a 32-character
+    row key (``catalens.store.admin.row_key``'s width; the row number leads it so that a
+    hit names its row), a ~60-character image URL, a ~40-character name, a ~200-character
+    description and ~150 bytes of JSON attributes."""
     out = []
     tiny = np.array([1.0, 0.0], dtype=np.float32)
     for i in range(start, stop):
@@ -368,11 +389,16 @@ def rows(catalog: Catalog, start: int, stop: int, spec: IndexSpec) -> list[dict[
         family = int(catalog.families[i])
         out.append(
             {
-                "pk": f"{product}-image-1",
+                "row_key": f"{i:010d}{hashlib.blake2b(product.encode()).hexdigest()[:22]}",
                 "product_id": product,
+                "image_id": "front",
+                "position": 0,
+                "images": 1,
                 "version": 1,
                 "category": f"category-{int(catalog.categories[i]):03d}",
                 "image": f"https://cdn.example-shop.com/p/{i:010d}/front-1200x1800.jpg",
+                "name": f"{MATERIALS[family % len(MATERIALS)].title()} shirt, style {family}",
+                "description": DESCRIPTION,
                 "updated_at_ms": 1_765_000_000_000 + i,
                 "input_offset": i,
                 "attributes": {
@@ -395,8 +421,8 @@ def rows(catalog: Catalog, start: int, stop: int, spec: IndexSpec) -> list[dict[
     return out
 
 
-def row_number(pk: str) -> int:
-    return int(pk[4:14])
+def row_number(key: str) -> int:
+    return int(key[:10])
 
 
 # -- index types ---------------------------------------------------------------------------
@@ -480,7 +506,7 @@ class Server:
         self.uri = ""
 
     def start(self) -> None:
-        from catalens.localstack import free_port, start_milvus
+        from catalens.dev.localstack import free_port, start_milvus
 
         port = free_port()
         saved = {k: os.environ.get(k) for k in self.env}
@@ -549,16 +575,32 @@ def client(uri: str) -> Any:
 def create(milvus: Any, spec: IndexSpec, size: int, name: str = COLLECTION) -> None:
     from pymilvus import DataType, MilvusClient
 
-    from catalens.store.admin import MAX_ID_LENGTH, MAX_IMAGE_LENGTH, MAX_TEXT_LENGTH
+    from catalens.store.admin import (
+        KEY_FIELD,
+        MAX_DESCRIPTION_LENGTH,
+        MAX_ID_LENGTH,
+        MAX_IMAGE_ID_LENGTH,
+        MAX_IMAGE_LENGTH,
+        MAX_NAME_LENGTH,
+        MAX_ROW_KEY_LENGTH,
+        MAX_TEXT_LENGTH,
+        ORDER_FIELD,
+    )
 
     schema = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False)
-    schema.add_field("pk", DataType.VARCHAR, is_primary=True, max_length=MAX_ID_LENGTH)
+    # The fields of catalens.store.admin._schema on a server without full-text search.
+    schema.add_field(KEY_FIELD, DataType.VARCHAR, is_primary=True, max_length=MAX_ROW_KEY_LENGTH)
     schema.add_field("product_id", DataType.VARCHAR, max_length=MAX_ID_LENGTH)
+    schema.add_field("image_id", DataType.VARCHAR, max_length=MAX_IMAGE_ID_LENGTH)
+    schema.add_field("position", DataType.INT64)
+    schema.add_field("images", DataType.INT64)
     schema.add_field("version", DataType.INT64)
     schema.add_field("category", DataType.VARCHAR, max_length=MAX_TEXT_LENGTH)
     schema.add_field("image", DataType.VARCHAR, max_length=MAX_IMAGE_LENGTH)
+    schema.add_field("name", DataType.VARCHAR, max_length=MAX_NAME_LENGTH)
+    schema.add_field("description", DataType.VARCHAR, max_length=MAX_DESCRIPTION_LENGTH)
     schema.add_field("updated_at_ms", DataType.INT64)
-    schema.add_field("input_offset", DataType.INT64)
+    schema.add_field(ORDER_FIELD, DataType.INT64)
     schema.add_field("attributes", DataType.JSON)
     vector_type = DataType.FLOAT16_VECTOR if spec.float16 else DataType.FLOAT_VECTOR
     schema.add_field("vector", vector_type, dim=spec.vector_dim)
@@ -1055,18 +1097,12 @@ def markdown(results: dict[str, Any]) -> str:
     order = sorted(runs, key=lambda r: (list(INDEXES).index(r["index"]), r["size"]))
     by = {(r["index"], r["size"]): r for r in runs}
     out = [
-        "| index | products | memory / product | vector part | build (insert + flush + index) "
+        "| index | products | memory / product | build (insert + flush + index) "
         "| then idle after | search param | recall@10 image / text | 1 client p50 / p99 | "
         "1 client QPS | 8 clients p50 / p99 | 8 clients QPS | load avg |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | --- | --- | --- | ---: | --- | ---: | --- |",
+        "| --- | ---: | ---: | ---: | ---: | --- | --- | --- | ---: | --- | ---: | --- |",
     ]
     for r in order:
-        scalars = by.get(("SCALARS", r["size"]))
-        vector = (
-            f"{r['bytes_per_product'] - scalars['bytes_per_product']:,.0f} B"
-            if scalars and r["index"] != "SCALARS"
-            else "-"
-        )
         build = (
             f"{r['build_s']:,.0f} s ({r['insert_s']:,.0f} + {r['flush_s']:,.0f} + "
             f"{r['index_s']:,.0f})"
@@ -1087,8 +1123,28 @@ def markdown(results: dict[str, Any]) -> str:
                 f"{lat['loadavg_before']:.1f} → {lat['loadavg_after']:.1f}",
             ]
         out.append(
-            f"| {r['index']} | {r['size']:,} | {r['bytes_per_product']:,.0f} B | {vector} | "
+            f"| {r['index']} | {r['size']:,} | {r['bytes_per_product']:,.0f} B | "
             f"{build} | {r['settle_s']:,.0f} s | " + " | ".join(cells) + " |"
+        )
+    out += [
+        "",
+        "At the text queries' operating point (recall@10 >= 0.95 for text-like queries):",
+        "",
+        "| index | products | search param | recall@10 image / text | 1 client p50 / p99 | "
+        "1 client QPS | 8 clients p50 / p99 | 8 clients QPS |",
+        "| --- | ---: | --- | --- | --- | ---: | --- | ---: |",
+    ]
+    for r in order:
+        text = final(r, "latency_text")
+        point = next((p for p in r["sweep"] if p["value"] == r.get("chosen_text")), None)
+        if text is None or point is None:
+            continue
+        one, eight = text["c1"], text["c8"]
+        out.append(
+            f"| {r['index']} | {r['size']:,} | {INDEXES[r['index']].param}={r['chosen_text']} | "
+            f"{point['recall_image']:.3f} / {point['recall_text']:.3f} | "
+            f"{one['p50_ms']:.1f} / {one['p99_ms']:.1f} ms | {one['qps']:,.0f} | "
+            f"{eight['p50_ms']:.1f} / {eight['p99_ms']:.1f} ms | {eight['qps']:,.0f} |"
         )
     sizes = sorted({r["size"] for r in runs})
     if len(sizes) > 1:
@@ -1145,6 +1201,134 @@ def markdown(results: dict[str, Any]) -> str:
     return "\n".join(out)
 
 
+# -- the capacity plan ---------------------------------------------------------------------
+
+PLAN_SIZES = (1_000_000, 10_000_000, 100_000_000, 1_000_000_000)
+
+
+@dataclass(frozen=True)
+class Fleet:
+    """What the capacity plan assumes beyond the measured figures; docs/scale.md names
+    each one, and each is a ``--plan-*`` option."""
+
+    node_cores: int = 16
+    node_gib: float = 64.0
+    # The share of a query node's RAM one generation may fill: the rest is the process,
+    # growing segments, and a second generation loaded beside it while it is rebuilt.
+    usable: float = 0.45
+    qps: float = 1000.0  # the peak searches per second the catalog must answer
+    busy: float = 0.6  # the CPU utilisation query nodes are planned at (peaks above it)
+    replicas_min: int = 2  # a replica can fail or restart without an outage
+    sink_rate: float = 1000.0  # products/s one sink writes (docs/ingest-speed.md)
+    sinks: int = 16  # sinks of a rebuild: at most the embedding topic's partitions
+    index_cores: int = 64  # index nodes' cores building the rebuilt generation
+    # Rows per sealed segment (0: as measured). Milvus searches every segment, so CPU per
+    # search follows their number; larger segments (dataCoord.segment.maxSize) mean
+    # fewer. What a graph walk or a list scan costs more in a larger segment is ignored.
+    segment_rows: int = 0
+
+
+@dataclass(frozen=True)
+class Costs:
+    """One index's measured costs, as functions of the catalog's size."""
+
+    index: str
+    bytes_per_product: float  # at the largest size measured
+    search_cpu: tuple[float, float]  # CPU seconds per search = a + b * products
+    index_cpu_per_product: float  # CPU seconds the index build takes per product
+    param: str  # the text queries' operating point at the largest size
+    segment_rows: float  # the mean sealed segment of the largest size
+
+    def cpu(self, products: int, segment_rows: int = 0) -> float:
+        a, b = self.search_cpu
+        fewer = self.segment_rows / segment_rows if segment_rows else 1.0
+        return a + b * products * fewer
+
+
+def costs(results: dict[str, Any], index: str) -> Costs | None:
+    """An index's costs from its two largest measured sizes: memory per product at the
+    largest; CPU per search at the text queries' operating point (the machine's cores over
+    the QPS of 8 clients, which keep them busy: an upper bound, the clients' own CPU is in
+    it), a straight line through the two sizes (Milvus searches every segment of a fixed
+    size, so the work grows with the number of segments)."""
+    cores = results["meta"]["machine"]["cores"]
+    runs = sorted(
+        (r for r in results["runs"] if r["index"] == index and r["status"] == "ok"),
+        key=lambda r: r["size"],
+    )
+    points = [
+        (r["size"], cores / figures["c8"]["qps"])
+        for r in runs
+        if (figures := final(r, "latency_text") or final(r)) is not None
+    ]
+    if not points:
+        return None
+    large = runs[-1]
+    if len(points) > 1:
+        (n1, c1), (n2, c2) = points[-2], points[-1]
+        slope = max(0.0, (c2 - c1) / (n2 - n1))
+        line = (c2 - slope * n2, slope)
+    else:
+        line = (points[-1][1], 0.0)
+    spec = INDEXES[index]
+    chosen = large.get("chosen_text") or large.get("chosen")
+    return Costs(
+        index=index,
+        bytes_per_product=large["bytes_per_product"],
+        search_cpu=line,
+        index_cpu_per_product=large["index_s"] * cores / large["size"],
+        param=f"{spec.param}={chosen}" if spec.param else "exact",
+        segment_rows=statistics.mean(large["segments"]) if large["segments"] else 0,
+    )
+
+
+def hours(value: float) -> str:
+    return f"{value:,.1f} h" if value >= 1 else f"{value * 60:,.0f} min"
+
+
+def plan(results: dict[str, Any], fleet: Fleet, indexes: list[str]) -> str:
+    """The capacity table of docs/scale.md: for each catalog size and index, the memory a
+    replica holds, the query nodes it takes, the replicas the QPS target takes, and the
+    hours a rebuilt generation takes."""
+    node_bytes = fleet.node_gib * 2**30 * fleet.usable
+    out = [
+        f"Fleet: query nodes of {fleet.node_cores} cores and {fleet.node_gib:.0f} GiB, "
+        f"{fleet.usable:.0%} of it for one generation; {fleet.qps:,.0f} searches/s at "
+        f"{fleet.busy:.0%} CPU, at least {fleet.replicas_min} replicas; rebuilds by "
+        f"{fleet.sinks} sinks of {fleet.sink_rate:,.0f} products/s and "
+        f"{fleet.index_cores} index-node cores; "
+        + (
+            f"segments of {fleet.segment_rows:,} rows."
+            if fleet.segment_rows
+            else "segments as measured."
+        ),
+        "",
+        "| products | index (text queries' point) | memory per replica | query nodes per "
+        "replica | CPU per search | replicas | query nodes | rebuild: sinks + index build |",
+        "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for products in PLAN_SIZES:
+        for name in indexes:
+            c = costs(results, name)
+            if c is None:
+                continue
+            memory = products * c.bytes_per_product
+            per_replica = max(1, math.ceil(memory / node_bytes))
+            cpu = c.cpu(products, fleet.segment_rows)
+            replicas = max(
+                fleet.replicas_min,
+                math.ceil(fleet.qps * cpu / (per_replica * fleet.node_cores * fleet.busy)),
+            )
+            write_h = products / (fleet.sink_rate * fleet.sinks) / 3600
+            build_h = products * c.index_cpu_per_product / fleet.index_cores / 3600
+            out.append(
+                f"| {products:,} | {name} ({c.param}) | {memory / 2**30:,.1f} GiB | "
+                f"{per_replica:,} | {cpu * 1000:,.1f} ms | {replicas:,} | "
+                f"{replicas * per_replica:,} | {hours(write_h)} + {hours(build_h)} |"
+            )
+    return "\n".join(out)
+
+
 def plot(results: dict[str, Any], path: Path) -> None:
     import matplotlib
 
@@ -1163,20 +1347,25 @@ def plot(results: dict[str, Any], path: Path) -> None:
         memory.plot(
             sizes, [r["bytes_per_product"] for r in mine], "o-", label=name, color=colours[name]
         )
-        timed = [(r["size"], lat["c1"]["p50_ms"]) for r in mine if (lat := final(r))]
-        if timed:
-            latency_ax.plot(*zip(*timed, strict=True), "o-", label=name, color=colours[name])
+        for key, style, what in (("latency_text", "o-", "text"), ("latency", "s--", "image")):
+            timed = [(r["size"], lat["c1"]["p50_ms"]) for r in mine if (lat := final(r, key))]
+            if timed:
+                latency_ax.plot(
+                    *zip(*timed, strict=True), style, label=f"{name}, {what}", color=colours[name]
+                )
         if mine and mine[-1]["sweep"] and INDEXES[name].param:
             largest = mine[-1]
-            points = [(s["value"], s["recall_image"]) for s in largest["sweep"]]
-            recall_ax.plot(
-                *zip(*points, strict=True),
-                "o-",
-                color=colours[name],
-                label=f"{name} ({INDEXES[name].param}, {largest['size']:,})",
-            )
-    memory.axhline(0.7 * 1024, color="grey", linestyle="--", linewidth=1)
-    memory.text(1.05e5, 0.7 * 1024 * 1.04, "0.7 KB", color="grey")
+            for key, style, what in (
+                ("recall_text", "o-", "text"),
+                ("recall_image", "s--", "image"),
+            ):
+                points = [(s["value"], s[key]) for s in largest["sweep"]]
+                recall_ax.plot(
+                    *zip(*points, strict=True),
+                    style,
+                    color=colours[name],
+                    label=f"{name}, {what} ({INDEXES[name].param}, {largest['size']:,})",
+                )
     memory.set(
         xscale="log",
         yscale="log",
@@ -1189,15 +1378,15 @@ def plot(results: dict[str, Any], path: Path) -> None:
         yscale="log",
         xlabel="products",
         ylabel="p50 (ms), 1 client, top-10",
-        title="Search latency at recall@10 ≥ 0.95",
+        title="Search latency at recall@10 ≥ 0.95 (text / image queries)",
     )
     recall_ax.axhline(RECALL_TARGET, color="grey", linestyle="--", linewidth=1)
     recall_ax.set(
         xscale="log",
         xlabel="search parameter (ef / nprobe / search_list)",
-        ylabel="recall@10 (image queries)",
-        title="Recall against the search parameter",
-        ylim=(0.5, 1.005),
+        ylabel="recall@10",
+        title="Recall against the search parameter (text / image queries)",
+        ylim=(0.4, 1.005),
     )
     for ax in axes:
         ax.grid(True, which="both", alpha=0.3)
@@ -1232,6 +1421,13 @@ def main() -> None:
     parser.add_argument("--plot-only", action="store_true")
     parser.add_argument("--report", action="store_true", help="print the Markdown tables")
     parser.add_argument("--force", action="store_true", help="run again what --out holds")
+    parser.add_argument("--plan", action="store_true", help="print the capacity plan")
+    parser.add_argument(
+        "--float16", action="store_true", help="recall of exact search on float16 vectors"
+    )
+    parser.add_argument("--plan-indexes", nargs="+", default=["HNSW", "IVF_SQ8"])
+    for name, value in asdict(Fleet()).items():
+        parser.add_argument(f"--plan-{name.replace('_', '-')}", type=type(value), default=value)
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
 
@@ -1257,6 +1453,19 @@ def main() -> None:
         }
     if args.report:
         print(markdown(results))
+        return
+    if args.float16:
+        for size in args.sizes:
+            catalog = load_catalog(args.work, size, args.queries, args.text_queries, shape)
+            found = float16_recall(catalog)
+            results["catalogs"][str(size)]["float16_recall"] = found
+            image, text = found["image"], found["text"]
+            print(f"{size:,}: float16 recall@10 image {image:.4f}, text {text:.4f}")
+        save(results, args.out)
+        return
+    if args.plan:
+        fleet = Fleet(**{name: getattr(args, f"plan_{name}") for name in asdict(Fleet())})
+        print(plan(results, fleet, args.plan_indexes))
         return
     if args.plot_only:
         print_table(results)

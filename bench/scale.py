@@ -1283,7 +1283,9 @@ def costs(results: dict[str, Any], index: str) -> Costs | None:
 
 
 def hours(value: float) -> str:
-    return f"{value:,.1f} h" if value >= 1 else f"{value * 60:,.0f} min"
+    if value >= 1:
+        return f"{value:,.1f} h"
+    return f"{value * 60:,.0f} min" if value * 60 >= 1 else "<1 min"
 
 
 def plan(results: dict[str, Any], fleet: Fleet, indexes: list[str]) -> str:

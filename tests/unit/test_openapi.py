@@ -251,3 +251,41 @@ def test_an_inverted_price_range_is_served_not_refused(
     calls valid is served."""
     response = client.get("/search", params={"q": "dress", "price_min": 5, "price_max": 1})
     assert response.status_code == 200
+
+
+def attribute_object(document: Document) -> Any:
+    (attr,) = [p for p in document["paths"]["/search"]["get"]["parameters"] if p["name"] == "attr"]
+    return jsonschema_rs.validator_for(attr["schema"])
+
+
+@pytest.mark.parametrize(
+    ("query", "valid", "status"),
+    [
+        # schemathesis' case: names the operation does not declare, one of them repeated
+        (
+            [("ª", "-7.6e+31"), ("ª", "§<"), ("ª", "5394"), ("ü", "3.4e+16")],
+            True,
+            200,
+        ),
+        ([("attr.colour", "Black"), ("attr.colour", "Navy")], True, 200),
+        ([("attr.colour", "x" * 2049)], False, 400),
+        ([("attr.bad name", "1")], False, 400),
+    ],
+)
+def test_the_attribute_object_says_which_query_the_api_takes(
+    document: Document,
+    client: TestClient,
+    query: list[tuple[str, str]],
+    valid: bool,
+    status: int,
+) -> None:
+    """What the attr object's schema accepts, /search accepts, and what it refuses is
+    refused: undeclared names of any other kind are ignored, as the document says."""
+    as_object: dict[str, Any] = {}
+    for name, value in query:
+        held = as_object.get(name)
+        as_object[name] = (
+            value if held is None else [*([held] if isinstance(held, str) else held), value]
+        )
+    assert attribute_object(document).is_valid(as_object) is valid
+    assert client.get("/search", params=[("q", "dress"), *query]).status_code == status

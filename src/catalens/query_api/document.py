@@ -6,9 +6,12 @@ the document is asked for.
   so a client (or schemathesis) never sends, as valid, a mode that a 400 then refuses.
 * ``attr.<name>=<value>`` filters are one query parameter object, ``attr``, exploded in
   form style (its properties are the ``attr.``-prefixed names themselves): names that
-  start with ``attr.`` must be attribute names, values are text up to an attribute
-  value's length, and names that do not start with ``attr.`` are left to the other
-  parameters (the ones declared are not repeated here).
+  start with ``attr.`` must be attribute names, each given once or repeated, with values
+  of text up to an attribute value's length. Any other name not declared is ignored by
+  the API, whatever its value and however often it comes, so the object says nothing of
+  it; and since those count towards an object's size, the limit on attribute values
+  (MAX_FILTER_VALUES, a 400 past it) is said in words, not as ``maxProperties``, which
+  would promise a refusal of a request the API accepts.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from catalens.store.values import MAX_FILTER_VALUES, Mode
 
 Document = dict[str, Any]
 ATTRIBUTE_NAME = r"^attr\.[A-Za-z_][A-Za-z0-9_]{0,63}$"
+VALUE = {"type": "string", "maxLength": MAX_VALUE_CHARS}
 
 
 def serving_document(base: Callable[[], Document], modes: Callable[[], Sequence[Mode]]) -> Document:
@@ -53,16 +57,24 @@ def attribute_parameter(declared: Sequence[str]) -> Document:
             f"Filters on any attribute by equality: {ATTRIBUTE_PREFIX}<name>=<value>, "
             "repeatable (a name repeated: any of its values). A value matches the text and "
             "the JSON boolean or number it reads as: attr.in_stock=true finds true, "
-            'attr.size=42 finds 42 and "42".'
+            f'attr.size=42 finds 42 and "42". At most {MAX_FILTER_VALUES} attribute values '
+            "in a request (400 past them). Query parameters of other names that this "
+            "operation does not declare are ignored."
         ),
         "schema": {
             "type": "object",
-            "maxProperties": MAX_FILTER_VALUES,
             "propertyNames": {
                 "anyOf": [{"not": {"pattern": r"^attr\."}}, {"pattern": ATTRIBUTE_NAME}],
                 "not": {"enum": list(declared)},
             },
-            "additionalProperties": {"type": "string", "maxLength": MAX_VALUE_CHARS},
+            "patternProperties": {
+                r"^attr\.": {
+                    "anyOf": [
+                        VALUE,
+                        {"type": "array", "items": VALUE, "maxItems": MAX_FILTER_VALUES},
+                    ]
+                }
+            },
         },
         "example": {"attr.colour": "Black", "attr.in_stock": "true"},
     }

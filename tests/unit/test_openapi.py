@@ -268,7 +268,6 @@ def attribute_object(document: Document) -> Any:
             200,
         ),
         ([("attr.colour", "Black"), ("attr.colour", "Navy")], True, 200),
-        ([("attr.colour", "x" * 2049)], False, 400),
         ([("attr.bad name", "1")], False, 400),
     ],
 )

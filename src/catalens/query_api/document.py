@@ -6,12 +6,13 @@ the document is asked for.
   so a client (or schemathesis) never sends, as valid, a mode that a 400 then refuses.
 * ``attr.<name>=<value>`` filters are one query parameter object, ``attr``, exploded in
   form style (its properties are the ``attr.``-prefixed names themselves): names that
-  start with ``attr.`` must be attribute names, each given once or repeated, with values
-  of text up to an attribute value's length. Any other name not declared is ignored by
-  the API, whatever its value and however often it comes, so the object says nothing of
-  it; and since those count towards an object's size, the limit on attribute values
-  (MAX_FILTER_VALUES, a 400 past it) is said in words, not as ``maxProperties``, which
-  would promise a refusal of a request the API accepts.
+  start with ``attr.`` must be attribute names. The values are left unconstrained by the
+  schema and their limits said in words (at most MAX_FILTER_VALUES of them, each up to an
+  attribute value's length, a name repeated for several): the API ignores every other
+  undeclared name, whatever its value and however often it comes, and a value or size
+  constraint on the object would also cover those, promising refusals the API does not
+  make. (datamodel-code-generator drops the operation when the object's values are an
+  anyOf or its names split by patternProperties, so the schema cannot say both.)
 """
 
 from __future__ import annotations
@@ -25,7 +26,6 @@ from catalens.store.values import MAX_FILTER_VALUES, Mode
 
 Document = dict[str, Any]
 ATTRIBUTE_NAME = r"^attr\.[A-Za-z_][A-Za-z0-9_]{0,63}$"
-VALUE = {"type": "string", "maxLength": MAX_VALUE_CHARS}
 
 
 def serving_document(base: Callable[[], Document], modes: Callable[[], Sequence[Mode]]) -> Document:
@@ -58,8 +58,8 @@ def attribute_parameter(declared: Sequence[str]) -> Document:
             "repeatable (a name repeated: any of its values). A value matches the text and "
             "the JSON boolean or number it reads as: attr.in_stock=true finds true, "
             f'attr.size=42 finds 42 and "42". At most {MAX_FILTER_VALUES} attribute values '
-            "in a request (400 past them). Query parameters of other names that this "
-            "operation does not declare are ignored."
+            f"in a request, each of at most {MAX_VALUE_CHARS} characters (400 past them). "
+            "Query parameters of other names this operation does not declare are ignored."
         ),
         "schema": {
             "type": "object",
@@ -67,14 +67,7 @@ def attribute_parameter(declared: Sequence[str]) -> Document:
                 "anyOf": [{"not": {"pattern": r"^attr\."}}, {"pattern": ATTRIBUTE_NAME}],
                 "not": {"enum": list(declared)},
             },
-            "patternProperties": {
-                r"^attr\.": {
-                    "anyOf": [
-                        VALUE,
-                        {"type": "array", "items": VALUE, "maxItems": MAX_FILTER_VALUES},
-                    ]
-                }
-            },
+            "additionalProperties": {},
         },
         "example": {"attr.colour": "Black", "attr.in_stock": "true"},
     }

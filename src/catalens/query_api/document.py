@@ -6,13 +6,9 @@ the document is asked for.
   so a client (or schemathesis) never sends, as valid, a mode that a 400 then refuses.
 * ``attr.<name>=<value>`` filters are one query parameter object, ``attr``, exploded in
   form style (its properties are the ``attr.``-prefixed names themselves): names that
-  start with ``attr.`` must be attribute names. The values are left unconstrained by the
-  schema and their limits said in words (at most MAX_FILTER_VALUES of them, each up to an
-  attribute value's length, a name repeated for several): the API ignores every other
-  undeclared name, whatever its value and however often it comes, and a value or size
-  constraint on the object would also cover those, promising refusals the API does not
-  make. (datamodel-code-generator drops the operation when the object's values are an
-  anyOf or its names split by patternProperties, so the schema cannot say both.)
+  start with ``attr.`` must be attribute names, values are text up to an attribute
+  value's length, and names that do not start with ``attr.`` are left to the other
+  parameters (the ones declared are not repeated here).
 """
 
 from __future__ import annotations
@@ -57,17 +53,16 @@ def attribute_parameter(declared: Sequence[str]) -> Document:
             f"Filters on any attribute by equality: {ATTRIBUTE_PREFIX}<name>=<value>, "
             "repeatable (a name repeated: any of its values). A value matches the text and "
             "the JSON boolean or number it reads as: attr.in_stock=true finds true, "
-            f'attr.size=42 finds 42 and "42". At most {MAX_FILTER_VALUES} attribute values '
-            f"in a request, each of at most {MAX_VALUE_CHARS} characters (400 past them). "
-            "Query parameters of other names this operation does not declare are ignored."
+            'attr.size=42 finds 42 and "42".'
         ),
         "schema": {
             "type": "object",
+            "maxProperties": MAX_FILTER_VALUES,
             "propertyNames": {
                 "anyOf": [{"not": {"pattern": r"^attr\."}}, {"pattern": ATTRIBUTE_NAME}],
                 "not": {"enum": list(declared)},
             },
-            "additionalProperties": {},
+            "additionalProperties": {"type": "string", "maxLength": MAX_VALUE_CHARS},
         },
         "example": {"attr.colour": "Black", "attr.in_stock": "true"},
     }

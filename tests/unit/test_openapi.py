@@ -5,6 +5,7 @@ against the real API."""
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from types import SimpleNamespace
@@ -110,6 +111,24 @@ ERRORS: list[tuple[str, str, str, dict[str, Any], int, str]] = [
         "invalid_request",
     ),
     ("get", "/search?q=%20%E2%80%83", "/search", {}, 400, "bad_request"),
+    ("get", "/search?q=dress&attr.bad%20name=1", "/search", {}, 400, "invalid_filter"),
+    (
+        "get",
+        "/products/plain/similar?attr.colour=" + "x" * 2049,
+        "/products/{product_id}/similar",
+        {},
+        400,
+        "invalid_filter",
+    ),
+    (
+        "post",
+        "/search/image?attr.9=1",
+        "/search/image",
+        image_upload(jpeg_bytes(32, 32)),
+        400,
+        "invalid_filter",
+    ),
+    ("get", "/search?q=dress&catgory=Dress", "/search", {}, 422, "invalid_request"),
     ("get", "/search?q=dress&k=1001", "/search", {}, 422, "invalid_request"),
     ("get", "/search?q=dress&k=5&k=6", "/search", {}, 422, "invalid_request"),
     ("get", "/search?q=dress&price_min=nan", "/search", {}, 422, "invalid_request"),
@@ -187,7 +206,7 @@ def test_the_document_lists_exactly_the_statuses_each_route_answers(document: Do
         ("GET", "/search"): ["200", "400", "422", "503"],
         ("POST", "/search/image"): ["200", "400", "422", "503"],
         ("GET", "/products/{product_id}"): ["200", "404", "422", "503"],
-        ("GET", "/products/{product_id}/similar"): ["200", "404", "422", "503"],
+        ("GET", "/products/{product_id}/similar"): ["200", "400", "404", "422", "503"],
         ("GET", "/products/{product_id}/image"): ["200", "307", "404", "422", "503"],
     }
 
@@ -251,3 +270,101 @@ def test_an_inverted_price_range_is_served_not_refused(
     calls valid is served."""
     response = client.get("/search", params={"q": "dress", "price_min": 5, "price_max": 1})
     assert response.status_code == 200
+
+
+def attr_object(pairs: Sequence[tuple[str, str]]) -> dict[str, Any]:
+    """The ``attr`` object a client sends as ``pairs`` (form, exploded; a name repeated
+    becomes a list, as schemathesis sends a list)."""
+    values: dict[str, list[str]] = {}
+    for name, value in pairs:
+        values.setdefault(name, []).append(value)
+    return {name: given[0] if len(given) == 1 else given for name, given in values.items()}
+
+
+ATTRIBUTE_QUERIES: list[list[tuple[str, str]]] = [
+    [("attr.colour", "Black")],
+    [("attr.colour", "Black"), ("attr.colour", "White")],
+    [("attr.size", "42"), ("attr.in_stock", "true")],
+    [("attr._x9", "v" * 2048)],
+    [("attr.colour", "v" * 2049)],
+    [("attr.bad name", "1")],
+    [("attr.9lives", "1")],
+    [("attr.", "1")],
+    [(f"attr.a{i}", "1") for i in range(100)],
+    [(f"attr.a{i}", "1") for i in range(101)],
+    [("attr.a", str(v)) for v in range(100)],
+    [("attr.a", str(v)) for v in range(101)],
+    [("attr.a", str(v)) for v in range(100)] + [("attr.b", str(v)) for v in range(100)],
+]
+
+
+@pytest.mark.parametrize(
+    ("url", "path", "base"),
+    [
+        ("/search", "/search", [("q", "dress")]),
+        ("/products/plain/similar", "/products/{product_id}/similar", []),
+    ],
+)
+@pytest.mark.parametrize("pairs", ATTRIBUTE_QUERIES, ids=lambda p: f"{p[0][0]}x{len(p)}")
+def test_the_attr_schema_calls_valid_exactly_the_filters_the_api_serves(
+    client: TestClient,
+    document: Document,
+    url: str,
+    path: str,
+    base: list[tuple[str, str]],
+    pairs: list[tuple[str, str]],
+) -> None:
+    """Valid: served; invalid: refused, with one exception said in the document's words:
+    a name repeated ("any of", shared/DESIGN.md) is a list in the exploded object, and
+    OpenAPI gives such an object scalar members only (a client generator skips the
+    operation otherwise), so the schema calls it invalid and the API serves it."""
+    (attr,) = [p for p in document["paths"][path]["get"]["parameters"] if p["name"] == "attr"]
+    sent = attr_object(pairs)
+    valid = jsonschema_rs.validator_for(attr["schema"]).is_valid(sent)
+    counts = Counter(name for name, _ in pairs)
+    repeated = max(counts.values()) > 1
+    within_limits = len(counts) <= 100 and max(counts.values()) <= 100
+    served = valid or (repeated and within_limits and all(len(v) <= 2048 for _, v in pairs))
+    assert "repeatable" in attr["description"]
+    response = client.get(url, params=[*base, *pairs])
+    assert response.status_code == (200 if served else 400), response.text
+
+
+def test_every_operation_with_search_filters_documents_the_attr_object(
+    document: Document,
+) -> None:
+    filtered = sorted(
+        f"{method.upper()} {path}"
+        for path, item in document["paths"].items()
+        for method, operation in item.items()
+        if any(p["name"] == "attr" for p in operation.get("parameters", ()))
+    )
+    assert filtered == ["GET /products/{product_id}/similar", "GET /search", "POST /search/image"]
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "/search?q=dress&catgory=Dress",
+        "/search?q=dress&%C2%AA=1&%C2%AA=2",
+        "/search?q=dress&attr=Black",
+        "/products/plain?k=5",
+        "/products/plain/similar?q=dress",
+        "/healthz?verbose=1",
+    ],
+)
+def test_a_query_name_the_operation_does_not_declare_is_a_422_naming_it(
+    client: TestClient, url: str
+) -> None:
+    """Not ignored: ``?catgory=Dress`` served as a search of every category would be a
+    wrong answer that looks right."""
+    response = client.get(url)
+    assert response.status_code == 422, response.text
+    assert response.json()["error"] == "invalid_request"
+    assert "not a parameter of this operation" in response.json()["message"]
+    assert client.head(url).status_code == 422
+
+
+def test_the_web_page_keeps_its_own_query_string(client: TestClient) -> None:
+    """The page is outside the document: its URL holds a search to share (?q=, ?mode=)."""
+    assert client.get("/?q=dress&mode=hybrid&similar=plain").status_code == 200

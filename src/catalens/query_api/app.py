@@ -23,7 +23,7 @@ from catalens.query_api.document import serving_document
 from catalens.query_api.encoding import TextBatcher, TextVectors
 from catalens.query_api.methods import HttpMethods
 from catalens.query_api.metrics import Metrics
-from catalens.query_api.parameters import one_value_each
+from catalens.query_api.parameters import declared_query
 from catalens.query_api.paths import EncodedPaths
 from catalens.query_api.routes import health, info, products, search
 from catalens.query_api.serving import AliasFollower, Serving
@@ -126,8 +126,9 @@ def create_app(
         version=__version__,
         lifespan=lifespan,
         description=DESCRIPTION,
-        # ?k=5&k=500 is not an integer: 422, not the last value (query_api.parameters).
-        dependencies=[Depends(one_value_each)],
+        # ?k=5&k=500 is not an integer, ?catgory=Dress not a filter: 422, not the last
+        # value or every category (query_api.parameters).
+        dependencies=[Depends(declared_query)],
     )
     errors.install(app)
     # Inside the metrics (added before them), which then count its answers by route.

@@ -5,10 +5,11 @@ the document is asked for.
   only where the Milvus server has full-text search and the generation its text fields,
   so a client (or schemathesis) never sends, as valid, a mode that a 400 then refuses.
 * ``attr.<name>=<value>`` filters are one query parameter object, ``attr``, exploded in
-  form style (its properties are the ``attr.``-prefixed names themselves): names that
-  start with ``attr.`` must be attribute names, values are text up to an attribute
-  value's length, and names that do not start with ``attr.`` are left to the other
-  parameters (the ones declared are not repeated here).
+  form style (its properties are the ``attr.``-prefixed names themselves), on every
+  operation that takes the search filters: its names are attribute names, each given
+  once (a text up to an attribute value's length) or repeated ("any of": a list of such
+  texts). Names that are neither declared nor ``attr.`` ones are refused
+  (``query_api.parameters``), so this object is all the rest of a valid query string.
 """
 
 from __future__ import annotations
@@ -27,21 +28,24 @@ ATTRIBUTE_NAME = r"^attr\.[A-Za-z_][A-Za-z0-9_]{0,63}$"
 def serving_document(base: Callable[[], Document], modes: Callable[[], Sequence[Mode]]) -> Document:
     """``base`` (FastAPI's document, built once) with what the served index answers."""
     document = copy.deepcopy(base())
-    operation = document["paths"]["/search"]["get"]
-    parameters = operation.setdefault("parameters", [])
-    declared = sorted(p["name"] for p in parameters if p.get("in") == "query")
-    for parameter in parameters:
+    for parameter in document["paths"]["/search"]["get"]["parameters"]:
         if parameter.get("name") == "mode":
             parameter["schema"] = {
                 "type": "string",
                 "enum": list(modes()),
                 "title": "Mode",
             }
-    parameters.append(attribute_parameter(declared))
+    for item in document["paths"].values():
+        for operation in item.values():
+            parameters = operation.get("parameters", [])
+            # The search filters' parameters (routes.search.search_options), of which
+            # price_min is one, come with attr.* filters.
+            if any(p.get("name") == "price_min" for p in parameters):
+                parameters.append(attribute_parameter())
     return document
 
 
-def attribute_parameter(declared: Sequence[str]) -> Document:
+def attribute_parameter() -> Document:
     """The ``attr`` query parameter object (see the module)."""
     return {
         "name": "attr",
@@ -51,17 +55,18 @@ def attribute_parameter(declared: Sequence[str]) -> Document:
         "explode": True,
         "description": (
             f"Filters on any attribute by equality: {ATTRIBUTE_PREFIX}<name>=<value>, "
-            "repeatable (a name repeated: any of its values). A value matches the text and "
+            f"repeatable (a name repeated: any of its values); at most {MAX_FILTER_VALUES} "
+            f"names and {MAX_FILTER_VALUES} values a name. A value matches the text and "
             "the JSON boolean or number it reads as: attr.in_stock=true finds true, "
             'attr.size=42 finds 42 and "42".'
         ),
         "schema": {
             "type": "object",
             "maxProperties": MAX_FILTER_VALUES,
-            "propertyNames": {
-                "anyOf": [{"not": {"pattern": r"^attr\."}}, {"pattern": ATTRIBUTE_NAME}],
-                "not": {"enum": list(declared)},
-            },
+            "propertyNames": {"pattern": ATTRIBUTE_NAME},
+            # A value each: OpenAPI gives an exploded form object scalar values only (a
+            # client generator skips an operation whose object holds lists), so the
+            # repeated name that says "any of" is said in words, not in the schema.
             "additionalProperties": {"type": "string", "maxLength": MAX_VALUE_CHARS},
         },
         "example": {"attr.colour": "Black", "attr.in_stock": "true"},

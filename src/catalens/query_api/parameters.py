@@ -1,22 +1,44 @@
-"""A query parameter that the OpenAPI document gives one value is given at most once.
+"""The query string holds what the OpenAPI document declares, each one-value name once.
 
-FastAPI serves ``?k=5&k=500`` with the last value, silently. The document says ``k`` is
-an integer, not a list, so that request is invalid, and a client that sent it meant
-something the API would not do: it answers 422 like any other schema violation. Which
-parameters take one value is read from the document itself (a parameter whose schema
-admits no array), so a new parameter needs nothing here.
+* **Each one-value parameter once.** FastAPI serves ``?k=5&k=500`` with the last value,
+  silently. The document says ``k`` is an integer, not a list, so that request is
+  invalid, and a client that sent it meant something the API would not do: it answers
+  422 like any other schema violation.
+* **No undeclared names.** A name the operation does not declare is refused with 422
+  naming it, not ignored: ``?catgory=Dress`` would otherwise answer every category, a
+  wrong result that looks right. An exploded object parameter (``attr``, whose
+  properties are the ``attr.``-prefixed names) declares every name with its prefix; its
+  own checks say which of those are valid.
+
+Both are read from the document itself (a parameter whose schema admits no array takes
+one value), so a new parameter needs nothing here. Routes outside the document (the web
+page, which keeps a search in its own URL) are left alone.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 
-# (route path, method) → names of its query parameters that take one value.
-Singles = dict[tuple[str, str], frozenset[str]]
+
+@dataclass(frozen=True)
+class QueryNames:
+    """The query string one operation of the document accepts."""
+
+    declared: frozenset[str]
+    single: frozenset[str]  # of ``declared``, those that take one value
+    prefixes: tuple[str, ...]  # "attr." for an exploded object parameter named attr
+
+    def accepts(self, name: str) -> bool:
+        return name in self.declared or name.startswith(self.prefixes)
+
+
+# (route path, method) → what its query string may hold.
+Operations = dict[tuple[str, str], QueryNames]
 
 
 def _admits_array(schema: Mapping[str, Any]) -> bool:
@@ -26,42 +48,66 @@ def _admits_array(schema: Mapping[str, Any]) -> bool:
     return any(_admits_array(s) for key in ("anyOf", "oneOf") for s in schema.get(key, ()))
 
 
-def single_valued(document: Mapping[str, Any]) -> Singles:
-    """The query parameters of each operation of ``document`` that take one value."""
-    return {
-        (path, method.upper()): frozenset(
-            p["name"]
-            for p in operation.get("parameters", ())
-            if p.get("in") == "query" and not _admits_array(p.get("schema", {}))
-        )
-        for path, item in document.get("paths", {}).items()
-        for method, operation in item.items()
-        if isinstance(operation, dict)
-    }
+def _exploded_object(parameter: Mapping[str, Any]) -> bool:
+    return parameter.get("schema", {}).get("type") == "object" and bool(
+        parameter.get("explode", True)
+    )
 
 
-def _singles(app: FastAPI) -> Singles:
-    singles: Singles | None = getattr(app.state, "single_valued", None)
-    if singles is None:  # once per app (two requests racing compute the same table)
-        singles = single_valued(app.openapi())
-        app.state.single_valued = singles
-    return singles
+def query_names(document: Mapping[str, Any]) -> Operations:
+    """What the query string of each operation of ``document`` may hold."""
+    table: Operations = {}
+    for path, item in document.get("paths", {}).items():
+        for method, operation in item.items():
+            if not isinstance(operation, dict):
+                continue
+            query = [p for p in operation.get("parameters", ()) if p.get("in") == "query"]
+            plain = [p for p in query if not _exploded_object(p)]
+            table[(path, method.upper())] = QueryNames(
+                declared=frozenset(p["name"] for p in plain),
+                single=frozenset(
+                    p["name"] for p in plain if not _admits_array(p.get("schema", {}))
+                ),
+                prefixes=tuple(f"{p['name']}." for p in query if _exploded_object(p)),
+            )
+    return table
 
 
-async def one_value_each(request: Request) -> None:
-    """An app-wide dependency: 422 where a one-value query parameter is repeated."""
+def _operations(app: FastAPI) -> Operations:
+    table: Operations | None = getattr(app.state, "query_names", None)
+    if table is None:  # once per app (two requests racing compute the same table)
+        table = query_names(app.openapi())
+        app.state.query_names = table
+    return table
+
+
+async def declared_query(request: Request) -> None:
+    """An app-wide dependency: 422 where the query string holds a name the operation
+    does not declare, or a one-value parameter more than once."""
     path = getattr(request.scope.get("route"), "path", None)
-    names = _singles(request.app).get((path or "", request.method), frozenset())
-    repeated = [name for name in sorted(names) if len(request.query_params.getlist(name)) > 1]
-    if repeated:
-        raise RequestValidationError(
-            [
-                {
-                    "type": "repeated_parameter",
-                    "loc": ("query", name),
-                    "msg": "given more than once; it takes one value",
-                    "input": request.query_params.getlist(name),
-                }
-                for name in repeated
-            ]
-        )
+    method = "GET" if request.method == "HEAD" else request.method  # HEAD answers as GET
+    names = _operations(request.app).get((path or "", method))
+    if names is None:
+        return
+    given = request.query_params
+    errors = [
+        {
+            "type": "unknown_parameter",
+            "loc": ("query", name),
+            "msg": "not a parameter of this operation (see /openapi.json)",
+            "input": given.getlist(name),
+        }
+        for name in sorted(set(given.keys()))
+        if not names.accepts(name)
+    ] + [
+        {
+            "type": "repeated_parameter",
+            "loc": ("query", name),
+            "msg": "given more than once; it takes one value",
+            "input": given.getlist(name),
+        }
+        for name in sorted(names.single)
+        if len(given.getlist(name)) > 1
+    ]
+    if errors:
+        raise RequestValidationError(errors)

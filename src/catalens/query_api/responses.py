@@ -6,9 +6,9 @@ takes a kind, or :func:`error_responses` with its own statuses and examples. Onl
 statuses the API does answer are listed (a client generator makes a type of each; the
 unit tests pin the list and answer each status):
 
-* 400: a schema-valid request the API cannot serve (a blank query, an upload that is
-  no image, a multipart body it cannot parse). Add it to a kind, with an example, when
-  its routes learn a case;
+* 400: a request the API cannot serve (a blank query, an upload that is no image, a
+  multipart body it cannot parse, an ``attr.*`` filter it cannot apply). Add it to a
+  kind, with an example, when its routes learn a case;
 * 404: no such product (product routes);
 * 405, ``HEAD``, ``OPTIONS``: answered for every path (query_api.methods), described in
   the document's description; no documented method answers 405;
@@ -70,8 +70,13 @@ def error_responses(
 
 # The kinds of routes, each with the statuses it answers.
 _LONG_ID = ("invalid_request", "product_id: String should have at most 256 characters")
-PRODUCT = error_responses(  # GET /products/{product_id}, .../similar
+# Every route that takes the search filters (routes.search.search_options).
+_FILTER = {"invalid_filter": ("invalid_filter", "invalid attribute name 'bad name'")}
+PRODUCT = error_responses(  # GET /products/{product_id}
     404, 422, 503, examples={422: {"long_id": _LONG_ID}}
+)
+SIMILAR = error_responses(  # GET /products/{product_id}/similar
+    400, 404, 422, 503, examples={400: _FILTER, 422: {"long_id": _LONG_ID}}
 )
 PRODUCT_IMAGE = error_responses(  # GET /products/{product_id}/image
     404,
@@ -92,7 +97,7 @@ TEXT_SEARCH = error_responses(  # GET /search
     400,
     422,
     503,
-    examples={400: {"blank_query": ("bad_request", "q must contain a non-blank word")}},
+    examples={400: {"blank_query": ("bad_request", "q must contain a non-blank word"), **_FILTER}},
 )
 IMAGE_SEARCH = error_responses(  # POST /search/image
     400,
@@ -109,6 +114,7 @@ IMAGE_SEARCH = error_responses(  # POST /search/image
                 "image_too_large: image has 20971521 bytes, limit is 20971520",
             ),
             "unparsable_body": ("bad_request", "There was an error parsing the body"),
+            **_FILTER,
         },
         422: {"no_image": ("invalid_request", "image: Field required")},
     },

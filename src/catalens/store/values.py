@@ -219,10 +219,14 @@ class Filters:
     def __post_init__(self) -> None:
         # Each attribute value a request gives may read as two (its text and its number
         # or boolean: catalens.query_api.filters), so the options may be twice as many.
-        values = sum(len(v) for v in self.equals.values())
-        if len(self.categories) > MAX_FILTER_VALUES or values > 2 * MAX_FILTER_VALUES:
+        if (
+            len(self.categories) > MAX_FILTER_VALUES
+            or len(self.equals) > MAX_FILTER_VALUES
+            or any(len(options) > 2 * MAX_FILTER_VALUES for options in self.equals.values())
+        ):
             raise FilterError(
-                f"at most {MAX_FILTER_VALUES} categories and {MAX_FILTER_VALUES} attribute values"
+                f"at most {MAX_FILTER_VALUES} categories, {MAX_FILTER_VALUES} attributes "
+                f"and {MAX_FILTER_VALUES} values an attribute"
             )
         for name in (*self.ranges, *self.equals):
             if not ATTRIBUTE_NAME.match(name):

@@ -14,7 +14,7 @@ from pydantic import BaseModel, Field
 from catalens.query_api.deps import Services, ServicesDep
 from catalens.query_api.errors import NotFound
 from catalens.query_api.paths import DecodedParams
-from catalens.query_api.responses import PRODUCT, PRODUCT_IMAGE
+from catalens.query_api.responses import PRODUCT, PRODUCT_IMAGE, SIMILAR
 from catalens.query_api.routes.search import Options, SearchResponse, run_search
 from catalens.schemas.event import MAX_IMAGE_ID, AttributeValue
 from catalens.store.values import Product
@@ -76,7 +76,7 @@ def product(services: ServicesDep, product_id: ProductId) -> ProductOut:
     )
 
 
-@router.get("/{product_id}/similar", response_model=SearchResponse, responses=PRODUCT)
+@router.get("/{product_id}/similar", response_model=SearchResponse, responses=SIMILAR)
 def similar(
     services: ServicesDep, response: Response, product_id: ProductId, options: Options
 ) -> SearchResponse:

@@ -104,6 +104,10 @@ MILVUS_ENV = {
     "ROCKSMQ_COMPACTIONINTERVAL": "600",
 }
 DISKANN_ENV = {"QUERYNODE_ENABLEDISK": "true"}
+# Milvus 2.3 memory-maps a loaded segment's field data (every field but the vector index)
+# from files under this folder instead of holding it in its heap; the pages of it that
+# searches touch stay in the page cache, which the kernel can take back.
+MMAP_DIR = "QUERYNODE_MMAPDIRPATH"
 NO_COMPACTION = {"DATACOORD_COMPACTION_ENABLEAUTOCOMPACTION": "false"}
 # Loading anything at all costs a Milvus process a fixed sum (segcore, thread pools, the
 # allocator's arenas: tens of MiB, a large share of a 100K collection). Each run loads a
@@ -442,6 +446,7 @@ class IndexSpec:
             "HNSW_SQ": {"M": 16, "efConstruction": 200, "sq_type": "SQ8"},  # Milvus >= 2.5
             "IVF_FLAT": {"nlist": nlist},
             "IVF_SQ8": {"nlist": nlist},
+            "IVF_SQ8_MMAP": {"nlist": nlist},
             "IVF_PQ": {"nlist": nlist, "m": 64, "nbits": 8},  # 8 dimensions per code byte
             "SCANN": {"nlist": nlist},  # with_raw_data is on by default: re-ranking
             "DISKANN": {},  # MaxDegree 56, SearchListSize 100 from milvus.yaml
@@ -458,7 +463,17 @@ class IndexSpec:
 
     @property
     def index_type(self) -> str:
-        return {"SCALARS": "FLAT", "HNSW_FP16": "HNSW"}.get(self.name, self.name)
+        return {"SCALARS": "FLAT", "HNSW_FP16": "HNSW", "IVF_SQ8_MMAP": "IVF_SQ8"}.get(
+            self.name, self.name
+        )
+
+    def env(self, data_dir: Path) -> dict[str, str]:
+        """What the server needs beside MILVUS_ENV for this run."""
+        if self.name == "DISKANN":
+            return DISKANN_ENV
+        if self.name.endswith("_MMAP"):
+            return {MMAP_DIR: str(data_dir / "mmap")}
+        return {}
 
     @property
     def float16(self) -> bool:
@@ -478,6 +493,7 @@ INDEXES = {
         IndexSpec("HNSW", "ef", HNSW_SWEEP),
         IndexSpec("IVF_FLAT", "nprobe", IVF_SWEEP),
         IndexSpec("IVF_SQ8", "nprobe", IVF_SWEEP),
+        IndexSpec("IVF_SQ8_MMAP", "nprobe", IVF_SWEEP),
         IndexSpec("IVF_PQ", "nprobe", IVF_SWEEP),
         IndexSpec("SCANN", "nprobe", IVF_SWEEP),
         IndexSpec("DISKANN", "search_list", DISKANN_SWEEP),
@@ -533,6 +549,16 @@ class Server:
         for process in self.processes():
             with contextlib.suppress(Exception):
                 total += int(process.memory_info().rss)
+        return total
+
+    def rss_file(self) -> int:
+        """The part of :meth:`rss` mapped from files (``RssFile``)."""
+        total = 0
+        for process in self.processes():
+            with contextlib.suppress(Exception):
+                status = Path(f"/proc/{process.pid}/status").read_text()
+                kib = next(ln.split()[1] for ln in status.splitlines() if ln.startswith("RssFile:"))
+                total += int(kib) * 1024
         return total
 
     def stop(self) -> None:
@@ -768,6 +794,11 @@ class Run:
     rss_before: int = 0
     rss_loaded: int = 0
     rss_after_search: int = 0
+    # Of those, the pages mapped from files (RssFile: memory-mapped field data, the
+    # binaries): reclaimable by the kernel, unlike the rest.
+    rss_file_before: int = 0
+    rss_file_loaded: int = 0
+    rss_file_after_search: int = 0
     bytes_per_product: float = 0.0
     milvus_mem_size: int = 0  # Milvus' own estimate of the loaded segments (0: none given)
     segments: list[int] = field(default_factory=list)
@@ -845,7 +876,7 @@ def measure(
     run = Run(spec.name, size, build_params=spec.build_params(size))
     data_dir = work / f"milvus-{spec.name.lower()}-{size}"
     shutil.rmtree(data_dir, ignore_errors=True)
-    env = MILVUS_ENV | (DISKANN_ENV if spec.name == "DISKANN" else {})
+    env = MILVUS_ENV | spec.env(data_dir)
     server = Server(data_dir, env)
     server.start()
     try:
@@ -893,18 +924,22 @@ def measure(
         milvus.load_collection(WARMUP, timeout=600)
         server.idle(10, 300)
         run.rss_before = int(statistics.median(sample_rss(server)))
+        run.rss_file_before = server.rss_file()
         started = time.perf_counter()
         milvus.load_collection(COLLECTION, timeout=3600)
         run.load_s = time.perf_counter() - started
         server.idle(10, 300)
         run.rss_loaded = int(statistics.median(sample_rss(server)))
+        run.rss_file_loaded = server.rss_file()
         run.bytes_per_product = (run.rss_loaded - run.rss_before) / size
         loaded = milvus.list_loaded_segments(COLLECTION)
         run.segments = sorted(int(s.num_rows) for s in loaded)
         run.milvus_mem_size = sum(int(s.mem_size) for s in loaded)
         print(
             f"  memory: {run.bytes_per_product:,.0f} B/product (RSS {run.rss_before / 2**20:,.0f}"
-            f" -> {run.rss_loaded / 2**20:,.0f} MiB); segments {run.segments}",
+            f" -> {run.rss_loaded / 2**20:,.0f} MiB, of it mapped from files "
+            f"{run.rss_file_before / 2**20:,.0f} -> {run.rss_file_loaded / 2**20:,.0f} MiB); "
+            f"segments {run.segments}",
             flush=True,
         )
         if spec.name != "SCALARS":
@@ -924,6 +959,7 @@ def measure(
                     flush=True,
                 )
         run.rss_after_search = server.rss()
+        run.rss_file_after_search = server.rss_file()
         milvus.close()
     except Unsupported as exc:
         run.status, run.error = "unsupported", str(exc)
@@ -969,7 +1005,7 @@ def remeasure(results: dict[str, Any], work: Path, args: argparse.Namespace) -> 
             continue
         spec = INDEXES[run["index"]]
         catalog = load_catalog(work, run["size"], args.queries, args.text_queries, Shape())
-        env = MILVUS_ENV | NO_COMPACTION | (DISKANN_ENV if spec.name == "DISKANN" else {})
+        env = MILVUS_ENV | NO_COMPACTION | spec.env(data_dir)
         server = Server(data_dir, env)
         server.start()
         try:

@@ -230,6 +230,11 @@ class SinkSettings(CatalensSettings):
     index: Literal["HNSW", "HNSW_SQ", "IVF_FLAT", "IVF_SQ8", "IVF_PQ", "DISKANN"] = "HNSW"
     index_params: dict[str, Any] = Field(default_factory=dict)
     search_params: dict[str, Any] = Field(default_factory=dict)
+    # The shards of a generation this sink makes (fixed when it is made): each is one
+    # channel of writes into Milvus, with its own data node. 0: the server's default (1
+    # since Milvus 2.3). More shards spread a heavy write load on Milvus distributed;
+    # searches do not need them (docs/scale.md, the plan).
+    milvus_shards: int = Field(default=0, ge=0)
     # HNSW's M and efConstruction where CATALENS_INDEX_PARAMS does not set them.
     hnsw_m: int = Field(default=16, ge=4, le=64)
     hnsw_ef_construction: int = Field(default=200, ge=8)

@@ -57,6 +57,7 @@ def test_a_sink_alone_builds_another_index_of_the_served_model_and_promote_switc
     env = {k: v for k, v in stack.env.items() if k != "CATALENS_SINK_GROUP"} | {
         "CATALENS_INDEX": "IVF_SQ8",
         "CATALENS_INDEX_PARAMS": json.dumps(dict(IVF.params)),
+        "CATALENS_MILVUS_SHARDS": "2",  # its own shard count, made with it
     }
     child = Child(
         "sink-ivf",
@@ -86,6 +87,7 @@ def test_a_sink_alone_builds_another_index_of_the_served_model_and_promote_switc
         "IVF_SQ8",
     )
     assert by_name[rebuilt]["index"]["params"]["nlist"] == 16
+    assert (by_name[served]["shards"], by_name[rebuilt]["shards"]) == (1, 2)
     assert by_name[served]["serving"] and not by_name[rebuilt]["serving"]
     assert by_name[served]["rows"] == by_name[rebuilt]["rows"] == len(expected)
     # An index of 1-byte dimensions takes a quarter of one of 4-byte floats and links.

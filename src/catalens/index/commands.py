@@ -45,6 +45,7 @@ class GenerationStatus:
             "collection": self.generation.collection,
             "index": index.to_json(),
             "memory_bytes": self.generation.memory_bytes(),
+            "shards": self.generation.shards,
             "keyword_search": self.generation.layout.text,
             "dim": identity.dim if identity else None,
             "fingerprint": identity.fingerprint if identity else None,

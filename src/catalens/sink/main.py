@@ -31,6 +31,7 @@ def build_service(
         generation=settings.generation,
         index=IndexSpec.of(settings.index, settings.index_build_params(), settings.search_params),
         read_concurrency=settings.sink_read_concurrency,
+        shards=settings.milvus_shards,
     )
 
     def make_source(on_revoke: Callable[[list[Partition]], None]) -> RecordSource:

@@ -130,6 +130,7 @@ class Generation:
     layout: Layout
     rows: int
     serving: bool
+    shards: int = 0  # as the server describes it (0: not said)
 
     @property
     def identity(self) -> ModelIdentity | None:
@@ -201,10 +202,12 @@ class IndexAdmin:
         *,
         name: str = "",
         index: IndexSpec | None = None,
+        shards: int = 0,
     ) -> str:
         """Create (if missing) and load the generation's collection for ``identity`` with
-        the vector ``index`` (HNSW by default); point the alias at it when the alias does
-        not exist yet. Returns the collection's name. Raises :class:`IncompatibleIndex`
+        the vector ``index`` (HNSW by default) in ``shards`` shards (0: the server's
+        default; a collection that exists keeps its own); point the alias at it when the
+        alias does not exist yet. Returns the collection's name. Raises :class:`IncompatibleIndex`
         when the collection holds another identity, layout or index, and an OperatorError
         when the server does not offer the index. The text fields of full-text search are
         made where the server has full-text search (Milvus ≥ 2.5)."""
@@ -245,6 +248,7 @@ class IndexAdmin:
                 index_params,
                 consistency="Bounded",
                 properties={GENERATION_PROPERTY: layout.to_json()},
+                shards=shards,
             )
             log.info(
                 "created collection %s (dim %d, %s %s, %s)",
@@ -330,6 +334,7 @@ class IndexAdmin:
                     layout=layout,
                     rows=self.milvus.count(name),
                     serving=name == serving,
+                    shards=int(self.milvus.describe_collection(name).get("num_shards") or 0),
                 )
             )
         return out

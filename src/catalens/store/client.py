@@ -203,8 +203,12 @@ class Milvus:
         *,
         consistency: str,
         properties: dict[str, str] | None = None,
+        shards: int = 0,
     ) -> None:
+        """``shards``: 0 for the server's default."""
         extra: dict[str, Any] = {"properties": properties} if properties else {}
+        if shards:
+            extra["num_shards"] = shards
         self._run(
             "create collection",
             lambda c: c.create_collection(

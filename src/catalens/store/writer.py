@@ -58,6 +58,7 @@ class MilvusWriter:
         generation: str = "",
         index: IndexSpec | None = None,
         read_concurrency: int = 8,
+        shards: int = 0,
     ) -> None:
         self._milvus = milvus
         # A Strong read waits for Milvus to have applied every write before it (about one
@@ -68,6 +69,7 @@ class MilvusWriter:
         self._model = model
         self._generation = generation
         self._index = index or IndexSpec.of()
+        self._shards = shards
         self._collection: str | None = None
         self._layout: Layout | None = None
         self._floors = floors_name(alias, model, generation, self._index)
@@ -91,7 +93,7 @@ class MilvusWriter:
 
     def create(self, identity: ModelIdentity) -> None:
         self._collection = self._admin.ensure_generation(
-            identity, name=self._generation, index=self._index
+            identity, name=self._generation, index=self._index, shards=self._shards
         )
         self._layout = self._admin.layout(self._collection)
 

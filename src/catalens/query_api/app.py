@@ -17,7 +17,7 @@ from fastapi.staticfiles import StaticFiles
 from catalens import __version__
 from catalens.encoder import ClipEncoder, choose_device, cpu_supports_bf16
 from catalens.encoder.files import has_random_weights
-from catalens.query_api import errors
+from catalens.query_api import errors, parameters
 from catalens.query_api.deps import Services
 from catalens.query_api.document import serving_document
 from catalens.query_api.encoding import TextBatcher, TextVectors
@@ -155,4 +155,5 @@ def create_app(
         return serving.current.store.capabilities().modes
 
     app.openapi = lambda: serving_document(built, served_modes)  # type: ignore[method-assign]
+    parameters.install(app, serving_document(built, lambda: ("vector",)))
     return app

@@ -56,7 +56,7 @@ def attribute_parameter() -> Document:
         "description": (
             f"Filters on any attribute by equality: {ATTRIBUTE_PREFIX}<name>=<value>, "
             f"repeatable (a name repeated: any of its values); at most {MAX_FILTER_VALUES} "
-            f"names and {MAX_FILTER_VALUES} values a name. A value matches the text and "
+            "values in all. A value matches the text and "
             "the JSON boolean or number it reads as: attr.in_stock=true finds true, "
             'attr.size=42 finds 42 and "42".'
         ),

@@ -11,8 +11,12 @@
   own checks say which of those are valid.
 
 Both are read from the document itself (a parameter whose schema admits no array takes
-one value), so a new parameter needs nothing here. Routes outside the document (the web
-page, which keeps a search in its own URL) are left alone.
+one value), so a new parameter needs nothing here, and only where an operation documents
+422: ``/healthz``, ``/readyz`` and ``/info`` take no parameters and answer a probe
+whatever its query string. Routes outside the document (the web page, which keeps a
+search in its own URL) are left alone. The table is built once, when the app is made,
+from the document without the served index's modes: names do not depend on them, and a
+request must not wait on Milvus to be checked.
 """
 
 from __future__ import annotations
@@ -55,11 +59,12 @@ def _exploded_object(parameter: Mapping[str, Any]) -> bool:
 
 
 def query_names(document: Mapping[str, Any]) -> Operations:
-    """What the query string of each operation of ``document`` may hold."""
+    """What the query string of each operation of ``document`` that documents 422 may
+    hold."""
     table: Operations = {}
     for path, item in document.get("paths", {}).items():
         for method, operation in item.items():
-            if not isinstance(operation, dict):
+            if not isinstance(operation, dict) or "422" not in operation.get("responses", {}):
                 continue
             query = [p for p in operation.get("parameters", ()) if p.get("in") == "query"]
             plain = [p for p in query if not _exploded_object(p)]
@@ -73,12 +78,9 @@ def query_names(document: Mapping[str, Any]) -> Operations:
     return table
 
 
-def _operations(app: FastAPI) -> Operations:
-    table: Operations | None = getattr(app.state, "query_names", None)
-    if table is None:  # once per app (two requests racing compute the same table)
-        table = query_names(app.openapi())
-        app.state.query_names = table
-    return table
+def install(app: FastAPI, document: Mapping[str, Any]) -> None:
+    """Check every request's query string against ``document`` (the app's own)."""
+    app.state.query_names = query_names(document)
 
 
 async def declared_query(request: Request) -> None:
@@ -86,7 +88,8 @@ async def declared_query(request: Request) -> None:
     does not declare, or a one-value parameter more than once."""
     path = getattr(request.scope.get("route"), "path", None)
     method = "GET" if request.method == "HEAD" else request.method  # HEAD answers as GET
-    names = _operations(request.app).get((path or "", method))
+    table: Operations = getattr(request.app.state, "query_names", {})
+    names = table.get((path or "", method))
     if names is None:
         return
     given = request.query_params

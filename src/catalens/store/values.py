@@ -187,7 +187,8 @@ class Plan:
 
 # -- searching ------------------------------------------------------------------------------
 
-ATTRIBUTE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
+# Matched whole (fullmatch): with match, "$" would also let a trailing newline through.
+ATTRIBUTE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
 MAX_FILTER_VALUES = 100
 Mode = Literal["vector", "keyword", "hybrid"]
 
@@ -219,17 +220,13 @@ class Filters:
     def __post_init__(self) -> None:
         # Each attribute value a request gives may read as two (its text and its number
         # or boolean: catalens.query_api.filters), so the options may be twice as many.
-        if (
-            len(self.categories) > MAX_FILTER_VALUES
-            or len(self.equals) > MAX_FILTER_VALUES
-            or any(len(options) > 2 * MAX_FILTER_VALUES for options in self.equals.values())
-        ):
+        values = sum(len(v) for v in self.equals.values())
+        if len(self.categories) > MAX_FILTER_VALUES or values > 2 * MAX_FILTER_VALUES:
             raise FilterError(
-                f"at most {MAX_FILTER_VALUES} categories, {MAX_FILTER_VALUES} attributes "
-                f"and {MAX_FILTER_VALUES} values an attribute"
+                f"at most {MAX_FILTER_VALUES} categories and {MAX_FILTER_VALUES} attribute values"
             )
         for name in (*self.ranges, *self.equals):
-            if not ATTRIBUTE_NAME.match(name):
+            if not ATTRIBUTE_NAME.fullmatch(name):
                 raise FilterError(f"invalid attribute name {name!r}")
         for name, (low, high) in self.ranges.items():
             for bound in (low, high):

@@ -62,6 +62,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import hashlib
+import itertools
 import json
 import math
 import os
@@ -1183,8 +1184,10 @@ def markdown(results: dict[str, Any]) -> str:
             f"{eight['p50_ms']:.1f} / {eight['p99_ms']:.1f} ms | {eight['qps']:,.0f} |"
         )
     sizes = sorted({r["size"] for r in runs})
-    if len(sizes) > 1:
-        small, large = sizes[0], sizes[-1]
+    # Each step, then the whole range where there are several steps.
+    steps = list(itertools.pairwise(sizes))
+    steps += [(sizes[0], sizes[-1])] if len(steps) > 1 else []
+    for small, large in steps:
         out += [
             "",
             f"Growth from {small:,} to {large:,} products ({large / small:.0f}× the products):",

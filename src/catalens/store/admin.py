@@ -288,7 +288,9 @@ class IndexAdmin:
     def layout(self, collection: str) -> Layout:
         """What ``collection`` holds, as it recorded when made (checked against its fields
         for the oldest releases)."""
-        described = self.milvus.describe_collection(collection)
+        return self._layout(collection, self.milvus.describe_collection(collection))
+
+    def _layout(self, collection: str, described: dict[str, Any]) -> Layout:
         fields = {f["name"] for f in described.get("fields", [])}
         if ORDER_FIELD not in fields:
             raise IncompatibleIndex(
@@ -323,8 +325,9 @@ class IndexAdmin:
                 continue
             if name == f"{self.alias}__tombstones":  # the shared floors of older releases
                 continue
+            described = self.milvus.describe_collection(name)
             try:
-                layout = self.layout(name)
+                layout = self._layout(name, described)
             except IncompatibleIndex:
                 layout = Layout(None, PRODUCT_ROWS)
             self.milvus.load(name)
@@ -334,7 +337,7 @@ class IndexAdmin:
                     layout=layout,
                     rows=self.milvus.count(name),
                     serving=name == serving,
-                    shards=int(self.milvus.describe_collection(name).get("num_shards") or 0),
+                    shards=int(described.get("num_shards") or 0),
                 )
             )
         return out

@@ -11,14 +11,12 @@ from pathlib import Path
 import numpy as np
 
 from catalens.embedder.holdings import weight
-from catalens.embedder.service import EmbedderConfig, EmbedderService
-from catalens.embedder.sources import ImageSource, SourcePolicy
-from catalens.images import ImageLimits, Pixels, PreprocessSpec
-from catalens.kafka.memory import MemoryBroker, MemoryPublisher, MemorySource
+from catalens.images import Pixels, PreprocessSpec
+from catalens.kafka.memory import MemoryBroker, MemorySource
 from catalens.schemas.embedding import Vector
-from catalens.store.values import ModelIdentity
 from tests.conftest import jpeg_bytes
-from tests.unit.test_embedder_storm import GROUP, TOPIC, TOPICS, event
+from tests.unit.test_embedder_shutdown import service_for
+from tests.unit.test_embedder_storm import GROUP, TOPIC, event
 from tests.waits import wait_for
 
 
@@ -42,23 +40,8 @@ def test_records_of_a_revoked_partition_leave_or_stay_counted(tmp_path: Path) ->
     spec = PreprocessSpec(size=32, crop=32)
     reserve = (min(1024, 4) + 16 + 1) * spec.pixel_bytes
     budget = reserve + 6 * w + 10
-    service = EmbedderService(
-        EmbedderConfig(
-            TOPICS,
-            ModelIdentity("m", 4, "f"),
-            spec,
-            ImageLimits(),
-            batch_size=1,
-            max_in_flight_bytes=budget,
-            revoke_timeout_s=0.2,
-        ),
-        make_source=lambda on_revoke: MemorySource(
-            broker, group_id=GROUP, topics=[TOPIC], on_revoke=on_revoke
-        ),
-        publisher=MemoryPublisher(broker),
-        images=ImageSource(SourcePolicy(image_roots=(tmp_path,)), stop=stop),
-        encode=hanging,
-        stop=stop,
+    service = service_for(
+        broker, stop, hanging, tmp_path, max_in_flight_bytes=budget, revoke_timeout_s=0.2
     )
     runner = threading.Thread(target=service.run, daemon=True)
     runner.start()

@@ -9,6 +9,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -27,10 +28,10 @@ def service_for(
     stop: threading.Event,
     encode: Callable[[list[Pixels]], list[Vector]],
     tmp_path: Path,
-    *,
-    shutdown_timeout_s: float,
-    revoke_timeout_s: float,
+    **options: Any,
 ) -> EmbedderService:
+    """An embedder of 4-d vectors over the in-memory ``broker``, one record a batch;
+    ``options`` are the rest of its EmbedderConfig (timeouts, byte budget)."""
     return EmbedderService(
         EmbedderConfig(
             TOPICS,
@@ -38,8 +39,7 @@ def service_for(
             PreprocessSpec(size=32, crop=32),
             ImageLimits(),
             batch_size=1,
-            shutdown_timeout_s=shutdown_timeout_s,
-            revoke_timeout_s=revoke_timeout_s,
+            **options,
         ),
         make_source=lambda on_revoke: MemorySource(
             broker, group_id=GROUP, topics=[TOPIC], on_revoke=on_revoke

@@ -11,6 +11,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -111,10 +112,23 @@ def running() -> Iterator[list[tuple[EmbedderService, threading.Event, threading
 def start(
     settings: EmbedderSettings,
     running: list[tuple[EmbedderService, threading.Event, threading.Thread]],
+    *,
+    batch_seconds: float = 0.0,
 ) -> EmbedderService:
-    """The embedder on Kafka, as ``catalens embedder`` wires it, in a thread."""
+    """The embedder on Kafka, as ``catalens embedder`` wires it, in a thread. With
+    ``batch_seconds``, each batch takes at least that long in the model, as a full-size
+    model's would on CPU: the tiny test model is otherwise faster than the broker hands
+    over large records, and the budget would never be what holds the embedder back."""
     stop = threading.Event()
-    service, _encoder = build_service(settings, stop)
+    service, encoder = build_service(settings, stop)
+    if batch_seconds:
+        encode = encoder.encode_images
+
+        def slow_encode(pixels: Any) -> Any:
+            time.sleep(batch_seconds)
+            return encode(pixels)
+
+        encoder.encode_images = slow_encode  # type: ignore[method-assign]
     runner = threading.Thread(target=service.run)
     runner.start()
     running.append((service, stop, runner))
@@ -147,7 +161,7 @@ def test_a_backlog_of_large_inline_images_through_kafka_stays_within_the_budget(
     assert max(len(value) for _, value in events) > MiB
     publish(settings, events)
 
-    service = start(settings, running)
+    service = start(settings, running, batch_seconds=0.5)
     outputs = read(settings, settings.embeddings_topic, len(events))
     stop_all(running)
 

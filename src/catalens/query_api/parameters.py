@@ -96,7 +96,8 @@ async def declared_query(request: Request) -> None:
     errors = [
         {
             "type": "unknown_parameter",
-            "loc": ("query", name),
+            # An empty name (``?=x``) is named as one, not left out of the message.
+            "loc": ("query", name or '""'),
             "msg": "not a parameter of this operation (see /openapi.json)",
             "input": given.getlist(name),
         }

@@ -37,7 +37,8 @@ class Broker:
     def topic(self, partitions: int = 1) -> str:
         raise NotImplementedError
 
-    def publisher(self) -> RecordPublisher:
+    def publisher(self, max_record_bytes: int | None = None) -> RecordPublisher:
+        """A publisher; one given ``max_record_bytes`` takes no larger record."""
         raise NotImplementedError
 
     def _source(self, group_id: str, topics: list[str], on_revoke: OnRevoke | None) -> RecordSource:
@@ -71,8 +72,8 @@ class InMemory(Broker):
         self.broker.create_topic(name, partitions)
         return name
 
-    def publisher(self) -> RecordPublisher:
-        return MemoryPublisher(self.broker)
+    def publisher(self, max_record_bytes: int | None = None) -> RecordPublisher:
+        return MemoryPublisher(self.broker, max_record_bytes=max_record_bytes)
 
     def _source(self, group_id: str, topics: list[str], on_revoke: OnRevoke | None) -> RecordSource:
         return MemorySource(self.broker, group_id=group_id, topics=topics, on_revoke=on_revoke)
@@ -97,10 +98,15 @@ class Tansu(Broker):
         ensure_topics(self.settings.model_copy(update={"topic_partitions": partitions}), [name])
         return name
 
-    def publisher(self) -> RecordPublisher:
+    def publisher(self, max_record_bytes: int | None = None) -> RecordPublisher:
         from catalens.kafka.client import Publisher
 
-        return Publisher(self.settings)
+        if max_record_bytes is None:
+            return Publisher(self.settings)
+        # The client's own limit: Tansu takes records of any size (a topic's
+        # max.message.bytes is not enforced there), so the broker's refusal, which
+        # reaches the client as the same error, cannot be shown against it.
+        return Publisher(self.settings, extra={"message.max.bytes": max_record_bytes})
 
     def _source(self, group_id: str, topics: list[str], on_revoke: OnRevoke | None) -> RecordSource:
         from catalens.kafka.client import Source

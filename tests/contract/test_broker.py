@@ -78,6 +78,36 @@ def test_each_delivery_callback_runs_once_with_none_from_poll_or_flush(kafka: Br
     assert sorted(outcomes) == [(i, None) for i in range(5)]
 
 
+def test_a_record_too_large_is_answered_too_large_from_poll_and_the_rest_is_delivered(
+    kafka: Broker,
+) -> None:
+    """A record past the publisher's limit is not written; its callback (never produce
+    itself) says too_large, so that a role can send a smaller one instead; the records
+    around it are delivered as usual."""
+    topic = kafka.topic()
+    publisher = kafka.publisher(max_record_bytes=10_000)
+    outcomes: dict[int, DeliveryError | None] = {}
+
+    def delivered(i: int, error: DeliveryError | None) -> None:
+        assert i not in outcomes
+        outcomes[i] = error
+
+    for i, size in enumerate([100, 20_000, 100]):
+        publisher.produce(
+            topic, b"k", b"%d" % i + b"." * size, on_delivery=functools.partial(delivered, i)
+        )
+    assert outcomes == {}  # never from produce itself
+    assert publisher.flush(10) == 0
+    assert publisher.pending() == 0
+    assert outcomes[0] is None and outcomes[2] is None
+    refused = outcomes[1]
+    assert refused is not None and refused.too_large and not refused.fatal
+
+    source = kafka.source(fresh("g"), [topic])
+    got = collect(source, 2, kafka.join_s) + quiet([source], kafka.quiet_s)
+    assert [(r.value or b"")[:1] for r in got] == [b"0", b"2"]
+
+
 def test_a_new_member_resumes_after_what_its_group_marked_done_and_gets_the_rest_again(
     kafka: Broker,
 ) -> None:

@@ -93,8 +93,8 @@ class Recording(MemoryPublisher):
     """The in-memory publisher, keeping the topic and key of each record in the order
     they were produced (across topics, which the broker's logs cannot tell)."""
 
-    def __init__(self, broker: MemoryBroker) -> None:
-        super().__init__(broker)
+    def __init__(self, broker: MemoryBroker, max_record_bytes: int | None = None) -> None:
+        super().__init__(broker, max_record_bytes=max_record_bytes)
         self.produced: list[tuple[str, bytes | None]] = []
 
     def produce(self, topic: str, key: bytes | None, value: bytes | None, **kwargs: Any) -> None:
@@ -110,13 +110,14 @@ class Embedder:
         model: Path,
         broker: MemoryBroker,
         source: type[GivingBack] = GivingBack,
+        max_record_bytes: int | None = None,
         **settings: Any,
     ) -> None:
         self.broker = broker
         self.metrics = EmbedderMetrics()
         self.stop = threading.Event()
         self.source = source(broker, group_id=GROUP, topics=[TOPIC])
-        self.publisher = Recording(broker)
+        self.publisher = Recording(broker, max_record_bytes)
         self.service: EmbedderService
         self.service, _encoder = build_service(
             EmbedderSettings(model=str(model), precision="fp32", runtime="torch", **settings),
@@ -225,6 +226,40 @@ def test_an_event_over_the_largest_is_dead_lettered_unparsed_and_the_stream_move
     # Its product's records left in their order: b1's embedding, b2's letter, b3's.
     of_b = [topic for topic, key in embedder.publisher.produced if key == b"b"]
     assert of_b == [EMBEDDINGS, DLQ, EMBEDDINGS]
+
+
+@pytest.mark.slow
+def test_a_dead_letter_the_broker_refuses_as_too_large_goes_without_its_event(
+    small_model: Path,
+) -> None:
+    """The dead-letter topic takes records of at most 20 KB (a broker's message.max.bytes
+    is 1 MB by default, far under the largest event): the letter of a 30 KB event whose
+    image does not decode is refused, and sent again without the event, naming where it
+    is, instead of holding up the partition for ever; the records around it are embedded
+    and every offset is committed."""
+    small = jpeg_bytes(64, 64, seed=1)
+    broker = MemoryBroker(partitions=1)
+    broker.append(TOPIC, b"a", event("a", 1, small))
+    broker.append(TOPIC, b"b", event("b", 1, b"not an image" * 2500))
+    broker.append(TOPIC, b"c", event("c", 1, small))
+    embedder = Embedder(small_model, broker, max_record_bytes=20_000)
+    try:
+        embedder.wait_committed(3)
+    finally:
+        embedder.close()
+    (letter,) = embedder.letters()
+    assert letter.reason.value == "not_an_image"
+    assert (letter.source_topic, letter.source_offset, letter.original_key()) == (TOPIC, 1, b"b")
+    assert letter.value is None and letter.value_omitted
+    assert sorted(embedder.embedded()) == [("a", 1), ("c", 1)]
+    # Tried once with the event, then without it.
+    assert [topic for topic, key in embedder.publisher.produced if key == b"b"] == [DLQ, DLQ]
+    assert (
+        embedder.metrics.registry.get_sample_value(
+            "catalens_dead_letters_total", {"role": "embedder", "reason": "not_an_image"}
+        )
+        == 1
+    )
 
 
 @pytest.mark.slow

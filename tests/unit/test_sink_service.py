@@ -15,7 +15,7 @@ import numpy as np
 from catalens.kafka.memory import MemoryBroker, MemoryPublisher, MemorySource
 from catalens.kafka.records import Partition, Record
 from catalens.retry import Backoff, TransientError
-from catalens.schemas import EmbeddingRecord, Op
+from catalens.schemas import DeadLetter, EmbeddingRecord, Op
 from catalens.schemas.embedding import INPUT_OFFSET_HEADER, INPUT_TIMESTAMP_HEADER, MODEL_HEADER
 from catalens.sink.service import SinkConfig, SinkService
 from catalens.store.memory import MemoryIndex
@@ -88,7 +88,7 @@ def test_offsets_are_committed_only_after_the_write_and_a_failing_write_is_retri
 
 
 def serve(
-    broker: MemoryBroker, store: MemoryIndex
+    broker: MemoryBroker, store: MemoryIndex, max_record_bytes: int | None = None
 ) -> tuple[SinkService, threading.Event, MemorySource]:
     """A sink over ``broker`` and ``store``, running; its source tells it of revocations,
     as the sink's wiring does."""
@@ -102,7 +102,7 @@ def serve(
     service = SinkService(
         SinkConfig(model="m", dlq_topic="dlq", batch_wait_s=0.05, backoff=Backoff(0.05, 0.1)),
         make_source=make_source,
-        publisher=MemoryPublisher(broker),
+        publisher=MemoryPublisher(broker, max_record_bytes=max_record_bytes),
         store=store,
         stop=stop,
     )
@@ -155,6 +155,26 @@ def test_a_tombstone_with_a_garbled_position_is_dead_lettered() -> None:
         wait_for(lambda: broker.committed(GROUP) == {(TOPIC, 0): 2})
         (letter,) = broker.records("dlq")
         assert letter.key == b"a" and set(products(store)) == {"b"}
+    finally:
+        stop.set()
+
+
+def test_a_dead_letter_refused_as_too_large_goes_without_the_record() -> None:
+    """The dead-letter topic takes at most 2,000 bytes: the letter of a 3 KB record that
+    is no embedding record is refused, sent again without the record (naming where it
+    is), and the partition moves on instead of retrying it for ever."""
+    broker = MemoryBroker(partitions=1)
+    broker.append(TOPIC, b"a", b"{" + b"x" * 3000)
+    broker.append(TOPIC, *embedding("b", 1))
+    store = MemoryIndex()
+    _service, stop, _source = serve(broker, store, max_record_bytes=2000)
+    try:
+        wait_for(lambda: broker.committed(GROUP) == {(TOPIC, 0): 2})
+        (record,) = broker.records("dlq")
+        letter = DeadLetter.model_validate_json(record.value or b"")
+        assert letter.value is None and letter.value_omitted
+        assert (letter.source_offset, letter.original_key()) == (0, b"a")
+        assert set(products(store)) == {"b"}
     finally:
         stop.set()
 

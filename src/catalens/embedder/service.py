@@ -52,7 +52,15 @@ from catalens.embedder.holdings import Holdings, weight
 from catalens.embedder.offsets import OffsetTracker
 from catalens.embedder.reuse import REUSED, ImageReuse, Known, Origin
 from catalens.embedder.sources import ImageSource
-from catalens.embedder.steps import NeedsImages, Output, Topics, decide, too_large, within
+from catalens.embedder.steps import (
+    NeedsImages,
+    Output,
+    Topics,
+    decide,
+    too_large,
+    within,
+    without_event,
+)
 from catalens.embedder.storm import StormGuard, StormLimits
 from catalens.errors import BadInput, Stopped
 from catalens.images import (
@@ -346,6 +354,17 @@ class EmbedderService:
                 self._finished(record, output)
             elif error.fatal:
                 self._outcomes.put(error)
+            elif error.too_large and (smaller := without_event(output)) is not None:
+                # The dead-letter topic takes less than the largest event (a broker's
+                # default message.max.bytes is 1 MB): the letter goes without the event,
+                # naming where it is, rather than holding up its partition for ever.
+                log.warning(
+                    "dead letter for %s@%d refused as too large (%s); sent without its event",
+                    record.tp,
+                    record.offset,
+                    error,
+                )
+                self._outcomes.put((record, smaller))
             else:  # not acknowledged: produce it again, never skip it
                 log.warning(
                     "delivery for %s@%d failed (%s); retrying", record.tp, record.offset, error

@@ -166,10 +166,20 @@ def within(output: Output, limit: int) -> Output:
     letter of an event near the largest, whose base64 is 4/3 of it) leaves the event's
     value out, which no broker set for the largest event would take, and which the
     embedder would otherwise retry for ever."""
-    if output.reason is None or output.value is None or len(output.value) <= limit:
+    if output.value is None or len(output.value) <= limit:
         return output
-    letter = DeadLetter.model_validate_json(output.value).without_value()
-    return replace(output, value=letter.model_dump_json().encode())
+    return without_event(output) or output
+
+
+def without_event(output: Output) -> Output | None:
+    """The dead letter ``output`` without the event's value (it names where the event
+    is); None when ``output`` is no dead letter or already carries no value."""
+    if output.reason is None or output.value is None:
+        return None
+    letter = DeadLetter.model_validate_json(output.value)
+    if letter.value is None:
+        return None
+    return replace(output, value=letter.without_value().model_dump_json().encode())
 
 
 def dead_letter(

@@ -28,11 +28,15 @@ __all__ = [
 
 
 class DeliveryError(CatalensError):
-    """A produced record was not acknowledged. ``fatal`` means the producer is unusable."""
+    """A produced record was not acknowledged. ``fatal`` means the producer is unusable;
+    ``too_large`` that the record is larger than the producer or the topic takes
+    (``message.max.bytes``, ``max.message.bytes``): producing it again will not help,
+    producing a smaller one may."""
 
-    def __init__(self, message: str, *, fatal: bool) -> None:
+    def __init__(self, message: str, *, fatal: bool, too_large: bool = False) -> None:
         super().__init__(message)
         self.fatal = fatal
+        self.too_large = too_large
 
 
 class RecordSource(Protocol):
@@ -92,7 +96,12 @@ class RecordPublisher(Protocol):
         *,
         headers: Headers | None = None,
         on_delivery: Callable[[DeliveryError | None], None] | None = None,
-    ) -> None: ...
+    ) -> None:
+        """Queue one record. ``on_delivery`` runs exactly once, from :meth:`poll` or
+        :meth:`flush`, never from ``produce``: with None once the broker acknowledged the
+        record, or with the :class:`DeliveryError` that kept it from being written (a
+        record too large for the producer included)."""
+        ...
 
     def poll(self, timeout_s: float = 0) -> int: ...
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
@@ -430,6 +431,10 @@ class Publisher:
             | dict(extra or {})
         )
         self._producer = Producer(config)
+        # Records the client refused in produce (larger than message.max.bytes): their
+        # answers wait for poll or flush, as the broker's do.
+        self._refused: deque[tuple[Callable[[KafkaError | None, Message | None], None], KafkaError]]
+        self._refused = deque()
 
     def produce(
         self,
@@ -440,14 +445,15 @@ class Publisher:
         headers: Headers | None = None,
         on_delivery: Callable[[DeliveryError | None], None] | None = None,
     ) -> None:
-        """Queue one record; ``on_delivery`` runs from :meth:`poll` once the broker answers."""
+        """Queue one record; ``on_delivery`` runs from :meth:`poll` or :meth:`flush` once
+        the broker answers, or once the client refused it (too large)."""
 
-        def callback(error: KafkaError | None, _message: Message) -> None:
+        def callback(error: KafkaError | None, _message: Message | None) -> None:
             if on_delivery is None:
                 if error is not None:
                     log.error("delivery to %s failed: %s", topic, error)
                 return
-            on_delivery(None if error is None else DeliveryError(str(error), fatal=error.fatal()))
+            on_delivery(None if error is None else _delivery_error(error))
 
         while True:
             try:
@@ -462,13 +468,38 @@ class Publisher:
             except BufferError:
                 # The local queue is full: serve delivery reports until there is room.
                 self._producer.poll(0.1)
+            except KafkaException as exc:
+                error = exc.args[0]
+                if error.code() != KafkaError.MSG_SIZE_TOO_LARGE:
+                    raise
+                self._refused.append((callback, error))
+                return
+
+    def _answer_refused(self) -> int:
+        answered = 0
+        while self._refused:
+            callback, error = self._refused.popleft()
+            answered += 1
+            callback(error, None)
+        return answered
 
     def poll(self, timeout_s: float = 0) -> int:
+        if self._refused:
+            return self._answer_refused() + self._producer.poll(0)
         return self._producer.poll(timeout_s)
 
     def flush(self, timeout_s: float) -> int:
         """Wait for outstanding deliveries; returns how many are still unacknowledged."""
+        self._answer_refused()
         return self._producer.flush(timeout_s)
 
     def pending(self) -> int:
-        return len(self._producer)
+        return len(self._producer) + len(self._refused)
+
+
+def _delivery_error(error: KafkaError) -> DeliveryError:
+    # The client's own limit (message.max.bytes) and the broker's or the topic's
+    # (MESSAGE_TOO_LARGE, the same code) say the same: this record will never be taken.
+    return DeliveryError(
+        str(error), fatal=error.fatal(), too_large=error.code() == KafkaError.MSG_SIZE_TOO_LARGE
+    )

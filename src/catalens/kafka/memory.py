@@ -376,14 +376,21 @@ class MemoryPublisher:
     ``produce`` writes the record at once; its acknowledgement (``None``) is handed to
     ``on_delivery`` exactly once, from :meth:`poll` or :meth:`flush`. While :attr:`hold`
     is set the broker "does not answer": records are written, nothing is acknowledged.
+    A record of more than ``max_record_bytes`` (key, value and headers, as the Kafka
+    client counts ``message.max.bytes``) is not written: its answer is a
+    :class:`DeliveryError` ``too_large``, as the Kafka client's and a broker's are.
     """
 
-    def __init__(self, broker: MemoryBroker, *, hold: bool = False) -> None:
+    def __init__(
+        self, broker: MemoryBroker, *, hold: bool = False, max_record_bytes: int | None = None
+    ) -> None:
         self._broker = broker
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
-        self._unacknowledged: deque[OnDelivery | None] = deque()
+        # Each record's callback, and the error it is answered with (None: acknowledged).
+        self._unacknowledged: deque[tuple[OnDelivery | None, DeliveryError | None]] = deque()
         self._hold = hold
+        self._max_record_bytes = max_record_bytes
 
     @property
     def hold(self) -> bool:
@@ -404,9 +411,18 @@ class MemoryPublisher:
         headers: Headers | None = None,
         on_delivery: OnDelivery | None = None,
     ) -> None:
-        self._broker.append(topic, key, value, headers)
+        size = len(key or b"") + len(value or b"") + sum(len(n) + len(v) for n, v in headers or ())
+        if self._max_record_bytes is not None and size > self._max_record_bytes:
+            answer: DeliveryError | None = DeliveryError(
+                f"record of {size} bytes, larger than {self._max_record_bytes}",
+                fatal=False,
+                too_large=True,
+            )
+        else:
+            self._broker.append(topic, key, value, headers)
+            answer = None
         with self._changed:
-            self._unacknowledged.append(on_delivery)
+            self._unacknowledged.append((on_delivery, answer))
             self._changed.notify_all()
 
     def poll(self, timeout_s: float = 0) -> int:
@@ -415,22 +431,24 @@ class MemoryPublisher:
         wait_until = time.monotonic() + timeout_s
         served = 0
         while True:
-            acknowledged, callback = self._next_acknowledged(wait_until)
-            if not acknowledged:
+            answered, (callback, error) = self._next_answer(wait_until)
+            if not answered:
                 return served
             served += 1
             wait_until = 0.0  # only the first is waited for
             # One at a time, outside the lock: a callback may produce, or raise without
             # losing the acknowledgements behind it.
             if callback is not None:
-                callback(None)
+                callback(error)
 
-    def _next_acknowledged(self, wait_until: float) -> tuple[bool, OnDelivery | None]:
+    def _next_answer(
+        self, wait_until: float
+    ) -> tuple[bool, tuple[OnDelivery | None, DeliveryError | None]]:
         with self._changed:
             while self._hold or not self._unacknowledged:
                 remaining = wait_until - time.monotonic()
                 if remaining <= 0:
-                    return False, None
+                    return False, (None, None)
                 self._changed.wait(remaining)
             return True, self._unacknowledged.popleft()
 

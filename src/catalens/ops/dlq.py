@@ -19,6 +19,7 @@ import uuid
 from pydantic import ValidationError
 
 from catalens.errors import TransientError
+from catalens.kafka import DeliveryError
 from catalens.kafka.client import Publisher, Source, broker_topics
 from catalens.ops.bounded import bounded, try_timeout
 from catalens.schemas import DeadLetter
@@ -97,11 +98,22 @@ def run_dlq(settings: CatalensSettings, args: argparse.Namespace) -> int:
                 )
                 source.mark_done({record.tp: record.offset + 1})
                 continue
-            publisher.produce(letter.source_topic, letter.original_key(), letter.original_value())
-            if publisher.flush(REPLAY_ACK_S):
+            answers: list[DeliveryError | None] = []
+            publisher.produce(
+                letter.source_topic,
+                letter.original_key(),
+                letter.original_value(),
+                on_delivery=answers.append,
+            )
+            # Not acknowledged in time, or answered with an error (refused, timed out): the
+            # letter stays uncommitted, for the next replay.
+            unacknowledged = publisher.flush(REPLAY_ACK_S)
+            failed = [error for error in answers if error is not None]
+            if unacknowledged or failed:
+                why = f": {failed[0]}" if failed else f" within {REPLAY_ACK_S} s"
                 raise TransientError(
-                    f"a replayed event was not acknowledged within {REPLAY_ACK_S} s; the"
-                    f" {replayed} replayed before it are committed, nothing after"
+                    f"a replayed event was not acknowledged{why}; the {replayed} replayed"
+                    " before it are committed, nothing after"
                 )
             source.mark_done({record.tp: record.offset + 1})
             replayed += 1

@@ -333,6 +333,7 @@ class SinkService:
         """Produce dead letters and wait for their acknowledgement; the ones not
         acknowledged stay in ``letters`` for the next attempt."""
         acknowledged: set[int] = set()
+        refused: set[int] = set()  # as too large: sent again without the record's value
 
         def on_delivery(index: int) -> Callable[[DeliveryError | None], None]:
             def done(error: DeliveryError | None) -> None:
@@ -340,6 +341,8 @@ class SinkService:
                     acknowledged.add(index)
                 elif error.fatal:
                     raise error
+                elif error.too_large and letters[index][1].value is not None:
+                    refused.add(index)
 
             return done
 
@@ -352,7 +355,16 @@ class SinkService:
                 on_delivery=on_delivery(index),
             )
         self._publisher.flush(10)
-        letters[:] = [item for i, item in enumerate(letters) if i not in acknowledged]
+        if refused:
+            log.warning(
+                "%d dead letters refused as too large; sent again without their records",
+                len(refused),
+            )
+        letters[:] = [
+            (record, letter.without_value() if i in refused else letter)
+            for i, (record, letter) in enumerate(letters)
+            if i not in acknowledged
+        ]
         if letters:
             raise TransientError(f"{len(letters)} dead letters not acknowledged")
 

@@ -490,8 +490,13 @@ class Publisher:
 
     def flush(self, timeout_s: float) -> int:
         """Wait for outstanding deliveries; returns how many are still unacknowledged."""
-        self._answer_refused()
-        return self._producer.flush(timeout_s)
+        deadline = time.monotonic() + timeout_s
+        while True:
+            self._answer_refused()
+            left = self._producer.flush(max(0.0, deadline - time.monotonic()))
+            # A callback run by that flush may have produced a record the client refused.
+            if not self._refused:
+                return left
 
     def pending(self) -> int:
         return len(self._producer) + len(self._refused)

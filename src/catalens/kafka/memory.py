@@ -376,9 +376,10 @@ class MemoryPublisher:
     ``produce`` writes the record at once; its acknowledgement (``None``) is handed to
     ``on_delivery`` exactly once, from :meth:`poll` or :meth:`flush`. While :attr:`hold`
     is set the broker "does not answer": records are written, nothing is acknowledged.
-    A record of more than ``max_record_bytes`` (key, value and headers, as the Kafka
-    client counts ``message.max.bytes``) is not written: its answer is a
-    :class:`DeliveryError` ``too_large``, as the Kafka client's and a broker's are.
+    A record of more than ``max_record_bytes`` (its key, value and headers; the Kafka
+    client's ``message.max.bytes`` also counts a few dozen bytes of framing) is not
+    written: its answer is a :class:`DeliveryError` ``too_large``, as the Kafka client's
+    and a broker's are.
     """
 
     def __init__(

@@ -335,13 +335,15 @@ class SinkService:
         acknowledged: set[int] = set()
         refused: set[int] = set()  # as too large: sent again without the record's value
 
-        def on_delivery(index: int) -> Callable[[DeliveryError | None], None]:
+        def on_delivery(index: int, shrinkable: bool) -> Callable[[DeliveryError | None], None]:
+            # ``shrinkable`` is read now: a late answer to an earlier attempt may come
+            # after ``letters`` has shrunk.
             def done(error: DeliveryError | None) -> None:
                 if error is None:
                     acknowledged.add(index)
                 elif error.fatal:
                     raise error
-                elif error.too_large and letters[index][1].value is not None:
+                elif error.too_large and shrinkable:
                     refused.add(index)
 
             return done
@@ -352,7 +354,7 @@ class SinkService:
                 record.key,
                 letter.model_dump_json().encode(),
                 headers=[("catalens-reason", letter.reason.value.encode())],
-                on_delivery=on_delivery(index),
+                on_delivery=on_delivery(index, letter.value is not None),
             )
         self._publisher.flush(10)
         if refused:

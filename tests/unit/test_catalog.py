@@ -168,6 +168,24 @@ def test_publishing_keys_events_by_product_id_and_counts_what_the_broker_acknowl
     assert sent == 0 and [event_id for event_id, _ in failures] == ["*"]
 
 
+def test_an_event_too_large_for_the_topic_is_its_own_failure_and_the_rest_are_sent(
+    tmp_path: Path,
+) -> None:
+    """Refused as too large (the topic's or the client's limit), one event is reported
+    failed by its id, too_large; the events around it are published and counted."""
+    path = write(tmp_path / "e.jsonl", "\n".join(event_json(p) for p in ("a", "b", "c")))
+    events = events_of(list(read_jsonl(path)))
+    big = events[1].model_copy(update={"product_id": "b" * 100})
+    limit = max(len(e.to_json()) + len(e.key) for e in (events[0], events[2]))
+    assert len(big.to_json()) > limit
+    broker = MemoryBroker(partitions=1)
+    publisher = MemoryPublisher(broker, max_record_bytes=limit)
+    sent, failures = EventPublisher(publisher, "topic").publish_many([events[0], big, events[2]])
+    assert sent == 2
+    assert [(event_id, error.too_large) for event_id, error in failures] == [(big.event_id, True)]
+    assert [r.key for r in broker.records("topic")] == [b"a", b"c"]
+
+
 def test_a_csv_row_without_text_and_with_one_image_stays_a_version_1_event(
     tmp_path: Path, images: Path
 ) -> None:

@@ -152,6 +152,20 @@ class Embedder:
         return [DeadLetter.model_validate_json(r.value or b"") for r in self.broker.records(DLQ)]
 
 
+def embed_all(model: Path, records: list[tuple[bytes, bytes]], **options: Any) -> Embedder:
+    """An embedder with ``options`` run over ``records`` on one partition until it has
+    committed them all, then stopped."""
+    broker = MemoryBroker(partitions=1)
+    for key, value in records:
+        broker.append(TOPIC, key, value)
+    embedder = Embedder(model, broker, **options)
+    try:
+        embedder.wait_committed(len(records))
+    finally:
+        embedder.close()
+    return embedder
+
+
 def backlog(count: int, side: int) -> MemoryBroker:
     """``count`` events waiting on one partition, each with its own inline JPEG of
     ``side``² pixels (200 KB at 600²)."""
@@ -204,17 +218,19 @@ def test_an_event_over_the_largest_is_dead_lettered_unparsed_and_the_stream_move
     would otherwise publish it as a tombstone); the product's records before and after it
     keep their order, and every other event is embedded."""
     small = jpeg_bytes(64, 64, seed=1)
-    broker = MemoryBroker(partitions=1)
-    broker.append(TOPIC, b"a", event("a", 1, small))
-    broker.append(TOPIC, b"b", event("b", 1, small))
-    broker.append(TOPIC, b"b", event("b", 2, jpeg_bytes(600, 600, seed=2, quality=95)))
-    broker.append(TOPIC, b"b", event("b", 3, small))
-    broker.append(TOPIC, b"c", event("c", 1, small))
-    embedder = Embedder(small_model, broker, max_event_bytes=100_000)
-    try:
-        embedder.wait_committed(5)
-    finally:
-        embedder.close()
+    huge = jpeg_bytes(600, 600, seed=2, quality=95)
+    embedder = embed_all(
+        small_model,
+        [
+            (b"a", event("a", 1, small)),
+            (b"b", event("b", 1, small)),
+            (b"b", event("b", 2, huge)),
+            (b"b", event("b", 3, small)),
+            (b"c", event("c", 1, small)),
+        ],
+        max_event_bytes=100_000,
+    )
+    broker = embedder.broker
     (letter,) = embedder.letters()
     assert letter.reason.value == "event_too_large"
     assert (letter.source_topic, letter.source_partition, letter.source_offset) == (TOPIC, 0, 2)
@@ -238,15 +254,15 @@ def test_a_dead_letter_the_broker_refuses_as_too_large_goes_without_its_event(
     is, instead of holding up the partition for ever; the records around it are embedded
     and every offset is committed."""
     small = jpeg_bytes(64, 64, seed=1)
-    broker = MemoryBroker(partitions=1)
-    broker.append(TOPIC, b"a", event("a", 1, small))
-    broker.append(TOPIC, b"b", event("b", 1, b"not an image" * 2500))
-    broker.append(TOPIC, b"c", event("c", 1, small))
-    embedder = Embedder(small_model, broker, max_record_bytes=20_000)
-    try:
-        embedder.wait_committed(3)
-    finally:
-        embedder.close()
+    embedder = embed_all(
+        small_model,
+        [
+            (b"a", event("a", 1, small)),
+            (b"b", event("b", 1, b"not an image" * 2500)),
+            (b"c", event("c", 1, small)),
+        ],
+        max_record_bytes=20_000,
+    )
     (letter,) = embedder.letters()
     assert letter.reason.value == "not_an_image"
     assert (letter.source_topic, letter.source_offset, letter.original_key()) == (TOPIC, 1, b"b")

@@ -12,7 +12,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -113,22 +113,28 @@ def start(
     settings: EmbedderSettings,
     running: list[tuple[EmbedderService, threading.Event, threading.Thread]],
     *,
-    batch_seconds: float = 0.0,
+    hold_model_until: Callable[[EmbedderService], bool] | None = None,
 ) -> EmbedderService:
     """The embedder on Kafka, as ``catalens embedder`` wires it, in a thread. With
-    ``batch_seconds``, each batch takes at least that long in the model, as a full-size
-    model's would on CPU: the tiny test model is otherwise faster than the broker hands
-    over large records, and the budget would never be what holds the embedder back."""
+    ``hold_model_until``, the model's first batch waits (up to 30 s) until the condition
+    holds, as a full-size model on CPU keeps the embedder waiting while the broker hands
+    over more: the tiny test model is otherwise faster than a loaded broker hands over
+    large records, and the budget would never be what holds the embedder back."""
     stop = threading.Event()
     service, encoder = build_service(settings, stop)
-    if batch_seconds:
+    if hold_model_until is not None:
+        condition = hold_model_until
         encode = encoder.encode_images
+        held = threading.Event()
 
-        def slow_encode(pixels: Any) -> Any:
-            time.sleep(batch_seconds)
+        def held_encode(pixels: Any) -> Any:
+            deadline = time.monotonic() + 30
+            while not held.is_set() and not condition(service) and time.monotonic() < deadline:
+                time.sleep(0.02)
+            held.set()
             return encode(pixels)
 
-        encoder.encode_images = slow_encode  # type: ignore[method-assign]
+        encoder.encode_images = held_encode  # type: ignore[method-assign]
     runner = threading.Thread(target=service.run)
     runner.start()
     running.append((service, stop, runner))
@@ -161,14 +167,20 @@ def test_a_backlog_of_large_inline_images_through_kafka_stays_within_the_budget(
     assert max(len(value) for _, value in events) > MiB
     publish(settings, events)
 
-    service = start(settings, running, batch_seconds=0.5)
+    largest = max(len(key) + 2 * len(value) for key, value in events)
+
+    def full(service: EmbedderService) -> bool:
+        # What the loop holds once the next record no longer fits: more than the
+        # records' share less that record.
+        return service.holdings.records > service.holdings.record_share - largest
+
+    service = start(settings, running, hold_model_until=full)
     outputs = read(settings, settings.embeddings_topic, len(events))
     stop_all(running)
 
     embedded = [EmbeddingRecord.model_validate_json(r.value or b"") for r in outputs]
     assert sorted(e.product_id for e in embedded) == sorted(f"p{i}" for i in range(40))
     assert committed(settings) == len(events)
-    largest = max(len(key) + 2 * len(value) for key, value in events)
     assert service.holdings.peak <= budget
     # The budget was filled, not merely respected.
     assert service.holdings.peak > service.holdings.record_share - largest
